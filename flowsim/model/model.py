@@ -1,0 +1,381 @@
+"""The patient-flow model: SimPy processes for one replication of one scenario.
+
+The model holds no statistics: it stamps times on each patient (a slotted
+object, cheap to write) and the results layer turns those stamps into
+tables and KPIs after the run.  That keeps the per-event path to a few
+attribute writes and lets every KPI be defined once, from the records.
+
+Journey (DESIGN.md section 2):
+arrival -> ED boarding until an acute bed is free -> acute stay -> medically
+fit (MFFD) -> pathway P0-P3 -> [assessment, when the pathway needs one] ->
+[wait for a downstream slot, keeping the acute bed: blocking after service]
+-> transfer time -> leave within discharge hours -> downstream stay ->
+outcome (home, long-term care, death) -> possible readmission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any, Generator
+
+import numpy as np
+import simpy
+
+from flowsim.model.calendar import Steps, arrival_times, capacity_steps, team_steps
+from flowsim.model.capacity import Group, Pool
+from flowsim.rng import Streams
+from flowsim.scenario.distributions import _Dist
+from flowsim.scenario.schema import MONTHS, PATHWAYS, Scenario
+
+NAN = math.nan
+OUTCOMES: tuple[str, ...] = ("home", "long_term_care", "death")
+
+
+class Buffered:
+    """Draws from one distribution on one named stream, a chunk at a time.
+
+    Vectorised ``ppf`` over 1024 uniforms is ~100x cheaper per value than a
+    scalar call, and the sequence a stream yields does not depend on when
+    values are consumed, so chunking keeps runs reproducible.
+    """
+
+    __slots__ = ("dist", "rng", "buf", "i", "n")
+
+    def __init__(self, dist: _Dist | None, rng: np.random.Generator, chunk: int = 1024):
+        self.dist = dist
+        self.rng = rng
+        self.n = chunk
+        self.buf: list[float] = []
+        self.i = chunk
+
+    def __call__(self) -> float:
+        i = self.i
+        if i >= self.n:
+            u = self.rng.random(self.n)
+            self.buf = (u if self.dist is None else self.dist.ppf(u)).tolist()
+            i = 0
+        self.i = i + 1
+        return self.buf[i]
+
+
+class Patient:
+    """One stay (spell). A readmission is a new Patient with ``readmission_of`` set."""
+
+    __slots__ = (
+        "id", "person", "readmission_of", "cohort", "pathway", "acute_los", "assess_dur",
+        "transfer", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "pool",
+        "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
+        "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end",
+    )
+
+    def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
+        self.id = pid
+        self.person = person
+        self.readmission_of = readmission_of
+        self.arrival = arrival
+        self.bed_start = self.mffd = self.assess_start = self.assess_end = NAN
+        self.slot_granted = self.acute_end = self.stay_end = self.ltc_granted = self.ds_end = NAN
+        self.service = -1
+        self.outcome = -1
+        self.pool: Pool | None = None
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """What one replication produces before any statistics: patients and capacity plans."""
+
+    patients: list[Patient]
+    capacity: dict[str, Steps]
+    service_names: list[str]
+    service_pathway: list[str]
+    cohort_names: list[str]
+    t0: float
+    t1: float
+    kernel_events: int
+
+
+class _Sampler:
+    """The named streams a group of patients (first admissions or readmissions) draws from."""
+
+    def __init__(self, sc: Scenario, streams: Streams, prefix: str):
+        self.cohort = Buffered(None, streams[prefix + "cohort"])
+        # cumulative cohort shares for each calendar month (0 = January)
+        shares = np.array([[c.share * c.month_factors.get(m, 1.0) for c in sc.cohorts.values()]  # type: ignore[call-overload]
+                           for m in MONTHS])
+        cum = np.cumsum(shares / shares.sum(axis=1, keepdims=True), axis=1)
+        cum[:, -1] = 1.0
+        self.cum_share = [row.tolist() for row in cum]
+        start = sc.simulation.start_date
+        first = start - dt.timedelta(days=sc.simulation.warmup_days + 1)
+        n = sc.simulation.warmup_days + sc.simulation.duration_days + 2
+        self.day0 = -sc.simulation.warmup_days - 1
+        self.month_of_day = [(first + dt.timedelta(days=i)).month - 1 for i in range(n)]
+        self.acute_los = [Buffered(c.acute_los, streams[f"{prefix}acute_los.{n}"]) for n, c in sc.cohorts.items()]
+        self.pathway = Buffered(None, streams[prefix + "pathway_choice"])
+        self.cum_mix = []
+        for c in sc.cohorts.values():
+            probs = np.array([c.pathway_mix.get(p, 0.0) for p in PATHWAYS])  # type: ignore[call-overload]
+            cum = np.cumsum(probs)
+            cum[-1] = 1.0
+            self.cum_mix.append(cum.tolist())
+        assess = sc.assessment.duration if sc.assessment is not None else None
+        self.assess = Buffered(assess, streams[prefix + "assessment_time"])
+        self.transfer = {p: Buffered(pw.transfer_time, streams[f"{prefix}transfer_time.{p}"])
+                         for p, pw in sc.pathways.items()}
+        self.u = Buffered(None, streams[prefix + "patient_uniforms"])
+
+    def fill(self, p: Patient, cohort: int | None = None) -> None:
+        if cohort is None:
+            u = self.cohort()
+            cohort = 0
+            day = min(max(math.floor(p.arrival) - self.day0, 0), len(self.month_of_day) - 1)
+            cum = self.cum_share[self.month_of_day[day]]
+            while u >= cum[cohort]:
+                cohort += 1
+        p.cohort = cohort
+        p.acute_los = self.acute_los[cohort]()
+        u = self.pathway()
+        cum_mix = self.cum_mix[cohort]
+        k = 0
+        while u >= cum_mix[k]:
+            k += 1
+        pw = PATHWAYS[k]
+        p.pathway = pw
+        p.assess_dur = self.assess()
+        p.transfer = self.transfer[pw]()
+        uu = self.u
+        p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = uu(), uu(), uu(), uu(), uu()
+
+
+class Model:
+    """One replication: build with a scenario and its streams, then ``run()``."""
+
+    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):
+        sc = scenario
+        self.sc = sc
+        sim = sc.simulation
+        self.start = sim.start_date
+        self.t0 = -float(sim.warmup_days)
+        self.t1 = float(sim.duration_days)
+        self.env = env_factory(initial_time=self.t0)
+        self.streams = streams
+        self.patients: list[Patient] = []
+        self._next_id = 0
+        self.first = _Sampler(sc, streams, "")
+        self.readmit = _Sampler(sc, streams, "readmit.")
+        self.start_weekday = self.start.weekday()
+        self.capacity: dict[str, Steps] = {}
+        env = self.env
+
+        # acute beds
+        self.acute_pool, self.acute = self._group("acute", sc.acute.beds)
+
+        # assessment team
+        self.assess_pool: Pool | None = None
+        self.assess: Group | None = None
+        if sc.assessment is not None:
+            a = sc.assessment
+            staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
+            wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
+            steps = team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0, self.t1)
+            self.assess_pool = Pool("assessment", steps[1][0])
+            self.assess = Group(env, "assessment", [self.assess_pool])
+            self.capacity["assessment"] = steps
+            self._drive(self.assess, self.assess_pool, steps)
+
+        # downstream services, grouped by pathway
+        cohort_index = {name: i for i, name in enumerate(sc.cohorts)}
+        self.service_names: list[str] = []
+        self.service_pathway: list[str] = []
+        self.service_los: list[_Dist] = []
+        self.service_outcomes: list[tuple[float, float]] = []
+        self.groups: dict[str, Group] = {}
+        for pname, pw in sc.pathways.items():
+            pools = []
+            for sname, svc in pw.services.items():
+                steps = capacity_steps(svc.capacity, self.start, self.t0, self.t1)
+                accepts = None if svc.cohorts is None else frozenset(cohort_index[c] for c in svc.cohorts)
+                pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names))
+                self.service_names.append(sname)
+                self.service_pathway.append(pname)
+                self.service_los.append(svc.los)
+                o = svc.outcomes
+                self.service_outcomes.append((o.home, o.home + o.long_term_care))
+                self.capacity[sname] = steps
+                pools.append((pool, steps))
+            if pools:
+                group = Group(env, pname, [p for p, _ in pools])
+                self.groups[pname] = group
+                for pool, steps in pools:
+                    self._drive(group, pool, steps)
+
+        # long-term care (care homes)
+        ltc = sc.long_term_care
+        self.ltc_pool: Pool | None = None
+        self.ltc: Group | None = None
+        if ltc.capacity != "unlimited":
+            self.ltc_pool, self.ltc = self._group("long_term_care", ltc.capacity)
+        self.ltc_stay = Buffered(ltc.stay, streams["long_term_care.stay"]) if ltc.stay else None
+        self.ltc_place = Buffered(ltc.placement_time, streams["long_term_care.placement"])
+
+        # discharge timing
+        d = sc.discharge
+        self.dis_hours = (d.hours.start / 24.0, d.hours.end / 24.0) if d.hours is not None else None
+        self.weekend_rate = {p: d.weekend_rate_for(p) for p in PATHWAYS}
+        self.readmission = {p: (pw.readmission.probability, pw.readmission.within_days)
+                            for p, pw in sc.pathways.items()}
+
+        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, streams["arrivals"])
+        env.process(self._arrivals())
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _group(self, name: str, cap: Any) -> tuple[Pool, Group]:
+        steps = capacity_steps(cap, self.start, self.t0, self.t1)
+        pool = Pool(name, float(steps[1][0]))
+        group = Group(self.env, name, [pool])
+        self.capacity[name] = steps
+        self._drive(group, pool, steps)
+        return pool, group
+
+    def _drive(self, group: Group, pool: Pool, steps: Steps) -> None:
+        if len(steps[0]) > 1:
+            self.env.process(self._capacity_changes(group, pool, steps))
+
+    def _capacity_changes(self, group: Group, pool: Pool, steps: Steps) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        for t, v in zip(steps[0][1:].tolist(), steps[1][1:].tolist()):
+            yield env.timeout(t - env.now)
+            group.set_capacity(pool, v)
+
+    # ------------------------------------------------------------------ processes
+    def _new_patient(self, t: float, person: int = -1, readmission_of: int = -1) -> Patient:
+        p = Patient(self._next_id, self._next_id if person < 0 else person, readmission_of, t)
+        self._next_id += 1
+        self.patients.append(p)
+        return p
+
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        fill = self.first.fill
+        journey = self._journey
+        for t in self.arrivals.tolist():
+            yield env.timeout(t - env.now)
+            p = self._new_patient(t)
+            fill(p)
+            env.process(journey(p))
+
+    def _readmission(self, prev: Patient, delay: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay)
+        p = self._new_patient(self.env.now, prev.person, prev.id)
+        self.readmit.fill(p, prev.cohort)
+        yield from self._journey(p)
+
+    def _leave_time(self, t: float, pathway: str, u_weekend: float) -> float:
+        """Earliest time >= t at which a patient may physically leave (discharge hours, weekends)."""
+        hours = self.dis_hours
+        rate = self.weekend_rate[pathway]
+        if hours is None and rate >= 1.0:
+            return t
+        h0, h1 = hours if hours is not None else (0.0, 1.0)
+        day = math.floor(t)
+        for _ in range(14):
+            wd = (self.start_weekday + day) % 7
+            if wd < 5 or u_weekend < rate:
+                open_, close = day + h0, day + h1
+                if t < close:
+                    return max(t, open_)
+            day += 1
+        return t  # unreachable with a valid scenario; never block forever
+
+    def _journey(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        ev = self.acute.request(p)
+        if ev is not None:
+            yield ev
+        p.bed_start = env.now
+        yield env.timeout(p.acute_los)
+        p.mffd = env.now
+        pw = p.pathway
+        if pw != "P0":
+            if self.sc.pathways[pw].needs_assessment:
+                assert self.assess is not None and self.assess_pool is not None
+                ev = self.assess.request(p)
+                if ev is not None:
+                    yield ev
+                p.assess_start = env.now
+                yield env.timeout(p.assess_dur)
+                p.assess_end = env.now
+                self.assess.release(self.assess_pool)
+            ev = self.groups[pw].request(p)
+            if ev is not None:
+                yield ev
+            p.slot_granted = env.now
+            p.service = p.pool.index  # type: ignore[union-attr]
+        leave = self._leave_time(env.now + p.transfer, pw, p.u_weekend)
+        yield env.timeout(leave - env.now)
+        p.acute_end = env.now
+        self.acute.release(self.acute_pool)
+        if pw == "P0":
+            p.outcome = 0
+            self._maybe_readmit(p, pw)
+            return
+        pool = p.pool
+        assert pool is not None
+        k = pool.index
+        los = float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        yield env.timeout(los)
+        p.stay_end = env.now
+        home, ltc = self.service_outcomes[k]
+        u = p.u_outcome
+        if u < home:
+            p.outcome = 0
+        elif u < ltc:
+            p.outcome = 1
+            place = self.ltc_place()
+            if place > 0:
+                yield env.timeout(place)
+            if self.ltc is not None:
+                ev = self.ltc.request(p)
+                if ev is not None:
+                    yield ev
+                env.process(self._ltc_stay())
+            p.ltc_granted = env.now
+        else:
+            p.outcome = 2
+        p.ds_end = env.now
+        self.groups[pw].release(pool)
+        if p.outcome == 0:
+            self._maybe_readmit(p, pw)
+
+    def _ltc_stay(self) -> Generator[simpy.Event, Any, None]:
+        assert self.ltc_stay is not None and self.ltc is not None and self.ltc_pool is not None
+        yield self.env.timeout(self.ltc_stay())
+        self.ltc.release(self.ltc_pool)
+
+    def _maybe_readmit(self, p: Patient, pw: str) -> None:
+        prob, within = self.readmission.get(pw, (0.0, 30.0))
+        if prob > 0 and p.u_readmit < prob:
+            self.env.process(self._readmission(p, p.u_readmit_time * within))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RawRun:
+        self.env.run(until=self.t1)
+        eid = getattr(self.env, "_eid", None)
+        kernel_events = int(next(eid)) if eid is not None else -1
+        return RawRun(
+            patients=self.patients,
+            capacity=self.capacity,
+            service_names=self.service_names,
+            service_pathway=self.service_pathway,
+            cohort_names=list(self.sc.cohorts),
+            t0=self.t0,
+            t1=self.t1,
+            kernel_events=kernel_events,
+        )
+
+
+def run_model(scenario: Scenario, seed: int, replication: int) -> RawRun:
+    """Run one replication: a pure function of (scenario, seed, replication)."""
+    return Model(scenario, Streams(seed, replication)).run()

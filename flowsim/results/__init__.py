@@ -1,0 +1,1 @@
+"""Records, time-weighted series, KPI definitions and invariant checks."""

@@ -1,0 +1,76 @@
+"""Invariants checked on every run: conservation, ordering, capacity, Little's law.
+
+A violation means a bug in flowsim, not a user mistake; runs log them as
+errors and tests assert there are none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowsim.model.model import RawRun
+from flowsim.results.records import Records
+from flowsim.results.series import Level
+from flowsim.scenario.schema import Scenario
+
+_ORDER = ("arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
+          "acute_end", "stay_end", "ltc_granted", "ds_end")
+_TOL = 1e-9
+
+
+def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, float]:
+    """Little's law over [0, T]: area under the level vs sum of sojourns clipped to the window."""
+    lev = Level.from_intervals(starts, ends, T)
+    area = float(np.diff(lev.integral(np.array([0.0, T])))[0])
+    ok = ~np.isnan(starts)
+    s = np.clip(starts[ok], 0.0, T)
+    e = np.clip(np.where(np.isnan(ends[ok]), T, ends[ok]), 0.0, T)
+    return area, float(np.sum(e - s))
+
+
+def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
+    problems: list[str] = []
+    T = raw.t1
+    # 1. stamps are in journey order
+    prev = rec["arrival"]
+    for f in _ORDER[1:]:
+        cur = rec[f]
+        both = ~np.isnan(prev) & ~np.isnan(cur)
+        bad = int(np.sum(cur[both] < prev[both] - _TOL))
+        if bad:
+            problems.append(f"{bad} stays have {f} before an earlier stage")
+        prev = np.where(np.isnan(cur), prev, cur)
+
+    # 2. conservation per node: entered = left + still there at the end
+    nodes = {
+        "ED": (rec["arrival"], rec["bed_start"]),
+        "acute": (rec["bed_start"], rec["acute_end"]),
+        "downstream": (rec["slot_granted"], rec["ds_end"]),
+    }
+    for name, (s, e) in nodes.items():
+        entered = int(np.sum(~np.isnan(s)))
+        left = int(np.sum(~np.isnan(e)))
+        inside = int(Level.from_intervals(s, e, T).at(T))
+        if entered != left + inside:
+            problems.append(f"conservation fails at {name}: entered {entered} != left {left} + inside {inside}")
+        a, b = _little(s, e, T)
+        if abs(a - b) > 1e-6 * max(1.0, abs(b)):
+            problems.append(f"Little's law identity fails at {name}: area {a:.6f} != sojourn sum {b:.6f}")
+
+    # 3. no grant beyond the capacity in force at the moment of the grant
+    cap = Level.from_steps(*raw.capacity["acute"])
+    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], T)
+    t = rec["bed_start"][~np.isnan(rec["bed_start"])]
+    over = int(np.sum(occ.at(t) > cap.at(t) + _TOL))
+    if over:
+        problems.append(f"{over} acute bed grants exceeded the capacity in force")
+    svc = rec["service"]
+    for i, name in enumerate(raw.service_names):
+        m = svc == i
+        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
+        capl = Level.from_steps(*raw.capacity[name])
+        tg = rec["slot_granted"][m]
+        over = int(np.sum(lev.at(tg) > capl.at(tg) + _TOL))
+        if over:
+            problems.append(f"{over} grants at service {name} exceeded the capacity in force")
+    return problems

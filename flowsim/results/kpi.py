@@ -1,0 +1,320 @@
+"""KPIs, each defined once, with its NHS definition.
+
+Everything here is computed from per-stay records after the run.  The
+reporting window is ``[0, T)`` in model days (``simulation.start_date`` to
+``start_date + duration_days``); warm-up stays count only for the part of
+them that falls inside the window (their bed is occupied; their delay counts).
+
+Conventions (NHS):
+- *Midnight census*: patients in a state just before each midnight that ends
+  a reporting day.  G&A occupancy (KH03) and DTOC delayed days are census
+  counts; "delayed days" in a quarter is the sum of the daily census.
+- *DTOC* (F3:3752 in seed-facts section 8): a patient ready to leave who still
+  occupies a bed, acute or community.  In flowsim a P1-P3 patient is delayed
+  from medically fit until a downstream slot is granted (split into waiting
+  for / in assessment, and waiting for the pathway's service), and a P2/P3
+  patient leaving for long-term care is delayed in the community bed from the
+  end of their stay until the placement is made.  Transfer time and waiting
+  for discharge hours are not counted as delay (they are reported as
+  ``mffd_bed_days``).
+- *BCF DTOC rate*: delayed days per quarter per 100,000 population aged 18+.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from flowsim.model.model import RawRun
+from flowsim.results.records import REASONS, Records, build_records
+from flowsim.results.series import Level
+from flowsim.scenario.schema import PATHWAYS, Scenario
+
+DAYS_PER_QUARTER = 365.25 / 4
+ORGS: tuple[str, ...] = ("nhs", "social_care", "both")
+
+
+@dataclass(frozen=True)
+class KPI:
+    label: str
+    unit: str
+    definition: str
+    higher_is_worse: bool = True
+
+
+def _kpis() -> dict[str, KPI]:
+    k: dict[str, KPI] = {
+        "admissions_per_day": KPI("Non-elective admissions per day", "per day",
+                                  "Arrivals (decisions to admit) in the window per day, readmissions included.", False),
+        "readmissions": KPI("Readmissions", "stays", "Arrivals that are readmissions of an earlier stay."),
+        "acute_beds_mean": KPI("Acute beds available (mean)", "beds", "Time-weighted mean G&A capacity.", False),
+        "acute_occupied_mean": KPI("Acute beds occupied (mean)", "beds", "Time-weighted mean occupied G&A beds."),
+        "occupancy_mean_pct": KPI("G&A occupancy (mean)", "%",
+                                  "Mean over days of midnight occupied / available beds (KH03 style)."),
+        "occupancy_p95_pct": KPI("G&A occupancy (95th centile of days)", "%",
+                                 "95th percentile over days of midnight occupancy."),
+        "days_over_92_pct": KPI("Days above 92% occupancy", "% of days",
+                                "Share of days whose midnight occupancy exceeds 92% (the national ceiling)."),
+        "days_over_95_pct": KPI("Days above 95% occupancy", "% of days",
+                                "Share of days whose midnight occupancy exceeds 95%."),
+        "days_at_100_pct": KPI("Days at 100% occupancy", "% of days",
+                               "Share of days with every available bed occupied at midnight."),
+        "ed_boarding_mean": KPI("Patients boarding in ED (mean)", "patients",
+                                "Time-weighted mean number waiting in ED for an acute bed."),
+        "ed_wait_mean_hours": KPI("ED wait for a bed (mean)", "hours",
+                                  "Mean decision-to-admit to bed time over arrivals in the window "
+                                  "(censored at the window end for those still waiting)."),
+        "ed_4h_breach_pct": KPI("ED waits over 4 hours", "% of admissions",
+                                "Share of admissions waiting more than 4 hours for a bed."),
+        "ed_12h_breaches": KPI("ED waits over 12 hours", "admissions",
+                               "Admissions waiting more than 12 hours for a bed (trolley waits)."),
+        "dtoc_delayed_days_per_quarter": KPI("DTOC delayed days per quarter", "days",
+                                             "Midnight census of delayed patients (acute and community) summed, "
+                                             "per 91.3 days."),
+        "dtoc_rate_per_100k": KPI("DTOC delayed days per 100,000 aged 18+ per quarter", "per 100k",
+                                  "BCF metric: delayed days per quarter / population 18+ x 100,000."),
+        "delayed_patients_per_day": KPI("Delayed patients per day", "patients",
+                                        "Mean midnight census of delayed patients (acute and community)."),
+        "delayed_acute_per_day": KPI("Delayed patients in acute beds per day", "patients",
+                                     "Mean midnight census of delayed patients occupying acute beds."),
+        "delayed_bed_days": KPI("Delayed bed-days (continuous)", "bed-days",
+                                "Time-integral of delayed patients in the window (acute and community)."),
+        "dtoc_pct": KPI("DTOC % of occupied acute bed-days", "%",
+                        "Continuous delayed acute bed-days / occupied acute bed-days x 100."),
+        "mffd_bed_days": KPI("Medically fit bed-days not counted as delay", "bed-days",
+                             "Acute bed-days after medically fit spent in transfer or waiting for discharge hours."),
+        "deaths": KPI("Deaths after a downstream stay", "patients", "Outcome 'death' at the end of a P1-P3 stay."),
+        "long_term_care_placements": KPI("Long-term care placements", "patients",
+                                         "P1-P3 stays ending in permanent residential or nursing care."),
+    }
+    for r in REASONS:
+        k[f"delayed_per_day_{r}"] = KPI(f"Delayed per day: waiting for {r}", "patients",
+                                        f"Mean midnight census of patients delayed waiting for {r}.")
+    for o in ORGS:
+        k[f"delayed_per_day_{o}"] = KPI(f"Delayed per day: {o.replace('_', ' ')}", "patients",
+                                        f"Mean midnight census of delays attributed to {o.replace('_', ' ')}.")
+    for p in PATHWAYS:
+        k[f"discharges_{p}"] = KPI(f"Discharges to {p}", "patients", f"Patients leaving an acute bed on {p}.", False)
+        if p != "P0":
+            k[f"queue_mean_{p}"] = KPI(f"{p} queue (mean)", "patients",
+                                       f"Time-weighted mean number waiting for a {p} slot (in acute beds).")
+            k[f"wait_mean_days_{p}"] = KPI(f"{p} wait for a slot (mean)", "days",
+                                           f"Mean days from ready for {p} to slot granted, over patients "
+                                           "ready in the window (censored at its end).")
+    return k
+
+
+#: The single registry of KPI definitions (service-level KPIs are added per scenario by name).
+KPIS: dict[str, KPI] = _kpis()
+
+
+def service_kpi(name: str) -> KPI:
+    """Definitions of per-service KPIs (``service_<svc>_occupied_mean`` etc.)."""
+    if name.endswith("_occupied_mean"):
+        return KPI("Service occupied (mean)", "places", "Time-weighted mean occupied (or reserved) places.")
+    if name.endswith("_utilisation_pct"):
+        return KPI("Service utilisation", "%", "Mean occupied / mean available places x 100.")
+    return KPI("Service admissions", "patients", "Slots granted in the window.", False)
+
+
+def kpi_info(name: str) -> KPI:
+    return KPIS.get(name) or service_kpi(name)
+
+
+@dataclass(frozen=True)
+class ReplicationResult:
+    """Everything one replication reports: KPI values, a daily table and the stay records."""
+
+    replication: int
+    seed: int
+    kpis: dict[str, float]
+    daily: pd.DataFrame
+    patients: pd.DataFrame | None
+    checks: list[str] = field(default_factory=list)
+    kernel_events: int = 0
+    model_events: int = 0
+    seconds: float = 0.0
+
+
+def _open_end(x: np.ndarray, t_end: float) -> np.ndarray:
+    return np.where(np.isnan(x), t_end, x)
+
+
+def delay_intervals(rec: Records, sc: Scenario) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Delay intervals ``[start, end)`` by reason (end NaN = still delayed at the run's end)."""
+    pw = rec["pathway"]
+    needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in pw], dtype=bool)
+    mffd, a_end, granted = rec["mffd"], rec["assess_end"], rec["slot_granted"]
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    assess = needs & ~np.isnan(mffd)
+    out["assessment"] = (np.where(assess, mffd, np.nan), a_end)
+    wait_start = np.where(needs, a_end, mffd)
+    for p in ("P1", "P2", "P3"):
+        m = (pw == p) & ~np.isnan(wait_start)
+        out[p] = (np.where(m, wait_start, np.nan), granted)
+    ltc = rec["outcome"] == 1
+    out["care_home"] = (np.where(ltc, rec["stay_end"], np.nan), rec["ltc_granted"])
+    return out
+
+
+def reason_org(sc: Scenario) -> dict[str, str]:
+    org = {"assessment": sc.assessment.responsible if sc.assessment else "social_care",
+           "care_home": sc.long_term_care.responsible}
+    for p in ("P1", "P2", "P3"):
+        org[p] = sc.pathways[p].responsible if p in sc.pathways else "nhs"
+    return org
+
+
+def _pct(x: np.ndarray) -> float:
+    return float(100.0 * np.mean(x)) if len(x) else 0.0
+
+
+def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str,
+            keep_patients: bool = True) -> ReplicationResult:
+    """Turn one replication's raw stamps into KPIs, a daily table and stay records."""
+    rec = build_records(raw)
+    T = raw.t1
+    D = int(round(T))
+    days = np.arange(D, dtype=float)
+    midnights = days + 1.0
+    k: dict[str, float] = {}
+    daily: dict[str, np.ndarray] = {}
+    start = sc.simulation.start_date
+    daily["date"] = np.array([start + dt.timedelta(days=int(d)) for d in days], dtype="datetime64[D]")
+    daily["day"] = days.astype(int)
+
+    arrival, bed_start, acute_end = rec["arrival"], rec["bed_start"], rec["acute_end"]
+    in_window = (arrival >= 0) & (arrival < T)
+    is_readmit = rec["readmission_of"] >= 0
+
+    # ---- acute occupancy -----------------------------------------------------------
+    cap = Level.from_steps(*raw.capacity["acute"])
+    occ = Level.from_intervals(bed_start, acute_end, T)
+    daily["acute_beds"] = cap.daily_mean(D)
+    daily["acute_occupied_mean"] = occ.daily_mean(D)
+    occ_mid = occ.at(midnights, left=True)
+    cap_mid = cap.at(midnights, left=True)
+    daily["acute_occupied_midnight"] = occ_mid
+    with np.errstate(divide="ignore", invalid="ignore"):
+        occ_pct = np.where(np.isfinite(cap_mid) & (cap_mid > 0), 100.0 * occ_mid / cap_mid, np.nan)
+    daily["occupancy_pct"] = occ_pct
+    k["acute_beds_mean"] = cap.mean(0.0, T)
+    k["acute_occupied_mean"] = occ.mean(0.0, T)
+    valid = occ_pct[~np.isnan(occ_pct)]
+    k["occupancy_mean_pct"] = float(valid.mean()) if len(valid) else float("nan")
+    k["occupancy_p95_pct"] = float(np.percentile(valid, 95)) if len(valid) else float("nan")
+    k["days_over_92_pct"] = _pct(valid > 92.0)
+    k["days_over_95_pct"] = _pct(valid > 95.0)
+    k["days_at_100_pct"] = _pct(occ_mid[~np.isnan(occ_pct)] >= cap_mid[~np.isnan(occ_pct)])
+
+    # ---- admissions and ED -----------------------------------------------------------
+    day_of_arrival = np.floor(arrival[in_window]).astype(int)
+    daily["admissions"] = np.bincount(day_of_arrival, minlength=D)[:D]
+    daily["readmissions"] = np.bincount(np.floor(arrival[in_window & is_readmit]).astype(int), minlength=D)[:D]
+    k["admissions_per_day"] = float(in_window.sum() / T)
+    k["readmissions"] = float((in_window & is_readmit).sum())
+    ed = Level.from_intervals(arrival, bed_start, T)
+    daily["ed_boarding_mean"] = ed.daily_mean(D)
+    k["ed_boarding_mean"] = ed.mean(0.0, T)
+    wait = _open_end(bed_start, T)[in_window] - arrival[in_window]
+    k["ed_wait_mean_hours"] = float(24.0 * wait.mean()) if len(wait) else 0.0
+    b4, b12 = wait > 4.0 / 24.0, wait > 12.0 / 24.0
+    daily["ed_4h_breaches"] = np.bincount(day_of_arrival[b4], minlength=D)[:D]
+    daily["ed_12h_breaches"] = np.bincount(day_of_arrival[b12], minlength=D)[:D]
+    k["ed_4h_breach_pct"] = _pct(b4)
+    k["ed_12h_breaches"] = float(b12.sum())
+
+    # ---- delays ------------------------------------------------------------------------
+    orgs = reason_org(sc)
+    intervals = delay_intervals(rec, sc)
+    total_mid = np.zeros(D)
+    acute_mid = np.zeros(D)
+    total_cont = np.zeros(D)
+    acute_cont = np.zeros(D)
+    org_mid = {o: np.zeros(D) for o in ORGS}
+    for r in REASONS:
+        s, e = intervals[r]
+        lev = Level.from_intervals(s, e, T)
+        mid = lev.at(midnights, left=True)
+        cont = lev.daily_mean(D)
+        daily[f"delayed_{r}"] = mid
+        k[f"delayed_per_day_{r}"] = float(mid.mean())
+        total_mid += mid
+        total_cont += cont
+        org_mid[orgs[r]] += mid
+        if r != "care_home":
+            acute_mid += mid
+            acute_cont += cont
+    daily["delayed_midnight"] = total_mid
+    daily["delayed_acute_midnight"] = acute_mid
+    daily["delayed_bed_days"] = total_cont
+    for o in ORGS:
+        daily[f"delayed_{o}"] = org_mid[o]
+        k[f"delayed_per_day_{o}"] = float(org_mid[o].mean())
+    k["delayed_patients_per_day"] = float(total_mid.mean())
+    k["delayed_acute_per_day"] = float(acute_mid.mean())
+    k["dtoc_delayed_days_per_quarter"] = float(total_mid.sum() * DAYS_PER_QUARTER / T)
+    k["dtoc_rate_per_100k"] = k["dtoc_delayed_days_per_quarter"] / sc.population_18plus * 1e5
+    k["delayed_bed_days"] = float(total_cont.sum())
+    occupied_bed_days = float(daily["acute_occupied_mean"].sum())
+    k["dtoc_pct"] = 100.0 * float(acute_cont.sum()) / occupied_bed_days if occupied_bed_days > 0 else 0.0
+    # fit but neither delayed nor gone: transfer and waiting for discharge hours
+    ready = np.where(np.isnan(rec["slot_granted"]), rec["mffd"], rec["slot_granted"])
+    ready = np.where(rec["pathway"] == "P0", rec["mffd"], ready)
+    k["mffd_bed_days"] = float(Level.from_intervals(ready, acute_end, T).integral(np.array([0.0, T])) @ [-1, 1])
+
+    # ---- pathways and services ---------------------------------------------------------
+    day_left = np.floor(acute_end).astype(float)
+    left_in = (acute_end >= 0) & (acute_end < T)
+    for p in PATHWAYS:
+        m = left_in & (rec["pathway"] == p)
+        daily[f"discharges_{p}"] = np.bincount(day_left[m].astype(int), minlength=D)[:D]
+        k[f"discharges_{p}"] = float(m.sum())
+        if p == "P0":
+            continue
+        s, e = intervals[p]
+        q = Level.from_intervals(s, e, T)
+        daily[f"queue_{p}"] = q.daily_mean(D)
+        k[f"queue_mean_{p}"] = q.mean(0.0, T)
+        ready_in = ~np.isnan(s) & (s >= 0) & (s < T)
+        w = _open_end(e[ready_in], T) - s[ready_in]
+        k[f"wait_mean_days_{p}"] = float(w.mean()) if len(w) else 0.0
+    svc = rec["service"]
+    for i, name in enumerate(raw.service_names):
+        m = svc == i
+        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
+        capl = Level.from_steps(*raw.capacity[name])
+        daily[f"service_{name}_occupied"] = lev.daily_mean(D)
+        daily[f"service_{name}_capacity"] = capl.daily_mean(D)
+        k[f"service_{name}_occupied_mean"] = lev.mean(0.0, T)
+        cap_mean = capl.mean(0.0, T)
+        k[f"service_{name}_utilisation_pct"] = (100.0 * k[f"service_{name}_occupied_mean"] / cap_mean
+                                                if np.isfinite(cap_mean) and cap_mean > 0 else float("nan"))
+        g = rec["slot_granted"][m]
+        k[f"service_{name}_admissions"] = float(((g >= 0) & (g < T)).sum())
+    ends = rec["ds_end"]
+    ended = (ends >= 0) & (ends < T)
+    k["deaths"] = float((ended & (rec["outcome"] == 2)).sum())
+    k["long_term_care_placements"] = float((ended & (rec["outcome"] == 1)).sum())
+
+    frame = pd.DataFrame(daily)
+    frame.insert(0, "replication", replication)
+    frame.insert(0, "seed", seed)
+    frame.insert(0, "scenario_id", scenario_id)
+    model_events = int(sum(np.count_nonzero(~np.isnan(rec[f])) for f in (
+        "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted", "acute_end", "ds_end")))
+    from flowsim.results.checks import check_records  # local: checks import this module's helpers
+
+    return ReplicationResult(
+        replication=replication,
+        seed=seed,
+        kpis=k,
+        daily=frame,
+        patients=rec.frame(replication, seed, scenario_id) if keep_patients else None,
+        checks=check_records(rec, raw, sc),
+        kernel_events=raw.kernel_events,
+        model_events=model_events,
+    )

@@ -1,0 +1,147 @@
+"""Write a run directory: every file atomically, so an interrupted write never leaves half a file.
+
+Layout (DESIGN.md section 5)::
+
+    summary.json      KPIs with 95% CIs, quarters and months, scenario hash, seed, versions, command
+    kpis.csv          one row per replication: the KPI values behind the CIs
+    daily.csv         one row per replication x day
+    quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate)
+    monthly.csv       the same per calendar month
+    patients.parquet  per-stay records of every replication
+    scenario.yaml     the resolved scenario (extends and --set applied)
+    figures/*.png     occupancy fan chart, delays by reason, downstream queues
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flowsim.experiment.runner import RunResult
+from flowsim.results.kpi import kpi_info
+from flowsim.scenario.loader import scenario_to_yaml
+
+PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
+
+
+def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[str, Any]:
+    """The JSON summary of a run: everything a reader needs to trust and reproduce it."""
+    sc = result.scenario
+    table = result.summary()
+    kpis = {}
+    for name, row in table.iterrows():
+        info = kpi_info(str(name))
+        kpis[str(name)] = {"label": info.label, "unit": info.unit, "definition": info.definition,
+                           **{c: _clean(float(row[c])) for c in ("mean", "ci_low", "ci_high", "sd", "p5", "p50", "p95")},
+                           "n": int(row["n"])}
+    reps = result.replications
+    return {
+        "scenario": sc.name,
+        "scenario_hash": result.scenario_id,
+        "seed": result.seed,
+        "replications": len(reps),
+        "window": {"start_date": sc.simulation.start_date.isoformat(),
+                   "end_date": sc.simulation.end_date.isoformat(),
+                   "warmup_days": sc.simulation.warmup_days,
+                   "initial_conditions": "empty system at the start of the warm-up"},
+        "confidence_level": 0.95,
+        "kpis": kpis,
+        "quarters": [{k: _clean(v) for k, v in r.items()} for r in result.periods("Q").to_dict("records")],
+        "months": [{k: _clean(v) for k, v in r.items()} for r in result.periods("M").to_dict("records")],
+        "invariant_violations": result.checks,
+        "performance": {
+            "seconds_per_replication": [round(r.seconds, 4) for r in reps],
+            "kernel_events": [r.kernel_events for r in reps],
+            "model_events": [r.model_events for r in reps],
+        },
+        "versions": versions(),
+        "command": command if command is not None else sys.argv,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "assumptions": list(sc.assumptions),
+    }
+
+
+def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None,
+                  figures: bool = True) -> dict[str, Path]:
+    """Write all run outputs into ``out``; returns the paths written, by role."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    daily = result.daily()
+    written["summary"] = atomic_text(out / "summary.json",
+                                     json.dumps(summary_dict(result, command), indent=2, default=str) + "\n")
+    written["kpis"] = atomic_write(out / "kpis.csv", lambda p: result.kpi_frame().to_csv(p))
+    written["daily"] = atomic_write(out / "daily.csv", lambda p: daily.to_csv(p, index=False))
+    written["quarterly"] = atomic_write(out / "quarterly.csv", lambda p: result.periods("Q").to_csv(p, index=False))
+    written["monthly"] = atomic_write(out / "monthly.csv", lambda p: result.periods("M").to_csv(p, index=False))
+    patients = result.patients()
+    written["patients"] = atomic_write(out / "patients.parquet",
+                                       lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
+    written["scenario"] = atomic_text(out / "scenario.yaml", scenario_to_yaml(result.scenario))
+    if figures:
+        from flowsim.report.figures import make_figures
+
+        sc = result.scenario
+        services = [s for pw in sc.pathways.values() for s in pw.services]
+        for i, path in enumerate(make_figures(daily, out / "figures", sc.name,
+                                              [p for p in sc.pathways if p != "P0"], services)):
+            written[f"figure{i}"] = path
+    return written
+
+
+def kpi_table_text(table: pd.DataFrame, names: list[str]) -> str:
+    """A plain-text KPI table (mean and 95% CI) for the terminal."""
+    lines = [f"{'KPI':<52} {'mean':>10}  {'95% CI':<23} unit", "-" * 100]
+    for name in names:
+        if name not in table.index:
+            continue
+        row = table.loc[name]
+        info = kpi_info(name)
+        label = info.label if not name.startswith("service_") else f"{name.removeprefix('service_')}"
+        ci = "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:,.2f}, {row['ci_high']:,.2f}]"
+        lines.append(f"{label[:52]:<52} {row['mean']:>10,.2f}  {ci:<23} {info.unit}")
+    return "\n".join(lines)

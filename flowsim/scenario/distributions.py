@@ -1,0 +1,222 @@
+"""Distribution specs: small typed leaves of a scenario, built by one registry.
+
+Every distribution is sampled by *inverse transform* (``ppf`` applied to
+uniforms from a named stream).  That choice is deliberate: two scenarios that
+differ only in a distribution's parameters still consume the same uniforms,
+so a longer length of stay in an option is the *same* patient staying longer
+(common random numbers at the level of the individual draw).
+
+Units are days unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import special, stats
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def mean(self) -> float:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` values using ``size`` uniforms from ``rng``."""
+        return self.ppf(rng.random(size))
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Exponential(_Dist):
+    """Memoryless time; the M in M/M/c theory tests."""
+
+    dist: Literal["exponential"]
+    mean_: PositiveFloat = Field(alias="mean")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return -self.mean_ * np.log1p(-u)
+
+
+class Lognormal(_Dist):
+    """Right-skewed stay, given by its arithmetic mean and sd (as LOS reports give them)."""
+
+    dist: Literal["lognormal"]
+    mean_: PositiveFloat = Field(alias="mean")
+    sd: PositiveFloat
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    @property
+    def sigma(self) -> float:
+        return math.sqrt(math.log1p((self.sd / self.mean_) ** 2))
+
+    @property
+    def mu(self) -> float:
+        return math.log(self.mean_) - 0.5 * self.sigma**2
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.exp(self.mu + self.sigma * special.ndtri(u))
+
+
+class Gamma(_Dist):
+    """Gamma by mean and sd (shape = (mean/sd)^2)."""
+
+    dist: Literal["gamma"]
+    mean_: PositiveFloat = Field(alias="mean")
+    sd: PositiveFloat
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        shape = (self.mean_ / self.sd) ** 2
+        scale = self.sd**2 / self.mean_
+        return special.gammaincinv(shape, u) * scale
+
+
+class Weibull(_Dist):
+    """Weibull by shape k and scale lambda."""
+
+    dist: Literal["weibull"]
+    shape: PositiveFloat
+    scale: PositiveFloat
+
+    @property
+    def mean(self) -> float:
+        return self.scale * math.gamma(1.0 + 1.0 / self.shape)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.scale * (-np.log1p(-u)) ** (1.0 / self.shape)
+
+
+class Triangular(_Dist):
+    """Expert-judgement range: low, most likely, high."""
+
+    dist: Literal["triangular"]
+    low: NonNegFloat
+    mode: NonNegFloat
+    high: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Triangular:
+        if not (self.low <= self.mode <= self.high) or self.low == self.high:
+            raise ValueError("triangular needs low <= mode <= high and low < high")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.mode + self.high) / 3.0
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        c = (self.mode - self.low) / (self.high - self.low)
+        return stats.triang.ppf(u, c, loc=self.low, scale=self.high - self.low)
+
+
+class Uniform(_Dist):
+    """Flat between low and high."""
+
+    dist: Literal["uniform"]
+    low: NonNegFloat
+    high: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.low >= self.high:
+            raise ValueError("uniform needs low < high")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return 0.5 * (self.low + self.high)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * u
+
+
+class Fixed(_Dist):
+    """A deterministic time: for exact-arithmetic verification tests and fixed delays."""
+
+    dist: Literal["fixed"]
+    value: NonNegFloat
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(u), self.value, dtype=float)
+
+
+class Empirical(_Dist):
+    """Resample observed values (e.g. an extract's LOS), optionally weighted."""
+
+    dist: Literal["empirical"]
+    values: list[NonNegFloat] = Field(min_length=1)
+    weights: list[PositiveFloat] | None = None
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> Empirical:
+        if self.weights is not None and len(self.weights) != len(self.values):
+            raise ValueError(
+                f"empirical weights has {len(self.weights)} entries but values has {len(self.values)}"
+            )
+        return self
+
+    def _cdf(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.values, kind="stable")
+        vals = np.asarray(self.values, dtype=float)[order]
+        w = np.ones(len(vals)) if self.weights is None else np.asarray(self.weights)[order]
+        cdf = np.cumsum(w) / w.sum()
+        return vals, cdf
+
+    @property
+    def mean(self) -> float:
+        w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights)
+        return float(np.dot(self.values, w) / w.sum())
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        vals, cdf = self._cdf()
+        idx = np.searchsorted(cdf, u, side="right")
+        return vals[np.minimum(idx, len(vals) - 1)]
+
+
+Distribution = Annotated[
+    Union[Exponential, Lognormal, Gamma, Weibull, Triangular, Uniform, Fixed, Empirical],
+    Field(discriminator="dist"),
+]
+
+#: Registry of distribution names, for error messages and documentation.
+REGISTRY: dict[str, type[_Dist]] = {
+    "exponential": Exponential,
+    "lognormal": Lognormal,
+    "gamma": Gamma,
+    "weibull": Weibull,
+    "triangular": Triangular,
+    "uniform": Uniform,
+    "fixed": Fixed,
+    "empirical": Empirical,
+}

@@ -1,0 +1,258 @@
+"""Read scenario YAML: ``extends:`` inheritance, ``--set`` overrides, validation with clear errors.
+
+Why a line map: planners edit YAML by hand, and "cohorts.older.share: must be
+<= 1" is only half an answer; "rotherham.yaml:57" finishes it.  We compose the
+YAML node tree once to learn where every key was written, and carry that
+through ``extends`` so an error names the file that actually set the value.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from flowsim.errors import ScenarioError
+from flowsim.scenario.schema import Scenario
+
+Loc = tuple[Any, ...]
+LineMap = dict[Loc, tuple[str, int]]
+
+_MAX_EXTENDS_DEPTH = 16
+
+
+def _line_map(node: yaml.Node | None, source: str, prefix: Loc = ()) -> LineMap:
+    out: LineMap = {}
+    if node is None:
+        return out
+    out[prefix] = (source, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[prefix + (key,)] = (source, key_node.start_mark.line + 1)
+            sub = _line_map(value_node, source, prefix + (key,))
+            sub.pop(prefix + (key,), None)
+            out.update(sub)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_line_map(item, source, prefix + (i,)))
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([f"{where}: not valid YAML ({problem})"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{path}: a scenario must be a mapping of fields, got {type(data).__name__}"])
+    return data, _line_map(node, str(path))
+
+
+def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child wins; nested mappings merge key by key; lists and scalars replace."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], LineMap]:
+    """Load a scenario file as a plain dict with ``extends:`` resolved (not yet validated)."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise ScenarioError([f"{path}: 'extends' forms a cycle: {cycle}"])
+    if len(_chain) > _MAX_EXTENDS_DEPTH:
+        raise ScenarioError([f"{path}: 'extends' chain deeper than {_MAX_EXTENDS_DEPTH} files"])
+    data, lines = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, lines
+    if not isinstance(parent, str):
+        line = lines.get(("extends",), (str(path), 0))[1]
+        raise ScenarioError([f"{path}:{line}: extends: must be a file path, got {parent!r}"])
+    base_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+    base, base_lines = load_raw(base_path, (*_chain, resolved))
+    merged_lines = dict(base_lines)
+    merged_lines.update(lines)
+    return _deep_merge(base, data), merged_lines
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineMap | None = None) -> dict[str, Any]:
+    """Apply ``dotted.path=value`` overrides (value parsed as YAML) to a copy of ``data``."""
+    out = copy.deepcopy(data)
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"--set {item!r}: expected dotted.path=value, e.g. acute.beds=450")
+            continue
+        dotted, raw = item.split("=", 1)
+        keys = [k for k in dotted.strip().split(".")]
+        if not dotted.strip() or any(not k for k in keys):
+            problems.append(f"--set {item!r}: the path {dotted!r} is not a dotted field path")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node: Any = out
+        ok = True
+        loc: Loc = ()
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    problems.append(f"--set {item!r}: {'.'.join(keys[:depth]) or '(top)'} is a list; "
+                                    f"'{key}' is not an index in 0..{len(node) - 1}")
+                    ok = False
+                    break
+                idx: Any = int(key)
+            elif isinstance(node, dict):
+                idx = key
+            else:
+                problems.append(f"--set {item!r}: {'.'.join(keys[:depth])} is a value, not a mapping")
+                ok = False
+                break
+            loc = loc + (idx,)
+            if last:
+                node[idx] = value
+            else:
+                if isinstance(node, dict) and not isinstance(node.get(idx), (dict, list)):
+                    node[idx] = {}
+                node = node[idx]
+        if ok and lines is not None:
+            for k in [k for k in lines if k[: len(loc)] == loc]:
+                del lines[k]
+            lines[loc] = ("--set", 0)
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _clean_loc(loc: Loc, data: Any) -> tuple[Loc, bool]:
+    """Drop pydantic's union/discriminator tags from ``loc`` by walking the real input."""
+    out: list[Any] = []
+    node = data
+    dropped = False
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
+            # a missing field or an extra one: keep it only if it is the last element
+            if part == loc[-1]:
+                out.append(part)
+            else:
+                dropped = True
+        else:
+            dropped = True
+    return tuple(out), dropped
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _where(loc: Loc, lines: LineMap, default_source: str) -> str:
+    for cut in range(len(loc), -1, -1):
+        hit = lines.get(loc[:cut])
+        if hit is not None:
+            source, line = hit
+            return source if source == "--set" else f"{source}:{line}"
+    return default_source
+
+
+_CAPACITY_HELP = "a whole number >= 0, 'unlimited', or a schedule {base: N, periods: [{start, end, set|add}]}"
+
+
+def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
+    grouped: dict[Loc, list[tuple[str, bool, str]]] = {}
+    for err in exc.errors(include_url=False):
+        loc, dropped = _clean_loc(tuple(err["loc"]), data)
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `flowsim schema` lists the allowed fields)"
+        tags = "|".join(str(p) for p in err["loc"] if p not in loc)
+        grouped.setdefault(loc, []).append((msg, dropped, tags))
+    problems = []
+    for loc, items in grouped.items():
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        value = _value_at(data, loc)
+        tags = " ".join(t for _, _, t in items)
+        if len(items) > 1 and "Schedule" in tags and "unlimited" in tags:
+            msg = f"allowed: {_CAPACITY_HELP}"
+        else:
+            msg = "; ".join(dict.fromkeys(m for m, _, _ in items))
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        problems.append(f"{_where(loc, lines, source)}: {path}: {msg}{shown}")
+    return problems
+
+
+def validate_dict(data: dict[str, Any], source: str = "<scenario>", lines: LineMap | None = None) -> Scenario:
+    """Validate a plain dict into a frozen Scenario, raising ScenarioError with readable messages."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(exc, data, lines or {}, source)) from None
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Load, inherit, override and validate a scenario file."""
+    data, lines = load_raw(path)
+    data = apply_overrides(data, list(overrides), lines)
+    return validate_dict(data, str(path), lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (dt.date, dt.datetime)):
+        return obj.isoformat()
+    raise TypeError(type(obj).__name__)
+
+
+def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    """The fully resolved scenario as plain data (dates as ISO strings)."""
+    return json.loads(json.dumps(scenario.model_dump(mode="json", by_alias=True), default=_jsonable))
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """Resolved scenario YAML: what the model actually ran, with every default spelled out."""
+    header = f"# Resolved scenario '{scenario.name}' as run by flowsim (extends and --set applied).\n"
+    return header + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False, allow_unicode=True)
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """Stable content hash, so a run can be traced to exactly the scenario it used."""
+    canon = json.dumps(scenario_to_dict(scenario), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
