@@ -10,9 +10,9 @@ Public API::
 
 __version__ = "0.1.0"
 
-from flowsim.errors import FlowsimError, ScenarioError  # noqa: E402
-from flowsim.experiment import RunResult, run_replication, simulate  # noqa: E402
-from flowsim.scenario import Scenario, load_scenario  # noqa: E402
+from flowsim.errors import FlowsimError, ScenarioError
+from flowsim.experiment import RunResult, run_replication, simulate
+from flowsim.scenario import Scenario, load_scenario
 
 __all__ = ["FlowsimError", "RunResult", "Scenario", "ScenarioError", "__version__", "load_scenario",
            "run_replication", "simulate"]

@@ -76,9 +76,9 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
     kpis = {}
     for name, row in table.iterrows():
         info = kpi_info(str(name))
+        stats = {c: _clean(float(row[c])) for c in ("mean", "ci_low", "ci_high", "sd", "p5", "p50", "p95")}
         kpis[str(name)] = {"label": info.label, "unit": info.unit, "definition": info.definition,
-                           **{c: _clean(float(row[c])) for c in ("mean", "ci_low", "ci_high", "sd", "p5", "p50", "p95")},
-                           "n": int(row["n"])}
+                           **stats, "n": int(row["n"])}
     reps = result.replications
     return {
         "scenario": sc.name,
@@ -126,9 +126,8 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
         from flowsim.report.figures import make_figures
 
         sc = result.scenario
-        services = [s for pw in sc.pathways.values() for s in pw.services]
-        for i, path in enumerate(make_figures(daily, out / "figures", sc.name,
-                                              [p for p in sc.pathways if p != "P0"], services)):
+        by_pathway = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
+        for i, path in enumerate(make_figures(daily, out / "figures", sc.name, by_pathway)):
             written[f"figure{i}"] = path
     return written
 

@@ -43,10 +43,7 @@ def capacity_steps(cap: Capacity, start: dt.date, t0: float, t1: float) -> Steps
     first_year = (start + dt.timedelta(days=math.floor(t0))).year - 1
     last_year = (start + dt.timedelta(days=math.ceil(t1))).year + 1
     for p in cap.periods:
-        if p.annual:
-            shifts = range(first_year - p.start.year, last_year - p.start.year + 1)
-        else:
-            shifts = range(0, 1)
+        shifts = range(first_year - p.start.year, last_year - p.start.year + 1) if p.annual else range(0, 1)
         for k in shifts:
             s = day_of(start, _shift_year(p.start, k))
             e = INF if p.end is None else day_of(start, _shift_year(p.end, k)) + 1.0

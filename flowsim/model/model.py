@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 import simpy
@@ -245,7 +246,7 @@ class Model:
 
     def _capacity_changes(self, group: Group, pool: Pool, steps: Steps) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        for t, v in zip(steps[0][1:].tolist(), steps[1][1:].tolist()):
+        for t, v in zip(steps[0][1:].tolist(), steps[1][1:].tolist(), strict=False):
             yield env.timeout(t - env.now)
             group.set_capacity(pool, v)
 

@@ -73,4 +73,44 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
         over = int(np.sum(lev.at(tg) > capl.at(tg) + _TOL))
         if over:
             problems.append(f"{over} grants at service {name} exceeded the capacity in force")
+
+    # 4. work conservation: nobody starts waiting while a slot they may use is free
+    waiting = rec["bed_start"] - rec["arrival"] > _TOL
+    t_wait = rec["arrival"][waiting]
+    idle = int(np.sum(occ.at(t_wait) < cap.at(t_wait) - _TOL))
+    if idle:
+        problems.append(f"{idle} patients boarded in ED while an acute bed was free")
+    problems.extend(_idle_service_checks(rec, raw, sc, T))
+    return problems
+
+
+def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> list[str]:
+    """For each pathway: at the moment a patient starts waiting, every slot they could use is taken."""
+    problems = []
+    cohort_names = raw.cohort_names
+    svc = rec["service"]
+    levels = {}
+    for i, name in enumerate(raw.service_names):
+        m = svc == i
+        levels[name] = (Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T),
+                        Level.from_steps(*raw.capacity[name]))
+    needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in rec["pathway"]])
+    wait_start = np.where(needs, rec["assess_end"], rec["mffd"])
+    granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])
+    for pname, pw in sc.pathways.items():
+        if not pw.services:
+            continue
+        for c, cname in enumerate(cohort_names):
+            m = (rec["pathway"] == pname) & (rec["cohort"] == c) & (granted - wait_start > _TOL)
+            if not m.any():
+                continue
+            t = wait_start[m]
+            free = np.zeros(len(t))
+            for sname, service in pw.services.items():
+                if service.cohorts is None or cname in service.cohorts:
+                    occ, cap = levels[sname]
+                    free += np.maximum(cap.at(t) - occ.at(t), 0.0)
+            idle = int(np.sum(free > _TOL))
+            if idle:
+                problems.append(f"{idle} {cname} patients waited for {pname} while an eligible slot was free")
     return problems

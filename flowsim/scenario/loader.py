@@ -12,8 +12,9 @@ import copy
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -157,21 +158,16 @@ def _clean_loc(loc: Loc, data: Any) -> tuple[Loc, bool]:
     out: list[Any] = []
     node = data
     dropped = False
-    for part in loc:
-        if isinstance(node, dict) and part in node:
+    for i, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
-            # a missing field or an extra one: keep it only if it is the last element
-            if part == loc[-1]:
-                out.append(part)
-            else:
-                dropped = True
+        elif isinstance(node, dict) and i == len(loc) - 1:
+            out.append(part)  # a missing or unknown field: it is named last
         else:
-            dropped = True
+            dropped = True  # a union member or discriminator tag, not a field
     return tuple(out), dropped
 
 
@@ -186,6 +182,8 @@ def _value_at(data: Any, loc: Loc) -> Any:
 
 
 def _where(loc: Loc, lines: LineMap, default_source: str) -> str:
+    if any(v[0] == "--set" and k[: len(loc)] == loc for k, v in lines.items()):
+        return "--set"
     for cut in range(len(loc), -1, -1):
         hit = lines.get(loc[:cut])
         if hit is not None:

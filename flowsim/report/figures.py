@@ -1,0 +1,431 @@
+"""Board-paper figures from the per-day, per-replication results table.
+
+Each figure summarises the spread *across replications*, not one run: a single
+simulated run is one possible future, and a board needs to see how wide the
+range of plausible outcomes is, not just its middle.  Every figure therefore
+shows a central line (median or mean) with percentile bands, and its subtitle
+says how many replications the bands come from.
+
+We draw on :class:`matplotlib.figure.Figure` with the Agg canvas rather than
+through ``pyplot``, so that making figures never touches global plotting state,
+never needs a display, and is safe to call from a CLI, a test or a notebook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import uuid
+from pathlib import Path
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib import patheffects
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
+
+log = logging.getLogger(__name__)
+
+DPI = 120
+
+# NHS identity colours, so the figures sit naturally in NHS papers.
+NHS_DARK_BLUE = "#003087"
+NHS_BLUE = "#005EB8"
+NHS_LIGHT_BLUE = "#41B6E6"
+NHS_DARK_GREY = "#425563"
+NHS_PALE_GREY = "#E8EDEE"
+NHS_RED = "#DA291C"
+NHS_ORANGE = "#ED8B00"
+NHS_WARM_YELLOW = "#FFB81C"
+NHS_AQUA_GREEN = "#00A499"
+NHS_PURPLE = "#330072"
+NHS_DARK_GREEN = "#006747"
+
+#: Delay reasons in the order they are stacked (earliest stage of the discharge
+#: journey at the bottom), with the plain-English labels a board reader expects.
+DELAY_REASONS: tuple[tuple[str, str, str], ...] = (
+    ("delayed_assessment", "Assessment", NHS_PURPLE),
+    ("delayed_P1", "P1 home with support", NHS_BLUE),
+    ("delayed_P2", "P2 intermediate care bed", NHS_LIGHT_BLUE),
+    ("delayed_P3", "P3 nursing/D2A bed", NHS_AQUA_GREEN),
+    ("delayed_care_home", "Care home placement", NHS_WARM_YELLOW),
+)
+
+PATHWAY_LABELS: dict[str, str] = {
+    "P1": "P1 home with support",
+    "P2": "P2 intermediate care bed",
+    "P3": "P3 nursing/D2A bed",
+}
+
+#: The occupancy level above which acute flow is widely reported to degrade;
+#: drawn as a reference line, not modelled.
+TARGET_OCCUPANCY = 0.92
+
+_QUANTILES: dict[str, float] = {"p5": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95}
+
+
+def _percentiles(daily: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Summarise ``column`` across replications for each date.
+
+    Returns a frame indexed by date with columns ``p5, p25, p50, p75, p95, mean``.
+    Every figure goes through this one function so that "the band" means the
+    same thing everywhere.  NaNs (e.g. an undefined occupancy) are skipped
+    rather than poisoning the day; with one replication all columns are equal,
+    so bands collapse onto the line instead of failing.
+    """
+    if column not in daily.columns:
+        raise KeyError(f"daily results have no column {column!r}")
+    values = pd.DataFrame({"date": pd.to_datetime(daily["date"]), "v": pd.to_numeric(daily[column])})
+    grouped = values.groupby("date", sort=True)["v"]
+    out = grouped.quantile(list(_QUANTILES.values())).unstack()
+    out.columns = list(_QUANTILES)
+    out["mean"] = grouped.mean()
+    out.index.name = "date"
+    return out
+
+
+def _replication_count(daily: pd.DataFrame) -> int:
+    """How many replications the bands summarise (stated on every figure)."""
+    if "replication" in daily.columns:
+        return int(daily["replication"].nunique())
+    return 1
+
+
+def _spread_note(n_reps: int) -> str:
+    """Subtitle text: tells the reader what the bands are, or that there are none."""
+    if n_reps <= 1:
+        return "Single replication: no spread between runs is shown"
+    return f"Across {n_reps} replications"
+
+
+def _line_width(n_days: int, base: float) -> float:
+    """Thinner central lines for long runs, where a thick daily line would fill the plot with ink."""
+    return base if n_days <= 400 else base * 0.6
+
+
+def _mean_suffix(n_reps: int) -> str:
+    """' (mean)' on legend labels only when there is more than one run to average."""
+    return " (mean)" if n_reps > 1 else ""
+
+
+def _format_date_axis(ax: Axes, dates: pd.DatetimeIndex) -> None:
+    """Month ticks as 'Apr 2024', thinned so long runs stay legible.
+
+    Runs shorter than about two months get day ticks instead, because month
+    ticks would leave the axis with one label or none.
+    """
+    if len(dates) == 0:
+        return
+    span_days = (dates.max() - dates.min()).days
+    if span_days >= 60:
+        months = span_days / 30.4
+        interval = max(1, math.ceil(months / 12))
+        ax.xaxis.set_major_locator(mdates.MonthLocator(interval=interval))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+    else:
+        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=10))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %Y"))
+    ax.set_xlim(dates.min(), dates.max())
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
+
+
+def _style_axes(ax: Axes) -> None:
+    """Light horizontal grid, no top/right spines: ink goes on the data."""
+    ax.grid(axis="y", color=NHS_PALE_GREY, linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_ylim(bottom=0)
+    # every quantity plotted is a count of patients, beds or places: whole-number ticks read better
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+
+
+def _new_figure(width: float, height: float, heading: str, title: str, note: str) -> tuple[Figure, SubFigure]:
+    """A figure on its own Agg canvas, titled, with a panel to draw in.
+
+    The bold heading (subject and scenario) and the smaller note saying what
+    the bands are need different font sizes, which one suptitle cannot do; a
+    subfigure carries the note as its own title, and constrained layout then
+    makes room for both and for legends placed outside the axes.
+    """
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(f"{heading}: {title}", fontsize=13, fontweight="bold", color=NHS_DARK_BLUE)
+    panel = fig.subfigures(1, 1)
+    panel.suptitle(note, fontsize=9.5, color=NHS_DARK_GREY)
+    return fig, panel
+
+
+def _save_atomic(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` so a reader never sees a half-written PNG.
+
+    We save to a uniquely named temporary file in the same directory (same
+    filesystem, so the rename is atomic) and ``os.replace`` it into place; on
+    failure the temp file is removed and any previous figure is left intact.
+    ``open(..., "xb")`` rather than ``mkstemp`` so the file gets the usual
+    umask-based permissions instead of owner-only ones.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fig.savefig(fh, format="png", dpi=DPI, facecolor="white")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    log.debug("wrote %s", path)
+    return path
+
+
+def _finite_or_nan(series: pd.Series) -> np.ndarray:
+    """Infinite capacity means 'unlimited': drop it from lines rather than stretch the axis to inf."""
+    values = series.to_numpy(dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _band(ax: Axes, stats: pd.DataFrame, color: str, label_90: str | None, label_50: str | None = None) -> None:
+    """Shade the 5-95% range (pale) and, if asked, the 25-75% range (darker) of ``stats``."""
+    ax.fill_between(stats.index, stats["p5"], stats["p95"], color=color, alpha=0.18, linewidth=0, label=label_90)
+    if label_50 is not None:
+        ax.fill_between(stats.index, stats["p25"], stats["p75"], color=color, alpha=0.35, linewidth=0, label=label_50)
+
+
+def _occupancy_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Fan chart of midnight acute occupancy against beds and the 92% line.
+
+    The fan (median, 25-75% and 5-95%) shows whether pressure is routine or
+    only occurs in bad runs, which is the question a board actually asks.
+    """
+    occ = _percentiles(daily, "acute_occupied_midnight")
+    capacity = (
+        _finite_or_nan(_percentiles(daily, "acute_beds")["mean"])
+        if "acute_beds" in daily.columns
+        else np.full(len(occ), np.nan)
+    )
+    note = _spread_note(n_reps)
+    if n_reps > 1:
+        note += ": line is the median, shading the middle 50% and 90% of replications"
+    fig, panel = _new_figure(10, 5.8, "Acute bed occupancy", title, note)
+    ax = panel.add_subplot()
+    if n_reps > 1:
+        _band(ax, occ, NHS_BLUE, "5–95% of replications", "25–75% of replications")
+    ax.plot(
+        occ.index,
+        occ["p50"],
+        color=NHS_DARK_BLUE,
+        linewidth=_line_width(len(occ), 2.0),
+        zorder=3,
+        label="Median" if n_reps > 1 else "Beds occupied",
+    )
+    has_capacity = bool(np.isfinite(capacity).any())
+    if has_capacity:
+        ax.step(occ.index, capacity, where="post", color=NHS_RED, linewidth=1.8, label="Beds available")
+        ax.step(
+            occ.index,
+            capacity * TARGET_OCCUPANCY,
+            where="post",
+            color=NHS_ORANGE,
+            linewidth=1.5,
+            linestyle="--",
+            label=f"{TARGET_OCCUPANCY:.0%} occupancy",
+        )
+    _style_axes(ax)
+    top = max(_nanmax(occ["p95"].to_numpy()), _nanmax(capacity))
+    low = _nanmin(occ["p5"].to_numpy())
+    if top > 0:
+        # Zoom to where the data are (a line chart need not start at zero) so that day-to-day
+        # pressure near the bed base is visible, but keep a round-number floor with headroom.
+        span = max(top - low, 1.0)
+        floor = max(0.0, math.floor((low - 0.25 * span) / 10) * 10)
+        ax.set_ylim(floor, top + 0.06 * (top - floor))
+    ax.set_ylabel("Beds occupied (midnight)")
+    _format_date_axis(ax, occ.index)
+    panel.legend(loc="outside lower center", ncol=5, frameon=False, fontsize=9)
+    return fig
+
+
+def _nanmax(values: np.ndarray) -> float:
+    """Largest finite value, or 0 when there is none (all NaN / inf / empty)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def _nanmin(values: np.ndarray) -> float:
+    """Smallest finite value, or 0 when there is none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if finite.size else 0.0
+
+
+def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Stacked mean delayed patients by reason, with the spread of the total.
+
+    Stacking by reason shows *where* the blockage is (which service to buy);
+    the total's 5-95% range shows how bad a bad run gets.  Means are stacked,
+    not medians, because means add up to the mean total and medians do not.
+    """
+    reasons = [(col, label, color) for col, label, color in DELAY_REASONS if col in daily.columns]
+    note = "Coloured areas: mean number delayed at midnight, by reason"
+    if n_reps > 1:
+        note += f"; dotted lines: 5–95% range of the total across {n_reps} replications"
+    else:
+        note += " (single replication)"
+    fig, panel = _new_figure(10, 5.8, "Patients medically fit but delayed", title, note)
+    ax = panel.add_subplot()
+    dates: pd.DatetimeIndex | None = None
+    if reasons:
+        means = pd.DataFrame({col: _percentiles(daily, col)["mean"] for col, _, _ in reasons}).fillna(0.0)
+        dates = means.index
+        ax.stackplot(
+            means.index,
+            means.T.to_numpy(),
+            labels=[label for _, label, _ in reasons],
+            colors=[color for _, _, color in reasons],
+            alpha=0.9,
+            linewidth=0,
+        )
+    if "delayed_midnight" in daily.columns:
+        total = _percentiles(daily, "delayed_midnight")
+        dates = total.index
+        ax.plot(total.index, total["mean"], color="black", linewidth=1.2, label="Total delayed" + _mean_suffix(n_reps))
+        if n_reps > 1:
+            # a white halo keeps the dotted bounds legible where they cross the coloured areas
+            halo = [patheffects.withStroke(linewidth=3, foreground="white")]
+            ax.plot(
+                total.index,
+                total["p5"],
+                color="black",
+                linewidth=1.1,
+                linestyle=":",
+                path_effects=halo,
+                label="Total: 5% and 95% of replications",
+            )
+            ax.plot(total.index, total["p95"], color="black", linewidth=1.1, linestyle=":", path_effects=halo)
+    _style_axes(ax)
+    ax.set_ylabel("Delayed patients (midnight census)")
+    if dates is not None:
+        _format_date_axis(ax, dates)
+    panel.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=9)
+    return fig
+
+
+def _pretty_service(name: str) -> str:
+    """'intermediate_care' -> 'Intermediate care', 'nursing_d2a' -> 'Nursing D2A' for panel titles."""
+    words = name.replace("_", " ").split()
+    # short codes with a digit are acronyms: d2a -> D2A, p1 -> P1
+    words = [w.upper() if len(w) <= 4 and any(ch.isdigit() for ch in w) else w for w in words]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pathway: dict[str, list[str]]) -> Figure:
+    """One row per downstream pathway: who waits for it (left), how full its services are (right).
+
+    Side by side, a long queue next to services running at their capacity line
+    says "this is a capacity problem"; a queue next to spare capacity says the
+    problem is upstream (assessment, transfer, eligibility).  A pathway's
+    services are summed (per replication and day) so each row reads at a
+    glance; the per-service series are in ``daily.csv``.
+    """
+    rows_pw = [p for p in services_by_pathway if p in PATHWAY_LABELS and f"queue_{p}" in daily.columns]
+    rows = max(len(rows_pw), 1)
+    note = _spread_note(n_reps)
+    if n_reps > 1:
+        note += ": lines are means, shading the 5–95% range"
+    fig, panel = _new_figure(12, 1.6 + 2.6 * rows, "Waiting for and using community services", title, note)
+    axes = panel.subplots(rows, 2, squeeze=False)
+    dates = pd.DatetimeIndex(pd.to_datetime(daily["date"]).drop_duplicates().sort_values())
+
+    for i, pathway in enumerate(rows_pw):
+        ax = axes[i, 0]
+        stats = _percentiles(daily, f"queue_{pathway}")
+        if n_reps > 1:
+            _band(ax, stats, NHS_BLUE, "Waiting: 5–95% of replications")
+        ax.plot(stats.index, stats["mean"], color=NHS_DARK_BLUE, linewidth=_line_width(len(stats), 1.8),
+                label="Waiting" + _mean_suffix(n_reps))
+        ax.set_title(f"Waiting in hospital for {PATHWAY_LABELS[pathway]}", fontsize=10.5, loc="left")
+        ax.set_ylabel("Patients waiting")
+        ax.set_ylim(0, max(_nanmax(stats["p95"].to_numpy()) * 1.12, 1.0))
+
+        ax = axes[i, 1]
+        names = [s for s in services_by_pathway[pathway] if f"service_{s}_occupied" in daily.columns]
+        total = daily[["replication", "date"]].copy()
+        total["occupied"] = daily[[f"service_{s}_occupied" for s in names]].sum(axis=1)
+        total["capacity"] = daily[[f"service_{s}_capacity" for s in names]].sum(axis=1)
+        stats = _percentiles(total, "occupied")
+        if n_reps > 1:
+            _band(ax, stats, NHS_AQUA_GREEN, "Occupied: 5–95% of replications")
+        # zorder: when the services are full the occupancy line sits on the capacity line; keep it visible
+        ax.plot(stats.index, stats["mean"], color=NHS_DARK_GREEN, linewidth=_line_width(len(stats), 1.8),
+                zorder=3, label="Occupied" + _mean_suffix(n_reps))
+        cap = _finite_or_nan(_percentiles(total, "capacity")["mean"])
+        label = f"{pathway} places: " + ", ".join(_pretty_service(s) for s in names)
+        if np.isfinite(cap).any():
+            ax.step(stats.index, cap, where="post", color=NHS_RED, linewidth=1.6, label="Capacity")
+        else:
+            label += " (unlimited)"
+        ax.set_title(label if len(label) < 70 else label[:67] + "...", fontsize=10.5, loc="left")
+        ax.set_ylabel("Places occupied")
+        ax.set_ylim(0, max(max(_nanmax(stats["p95"].to_numpy()), _nanmax(cap)) * 1.12, 1.0))
+
+    for ax in axes.ravel():
+        if not ax.has_data():
+            ax.set_visible(False)
+            continue
+        bottom = ax.get_ylim()
+        _style_axes(ax)
+        ax.set_ylim(bottom)
+        _format_date_axis(ax, dates)
+    if not rows_pw:
+        panel.text(0.5, 0.5, "No downstream queues or services in this scenario", ha="center", va="center",
+                   fontsize=11, color=NHS_DARK_GREY)
+
+    handles: dict[str, Artist] = {}
+    for ax in axes.ravel():
+        if ax.get_visible():
+            for handle, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lab, handle)
+    if handles:
+        panel.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                     ncol=min(len(handles), 5), frameon=False, fontsize=9)
+    return fig
+
+
+def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
+                 services_by_pathway: dict[str, list[str]]) -> list[Path]:
+    """Write the board-paper PNGs for one scenario's results and return their paths.
+
+    ``daily`` is the per-(replication, day) table from ``SimulationResult.daily()``;
+    ``title`` (normally the scenario name) goes in every heading;
+    ``services_by_pathway`` maps each downstream pathway (P1-P3) to its
+    services, one row of the queues figure each (pathways without a queue
+    column are skipped).  Files are written atomically, so a
+    half-finished run never leaves a truncated PNG for someone to paste into
+    a paper.
+    """
+    if daily.empty:
+        raise ValueError("no daily results to plot")
+    missing = [c for c in ("date", "acute_occupied_midnight") if c not in daily.columns]
+    if missing:
+        raise ValueError(f"daily results lack required column(s): {', '.join(missing)}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    n_reps = _replication_count(daily)
+    builders = (
+        ("occupancy.png", lambda: _occupancy_figure(daily, title, n_reps)),
+        ("delays.png", lambda: _delays_figure(daily, title, n_reps)),
+        ("queues.png", lambda: _queues_figure(daily, title, n_reps, services_by_pathway)),
+    )
+    written: list[Path] = []
+    for filename, build in builders:
+        written.append(_save_atomic(build(), outdir / filename))
+    log.info("wrote %d figures to %s", len(written), outdir)
+    return written
