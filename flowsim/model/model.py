@@ -227,6 +227,7 @@ class Model:
         self.weekend_rate = {p: d.weekend_rate_for(p) for p in PATHWAYS}
         self.readmission = {p: (pw.readmission.probability, pw.readmission.within_days)
                             for p, pw in sc.pathways.items()}
+        self.needs_assessment = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
 
         self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, streams["arrivals"])
         env.process(self._arrivals())
@@ -263,7 +264,7 @@ class Model:
         journey = self._journey
         for t in self.arrivals.tolist():
             yield env.timeout(t - env.now)
-            p = self._new_patient(t)
+            p = self._new_patient(env.now)
             fill(p)
             env.process(journey(p))
 
@@ -300,7 +301,7 @@ class Model:
         p.mffd = env.now
         pw = p.pathway
         if pw != "P0":
-            if self.sc.pathways[pw].needs_assessment:
+            if self.needs_assessment[pw]:
                 assert self.assess is not None and self.assess_pool is not None
                 ev = self.assess.request(p)
                 if ev is not None:

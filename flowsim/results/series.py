@@ -15,7 +15,7 @@ import numpy as np
 class Level:
     """A step function: ``levels[i]`` holds on ``[times[i], times[i+1])``; 0 before ``times[0]``."""
 
-    __slots__ = ("times", "levels", "_tt", "_cum")
+    __slots__ = ("_cum", "_inf", "_inf_cum", "_tt", "levels", "times")
 
     def __init__(self, times: np.ndarray, levels: np.ndarray):
         self.times = np.asarray(times, dtype=float)
@@ -24,7 +24,14 @@ class Level:
         first = float(self.times[finite].min()) if finite.any() else 0.0
         # a leading -inf breakpoint carries level 0, so replacing it loses no area
         self._tt = np.where(finite, self.times, first)
-        self._cum = np.concatenate(([0.0], np.cumsum(self.levels[:-1] * np.diff(self._tt))))
+        widths = np.diff(self._tt)
+        # an unlimited capacity is an infinite level: integrate it separately (as "time spent
+        # infinite") so means come out as inf rather than inf - inf = NaN
+        self._inf = np.isinf(self.levels)
+        finite_levels = np.where(self._inf, 0.0, self.levels)
+        self._cum = np.concatenate(([0.0], np.cumsum(finite_levels[:-1] * widths)))
+        self._inf_cum = (np.concatenate(([0.0], np.cumsum(self._inf[:-1] * widths)))
+                         if self._inf.any() else None)
 
     @classmethod
     def from_intervals(cls, starts: np.ndarray, ends: np.ndarray, t_end: float) -> Level:
@@ -57,20 +64,36 @@ class Level:
         return np.where(i >= 0, self.levels[np.maximum(i, 0)], 0.0)
 
     def integral(self, t: np.ndarray) -> np.ndarray:
-        """Integral of the level from the first finite breakpoint to each ``t``."""
+        """Integral of the level's finite part from the first finite breakpoint to each ``t``.
+
+        Unlimited stretches contribute nothing here; ``_span`` turns a span that
+        touches one into ``inf``.
+        """
         t = np.asarray(t, dtype=float)
         tt = self._tt
         i = np.maximum(np.searchsorted(tt, t, side="right") - 1, 0)
-        return self._cum[i] + self.levels[i] * np.maximum(t - tt[i], 0.0)
+        return self._cum[i] + np.where(self._inf[i], 0.0, self.levels[i]) * np.maximum(t - tt[i], 0.0)
+
+    def _span(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Integral over each [a, b): inf where the level is unlimited for part of the span."""
+        area = self.integral(b) - self.integral(a)
+        if self._inf_cum is None:
+            return area
+        tt = self._tt
+
+        def inf_time(t: np.ndarray) -> np.ndarray:
+            i = np.maximum(np.searchsorted(tt, t, side="right") - 1, 0)
+            return self._inf_cum[i] + self._inf[i] * np.maximum(t - tt[i], 0.0)
+
+        return np.where(inf_time(b) - inf_time(a) > 0, np.inf, area)
 
     def daily_mean(self, n_days: int, t_start: float = 0.0) -> np.ndarray:
         """Exact time-weighted mean over each day ``[t_start + d, t_start + d + 1)``."""
         edges = t_start + np.arange(n_days + 1, dtype=float)
-        return np.diff(self.integral(edges))
+        return self._span(edges[:-1], edges[1:])
 
     def mean(self, a: float, b: float) -> float:
-        lo, hi = self.integral(np.array([a, b]))
-        return float((hi - lo) / (b - a))
+        return float(self._span(np.array([a]), np.array([b]))[0] / (b - a))
 
     def quantile(self, q: float, a: float, b: float) -> float:
         """Time-weighted quantile of the level over ``[a, b)``."""

@@ -54,10 +54,9 @@ class Exponential(_Dist):
         return -self.mean_ * np.log1p(-u)
 
 
-class Lognormal(_Dist):
-    """Right-skewed stay, given by its arithmetic mean and sd (as LOS reports give them)."""
+class _MeanSd(_Dist):
+    """Parameterised by arithmetic mean and sd, as length-of-stay reports give them."""
 
-    dist: Literal["lognormal"]
     mean_: PositiveFloat = Field(alias="mean")
     sd: PositiveFloat
 
@@ -66,6 +65,12 @@ class Lognormal(_Dist):
     @property
     def mean(self) -> float:
         return self.mean_
+
+
+class Lognormal(_MeanSd):
+    """Right-skewed stay, given by its arithmetic mean and sd."""
+
+    dist: Literal["lognormal"]
 
     @property
     def sigma(self) -> float:
@@ -79,18 +84,10 @@ class Lognormal(_Dist):
         return np.exp(self.mu + self.sigma * special.ndtri(u))
 
 
-class Gamma(_Dist):
-    """Gamma by mean and sd (shape = (mean/sd)^2)."""
+class Gamma(_MeanSd):
+    """Gamma by mean and sd (shape = (mean/sd)^2): lighter tail than the lognormal."""
 
     dist: Literal["gamma"]
-    mean_: PositiveFloat = Field(alias="mean")
-    sd: PositiveFloat
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @property
-    def mean(self) -> float:
-        return self.mean_
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         shape = (self.mean_ / self.sd) ** 2

@@ -20,12 +20,31 @@ import yaml
 from pydantic import ValidationError
 
 from flowsim.errors import ScenarioError
-from flowsim.scenario.schema import Scenario
+from flowsim.scenario.schema import FieldProblems, Scenario
 
 Loc = tuple[Any, ...]
 LineMap = dict[Loc, tuple[str, int]]
 
 _MAX_EXTENDS_DEPTH = 16
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text.
+
+    PyYAML's timestamp constructor raises a bare ValueError on an impossible
+    date such as 2024-04-31, with no line number; pydantic parses the text
+    instead and reports the field, the file line and what is allowed.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def _line_map(node: yaml.Node | None, source: str, prefix: Loc = ()) -> LineMap:
@@ -54,8 +73,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = _yaml_load(text)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -116,7 +135,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineM
             problems.append(f"--set {item!r}: the path {dotted!r} is not a dotted field path")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node: Any = out
@@ -141,9 +160,15 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineM
             if last:
                 node[idx] = value
             else:
-                if isinstance(node, dict) and not isinstance(node.get(idx), (dict, list)):
-                    node[idx] = {}
-                node = node[idx]
+                child = node.get(idx) if isinstance(node, dict) else node[idx]
+                if child is None:
+                    node[idx] = child = {}
+                elif not isinstance(child, (dict, list)):
+                    problems.append(f"--set {item!r}: {'.'.join(keys[: depth + 1])} is a value ({child!r}), "
+                                    f"not a mapping; set it whole, e.g. --set '{'.'.join(keys[: depth + 1])}={{...}}'")
+                    ok = False
+                    break
+                node = child
         if ok and lines is not None:
             for k in [k for k in lines if k[: len(loc)] == loc]:
                 del lines[k]
@@ -153,22 +178,32 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineM
     return out
 
 
-def _clean_loc(loc: Loc, data: Any) -> tuple[Loc, bool]:
-    """Drop pydantic's union/discriminator tags from ``loc`` by walking the real input."""
+def _clean_loc(loc: Loc, data: Any, err_type: str) -> tuple[Loc, Loc | None]:
+    """Split pydantic's ``loc`` into the real field path and the union site (if any).
+
+    pydantic puts union member names and discriminator values ('constrained-int',
+    "literal['unlimited']", 'Schedule', 'triangular') into ``loc``; we walk the
+    real input and keep only keys that exist in it, plus a last key that is
+    missing or unknown.  ``site`` is the path where a union tag was dropped.
+    """
     out: list[Any] = []
     node = data
-    dropped = False
+    site: Loc | None = None
     for i, part in enumerate(loc):
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and i == len(loc) - 1:
+        elif i == len(loc) - 1 and err_type in ("missing", "extra_forbidden"):
             out.append(part)  # a missing or unknown field: it is named last
-        else:
-            dropped = True  # a union member or discriminator tag, not a field
-    return tuple(out), dropped
+        elif site is None:
+            site = tuple(out)
+    return tuple(out), site
+
+
+_TYPE_ERRORS = frozenset({"int_type", "int_parsing", "literal_error", "model_type", "model_attributes_type",
+                          "dict_type", "float_type", "float_parsing", "string_type", "bool_type", "list_type"})
 
 
 def _value_at(data: Any, loc: Loc) -> Any:
@@ -192,29 +227,62 @@ def _where(loc: Loc, lines: LineMap, default_source: str) -> str:
     return default_source
 
 
+_CAPACITY_FIELDS = ("beds", "capacity", "staff", "weekend_staff")
 _CAPACITY_HELP = "a whole number >= 0, 'unlimited', or a schedule {base: N, periods: [{start, end, set|add}]}"
 
 
-def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
-    grouped: dict[Loc, list[tuple[str, bool, str]]] = {}
+def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc, Loc | None, str, str]]:
+    """(path, union site, message, pydantic type) for each error, cross-field problems expanded."""
+    out = []
     for err in exc.errors(include_url=False):
-        loc, dropped = _clean_loc(tuple(err["loc"]), data)
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblems):
+            base = tuple(err["loc"])
+            for loc, msg in cause.items:
+                out.append((_clean_loc(base + loc, data, "missing")[0], None, msg, "value_error"))
+            continue
+        loc, site = _clean_loc(tuple(err["loc"]), data, err["type"])
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; `flowsim schema` lists the allowed fields)"
-        tags = "|".join(str(p) for p in err["loc"] if p not in loc)
-        grouped.setdefault(loc, []).append((msg, dropped, tags))
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        out.append((loc, site, msg, err["type"]))
+    return out
+
+
+def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
+    raw = _raw_problems(exc, data)
+    # At a union (capacity: number | 'unlimited' | schedule; distributions by 'dist'), pydantic reports
+    # every member that failed.  Keep the members that matched the input's type; if none did, say
+    # what the union allows.
+    sites: dict[Loc, list[int]] = {}
+    for i, (_, site, _, _) in enumerate(raw):
+        if site is not None:
+            sites.setdefault(site, []).append(i)
+    drop: set[int] = set()
+    replace: dict[int, str] = {}
+    for site, idx in sites.items():
+        is_capacity = bool(site) and site[-1] in _CAPACITY_FIELDS
+        relevant = [i for i in idx if raw[i][3] not in _TYPE_ERRORS]
+        if is_capacity and not isinstance(_value_at(data, site), dict):
+            drop.update(idx[1:])  # a bad number or word: say what a capacity may be
+            replace[idx[0]] = f"allowed: {_CAPACITY_HELP}"
+        elif relevant:
+            drop.update(i for i in idx if i not in relevant)
+        elif len(idx) > 1:
+            drop.update(idx[1:])
+            replace[idx[0]] = "; ".join(dict.fromkeys(raw[i][2] for i in idx))
+    grouped: dict[Loc, list[str]] = {}
+    for i, (loc, _, msg, _) in enumerate(raw):
+        if i not in drop:
+            grouped.setdefault(loc, []).append(replace.get(i, msg))
     problems = []
-    for loc, items in grouped.items():
+    for loc, msgs in grouped.items():
         path = ".".join(str(p) for p in loc) or "(top level)"
         value = _value_at(data, loc)
-        tags = " ".join(t for _, _, t in items)
-        if len(items) > 1 and "Schedule" in tags and "unlimited" in tags:
-            msg = f"allowed: {_CAPACITY_HELP}"
-        else:
-            msg = "; ".join(dict.fromkeys(m for m, _, _ in items))
         shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-        problems.append(f"{_where(loc, lines, source)}: {path}: {msg}{shown}")
+        problems.append(f"{_where(loc, lines, source)}: {path}: {'; '.join(dict.fromkeys(msgs))}{shown}")
     return problems
 
 

@@ -32,6 +32,18 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 _SUM_TOL = 1e-6
 
 
+class FieldProblems(ValueError):
+    """Cross-field problems found by a model-level validator, each tied to the field it concerns.
+
+    pydantic would report a model validator's error at the model itself ("top
+    level"); carrying the path lets the loader point at the offending line.
+    """
+
+    def __init__(self, items: list[tuple[tuple[str, ...], str]]):
+        self.items = items
+        super().__init__("; ".join(msg for _, msg in items))
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -286,40 +298,43 @@ class Scenario(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        problems: list[tuple[tuple[str, ...], str]] = []
         total = sum(c.share for c in self.cohorts.values())
         if abs(total - 1.0) > _SUM_TOL:
-            raise ValueError(f"cohort shares must sum to 1, they sum to {total:.6g}")
-        for cname, cohort in self.cohorts.items():
-            for p, prob in cohort.pathway_mix.items():
-                if prob > 0 and p not in self.pathways:
-                    raise ValueError(
-                        f"cohort '{cname}' sends patients to {p}, which is not defined under "
-                        f"'pathways' (defined: {', '.join(self.pathways) or 'none'})"
-                    )
+            problems.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
+                             f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
         seen: dict[str, str] = {}
         for pname, pathway in self.pathways.items():
+            where = ("pathways", pname)
             if pname == "P0" and pathway.services:
-                raise ValueError("P0 (home, no new support) cannot have services")
+                problems.append(((*where, "services"), "P0 (home, no new support) cannot have services"))
             if pname != "P0" and not pathway.services:
-                raise ValueError(f"pathway {pname} needs at least one service")
+                problems.append(((*where, "services"), f"pathway {pname} needs at least one service"))
             if pathway.needs_assessment and self.assessment is None:
-                raise ValueError(f"pathway {pname} needs assessment but no 'assessment' team is defined")
+                problems.append(((*where, "needs_assessment"),
+                                 f"pathway {pname} needs assessment but no 'assessment' team is defined"))
             for sname, svc in pathway.services.items():
                 if sname in seen:
-                    raise ValueError(f"service '{sname}' is defined under both {seen[sname]} and {pname}")
+                    problems.append(((*where, "services", sname),
+                                     f"service '{sname}' is defined under both {seen[sname]} and {pname}"))
                 seen[sname] = pname
                 for c in svc.cohorts or []:
                     if c not in self.cohorts:
-                        raise ValueError(
-                            f"service '{sname}' lists cohort '{c}', which is not defined "
-                            f"(defined: {', '.join(self.cohorts)})"
-                        )
+                        problems.append(((*where, "services", sname, "cohorts"),
+                                         f"cohort '{c}' is not defined (defined: {', '.join(self.cohorts)})"))
         for cname, cohort in self.cohorts.items():
             for p, prob in cohort.pathway_mix.items():
-                if prob > 0 and p != "P0":
-                    svcs = self.pathways[p].services.values()
-                    if not any(s.cohorts is None or cname in s.cohorts for s in svcs):
-                        raise ValueError(f"cohort '{cname}' is sent to {p} but no {p} service accepts it")
+                if prob <= 0 or (p == "P0" and p in self.pathways):
+                    continue
+                where = ("cohorts", cname, "pathway_mix", p)
+                if p not in self.pathways:
+                    problems.append((where, f"cohort '{cname}' sends patients to {p}, which is not defined under "
+                                            f"'pathways' (defined: {', '.join(self.pathways) or 'none'})"))
+                elif p != "P0" and self.pathways[p].services and not any(
+                        s.cohorts is None or cname in s.cohorts for s in self.pathways[p].services.values()):
+                    problems.append((where, f"cohort '{cname}' is sent to {p} but no {p} service accepts it"))
+        if problems:
+            raise FieldProblems(problems)
         return self
 
     def service_pathway(self) -> dict[str, str]:

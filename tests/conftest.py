@@ -1,0 +1,80 @@
+"""Shared fixtures: repository paths and a builder of small, valid scenario dicts.
+
+The builder returns plain dicts (not Scenario objects) so each test can tweak
+one field and then call ``validate_dict``; every call returns a fresh deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS_DIR = ROOT / "scenarios"
+MINIMAL = SCENARIOS_DIR / "minimal.yaml"
+
+def base_scenario_dict(
+    *,
+    rate: float = 8.0,
+    beds: Any = 10,
+    acute_los: dict[str, Any] | None = None,
+    pathway_mix: dict[str, float] | None = None,
+    pathways: dict[str, Any] | None = None,
+    duration_days: int = 365,
+    warmup_days: int = 30,
+    start_date: str = "2024-01-01",
+    **top: Any,
+) -> dict[str, Any]:
+    """A valid single-cohort scenario: flat Poisson arrivals, no assessment, no discharge hours.
+
+    The defaults describe an M/M/10 acute stage (rate 8/day, exponential LOS mean 1 day)
+    whose patients all go home (P0) with zero transfer time.  Extra keyword arguments
+    are set as top-level fields (e.g. ``assessment=...``, ``long_term_care=...``).
+    """
+    data: dict[str, Any] = {
+        "name": "test scenario",
+        "simulation": {"start_date": start_date, "duration_days": duration_days, "warmup_days": warmup_days},
+        "population_18plus": 100_000,
+        "arrivals": {"rate_per_day": rate},
+        "cohorts": {
+            "everyone": {
+                "share": 1.0,
+                "age_band": "65-84",
+                "acute_los": acute_los or {"dist": "exponential", "mean": 1.0},
+                "pathway_mix": pathway_mix or {"P0": 1.0},
+            }
+        },
+        "acute": {"beds": beds},
+        "pathways": pathways or {"P0": {}},
+    }
+    data.update(top)
+    return copy.deepcopy(data)
+
+
+@pytest.fixture(scope="session")
+def scenario_builder() -> Callable[..., dict[str, Any]]:
+    """``scenario_builder(**kw)`` -> a fresh valid scenario dict (see ``base_scenario_dict``).
+
+    Session-scoped so hypothesis tests may use it (the builder itself has no state).
+    """
+    return base_scenario_dict
+
+
+@pytest.fixture
+def scenario_dict() -> dict[str, Any]:
+    """A fresh copy of the default base scenario dict."""
+    return base_scenario_dict()
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def minimal_path() -> Path:
+    return MINIMAL

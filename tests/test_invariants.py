@@ -1,0 +1,269 @@
+"""Invariants on every shipped scenario (short horizons) and on hand-built edge cases.
+
+The checks here recompute things from the per-stay table independently of
+``flowsim.results.checks``, so a bug shared by the model and its own checks
+is still caught.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowsim import load_scenario, simulate
+from flowsim.model.calendar import capacity_steps
+from flowsim.scenario import load_raw, validate_dict
+
+SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+SHIPPED = sorted(SCENARIOS_DIR.glob("*.yaml"))
+SHORT = ["simulation.duration_days=60", "simulation.warmup_days=20"]
+T_SHORT = 60.0
+TOL = 1e-9
+
+
+
+def test_shipped_scenarios_found() -> None:
+    assert SCENARIOS_DIR / "minimal.yaml" in SHIPPED
+
+
+# --------------------------------------------------------------------------- helpers
+def departure(p: pd.DataFrame) -> np.ndarray:
+    """When a stay leaves the system: acute_end for P0, end of the downstream stay otherwise."""
+    return np.where(p["pathway"].astype(str) == "P0", p["acute_end"], p["ds_end"])
+
+
+def max_overlap_at_grants(starts: np.ndarray, ends: np.ndarray, t_end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy just after each grant of intervals [start, end), releases at a tie counted first.
+
+    Returns (grant times, occupancy after each grant).  Counting releases before grants at
+    the same instant is the lenient order (a slot freed at t can be granted at t).
+    """
+    ok = ~np.isnan(starts)
+    s = starts[ok]
+    e = np.where(np.isnan(ends[ok]), np.inf, ends[ok])
+    times = np.concatenate((s, e))
+    delta = np.concatenate((np.ones(len(s)), -np.ones(len(e))))
+    order = np.lexsort((delta, times))  # by time, then -1 before +1
+    times, delta = times[order], delta[order]
+    occ = np.cumsum(delta)
+    grant = (delta > 0) & (times <= t_end)
+    return times[grant], occ[grant]
+
+
+def capacity_at(steps: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
+    times, values = steps
+    i = np.searchsorted(times, np.asarray(t) + TOL, side="right") - 1
+    return values[np.maximum(i, 0)]
+
+
+# --------------------------------------------------------------------------- shipped scenarios
+@pytest.fixture(scope="module", params=SHIPPED, ids=lambda p: p.name)
+def short_run(request):
+    sc = load_scenario(request.param, overrides=SHORT)
+    assert sc.simulation.duration_days == 60 and sc.simulation.warmup_days == 20
+    return request.param, sc, simulate(sc, replications=2, seed=11)
+
+
+def test_shipped_scenario_runs_clean(short_run) -> None:
+    _, sc, result = short_run
+    assert result.checks == []
+    kpis = result.kpi_frame()
+    assert len(kpis) == 2
+    for col in ("admissions_per_day", "acute_occupied_mean", "delayed_patients_per_day", "ed_wait_mean_hours",
+                "dtoc_rate_per_100k"):
+        assert np.isfinite(kpis[col]).all(), col
+    assert (kpis["admissions_per_day"] > 0).all()
+    daily = result.daily()
+    assert len(daily) == 2 * 60
+    assert daily.groupby("replication")["day"].apply(list).map(lambda d: d == list(range(60))).all()
+    assert daily["date"].min() == pd.Timestamp(sc.simulation.start_date)
+
+
+def test_conservation_from_patient_table(short_run) -> None:
+    """Per replication: in system at 0 + admitted = departed + in system at T, stage by stage."""
+    _, _, result = short_run
+    pts = result.patients()
+    kpis = result.kpi_frame()
+    daily = result.daily()
+    T = T_SHORT
+    for rep, p in pts.groupby("replication"):
+        arrival = p["arrival"].to_numpy()
+        dep = departure(p)
+        stamps = p[["arrival", "bed_start", "mffd", "slot_granted", "acute_end", "ds_end"]].to_numpy()
+        assert np.nanmax(stamps) <= T and np.nanmin(stamps) >= -20.0
+
+        in_at_0 = np.sum((arrival < 0) & (np.isnan(dep) | (dep >= 0)))
+        admitted = np.sum((arrival >= 0) & (arrival < T))
+        departed = np.sum(~np.isnan(dep) & (dep >= 0))
+        in_at_T = np.sum(np.isnan(dep))
+        assert in_at_0 + admitted == departed + in_at_T
+
+        # everyone still in the system is in exactly one stage
+        pathway = p["pathway"].astype(str).to_numpy()
+        in_ed = np.isnan(p["bed_start"].to_numpy())
+        in_acute = ~in_ed & np.isnan(p["acute_end"].to_numpy())
+        downstream = ~np.isnan(p["acute_end"].to_numpy()) & np.isnan(dep)
+        assert not np.any(downstream & (pathway == "P0"))
+        assert in_ed.sum() + in_acute.sum() + downstream.sum() == in_at_T
+        # a finished stay has every stamp of its journey
+        done = ~np.isnan(dep)
+        for col in ("bed_start", "mffd", "acute_end"):
+            assert p.loc[done, col].notna().all(), col
+        done_ds = done & (pathway != "P0")
+        for col in ("slot_granted", "stay_end"):
+            assert p.loc[done_ds, col].notna().all(), col
+        assert (p.loc[done_ds, "service"] != "").all()
+
+        # readmissions follow the end of the stay they repeat
+        by_id = p.set_index("stay_id")
+        re = p[p["readmission_of"] >= 0]
+        prev_dep = pd.Series(dep, index=p["stay_id"].to_numpy()).reindex(re["readmission_of"]).to_numpy()
+        assert not np.isnan(prev_dep).any()
+        assert np.all(re["arrival"].to_numpy() >= prev_dep - TOL)
+        assert by_id.index.is_unique
+
+        # the KPI layer counts the same things
+        d = daily[daily["replication"] == rep]
+        assert d["admissions"].sum() == admitted
+        assert kpis.loc[rep, "admissions_per_day"] == pytest.approx(admitted / T)
+        acute_end = p["acute_end"].to_numpy()
+        for pw in ("P0", "P1", "P2", "P3"):
+            left = np.sum((pathway == pw) & (acute_end >= 0) & (acute_end < T))
+            assert kpis.loc[rep, f"discharges_{pw}"] == left
+        # midnight census at the end of the last day = patients in acute beds at T
+        assert d["acute_occupied_midnight"].iloc[-1] == in_acute.sum()
+
+
+def test_no_grant_above_capacity(short_run) -> None:
+    """Occupancy recomputed from stay intervals never exceeds the capacity in force at a grant."""
+    _, sc, result = short_run
+    start, t0, T = sc.simulation.start_date, -float(sc.simulation.warmup_days), T_SHORT
+    acute_steps = capacity_steps(sc.acute.beds, start, t0, T)
+    services = {name: svc for pw in sc.pathways.values() for name, svc in pw.services.items()}
+    for _, p in result.patients().groupby("replication"):
+        t, occ = max_overlap_at_grants(p["bed_start"].to_numpy(), p["acute_end"].to_numpy(), T)
+        assert len(t) > 0
+        assert np.all(occ <= capacity_at(acute_steps, t)), "acute grant above capacity"
+        for name, svc in services.items():
+            m = (p["service"] == name).to_numpy()
+            if not m.any():
+                continue
+            t, occ = max_overlap_at_grants(p["slot_granted"].to_numpy()[m], p["ds_end"].to_numpy()[m], T)
+            steps = capacity_steps(svc.capacity, start, t0, T)
+            assert np.all(occ <= capacity_at(steps, t)), f"grant above capacity at service {name}"
+
+
+def unlimited_downstream_overrides(path: Path) -> list[str]:
+    """--set overrides that remove every downstream constraint of a scenario file."""
+    raw, _ = load_raw(path)
+    out = list(SHORT)
+    for pname, pw in raw.get("pathways", {}).items():
+        out.append(f"pathways.{pname}.needs_assessment=false")
+        for sname in (pw or {}).get("services", {}) or {}:
+            out.append(f"pathways.{pname}.services.{sname}.capacity=unlimited")
+    out += ["long_term_care.capacity=unlimited", "long_term_care.placement_time={dist: fixed, value: 0}"]
+    return out
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_infinite_downstream_capacity_gives_zero_dtoc(path: Path) -> None:
+    sc = load_scenario(path, overrides=unlimited_downstream_overrides(path))
+    assert all(svc.capacity == "unlimited" for pw in sc.pathways.values() for svc in pw.services.values())
+    assert not any(pw.needs_assessment for pw in sc.pathways.values())
+    result = simulate(sc, replications=2, seed=5)
+    assert result.checks == []
+    kpis = result.kpi_frame()
+    assert (kpis["delayed_patients_per_day"] == 0).all()
+    assert (kpis["delayed_bed_days"] == 0).all()
+    assert (kpis["dtoc_delayed_days_per_quarter"] == 0).all()
+    pts = result.patients()
+    ready = pts[pts["pathway"].astype(str) != "P0"].dropna(subset=["mffd", "slot_granted"])
+    assert len(ready) > 0
+    assert np.allclose(ready["slot_granted"], ready["mffd"], rtol=0, atol=TOL)
+
+
+def test_minimal_has_delays_without_the_overrides() -> None:
+    """The zero-DTOC test above has power: the same scenario with its real capacities has delays."""
+    result = simulate(load_scenario(SCENARIOS_DIR / "minimal.yaml", overrides=SHORT), replications=2, seed=5)
+    assert (result.kpi_frame()["delayed_patients_per_day"] > 0).all()
+
+
+def test_unlimited_capacity_is_reported_as_infinite(scenario_builder) -> None:
+    """Unlimited beds and places are inf in the capacity columns (not NaN), without numpy warnings."""
+    sc = validate_dict(scenario_builder(
+        beds="unlimited", duration_days=10, warmup_days=0, pathway_mix={"P0": 0.5, "P2": 0.5},
+        pathways={"P0": {}, "P2": {"services": {"ic": {"capacity": "unlimited",
+                                                        "los": {"dist": "fixed", "value": 2.0}}}}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = simulate(sc, replications=1, seed=1)
+    kpis, daily = result.kpi_frame(), result.daily()
+    assert np.isinf(kpis["acute_beds_mean"]).all()
+    assert np.isinf(daily["acute_beds"]).all()
+    assert np.isinf(daily["service_ic_capacity"]).all()
+    assert np.isfinite(kpis["acute_occupied_mean"]).all() and (kpis["acute_occupied_mean"] > 0).all()
+    assert np.isfinite(kpis["service_ic_occupied_mean"]).all()
+
+
+# --------------------------------------------------------------------------- capacity schedule
+CLOSE_FROM, CLOSE_TO = 20, 29  # days after start_date, both included
+BASE_BEDS, CLOSED_BEDS = 30, 18
+
+
+def expected_beds(t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, dtype=float)
+    return np.where((t >= CLOSE_FROM) & (t < CLOSE_TO + 1), CLOSED_BEDS, BASE_BEDS)
+
+
+@pytest.fixture(scope="module")
+def closure_run(scenario_builder):
+    start = dt.date(2024, 1, 1)
+    beds = {"base": BASE_BEDS, "periods": [{
+        "start": (start + dt.timedelta(days=CLOSE_FROM)).isoformat(),
+        "end": (start + dt.timedelta(days=CLOSE_TO)).isoformat(),
+        "set": CLOSED_BEDS, "note": "ward closed",
+    }]}
+    # 25 a day, mean stay 1 day: 83% busy with 30 beds, overloaded with 18
+    sc = validate_dict(scenario_builder(rate=25.0, beds=beds, start_date=start.isoformat(),
+                                        duration_days=60, warmup_days=10))
+    return sc, simulate(sc, replications=3, seed=99)
+
+
+def test_capacity_schedule_is_a_step_function(closure_run) -> None:
+    sc, result = closure_run
+    times, values = capacity_steps(sc.acute.beds, sc.simulation.start_date, -10.0, 60.0)
+    assert times.tolist() == [-10.0, float(CLOSE_FROM), float(CLOSE_TO + 1)]
+    assert values.tolist() == [BASE_BEDS, CLOSED_BEDS, BASE_BEDS]
+    daily = result.daily()
+    for _, d in daily.groupby("replication"):
+        assert d["acute_beds"].tolist() == expected_beds(d["day"].to_numpy()).tolist()
+    mean_beds = (BASE_BEDS * (60 - (CLOSE_TO + 1 - CLOSE_FROM)) + CLOSED_BEDS * (CLOSE_TO + 1 - CLOSE_FROM)) / 60
+    assert result.kpi_frame()["acute_beds_mean"].tolist() == pytest.approx([mean_beds] * 3)
+
+
+def test_no_grant_above_capacity_during_closure(closure_run) -> None:
+    _, result = closure_run
+    assert result.checks == []
+    for _, p in result.patients().groupby("replication"):
+        bed_start, acute_end = p["bed_start"].to_numpy(), p["acute_end"].to_numpy()
+        t, occ = max_overlap_at_grants(bed_start, acute_end, 60.0)
+        assert np.all(occ <= expected_beds(t + TOL))
+        # the closure binds: beds are occupied above the new limit when it starts (nobody is
+        # evicted), patients queue in ED during it, and the queue is admitted when beds reopen
+        in_bed_at_close = np.sum((bed_start < CLOSE_FROM) & (np.isnan(acute_end) | (acute_end > CLOSE_FROM)))
+        assert in_bed_at_close > CLOSED_BEDS
+        closed = (t >= CLOSE_FROM) & (t < CLOSE_TO + 1)
+        assert closed.any() and occ[closed].max() <= CLOSED_BEDS
+        reopen = CLOSE_TO + 1.0
+        before = reopen - TOL
+        waiting = np.sum((p["arrival"].to_numpy() < before) & ~(bed_start < before))
+        in_bed = np.sum((bed_start < before) & (np.isnan(acute_end) | (acute_end > before)))
+        assert waiting > 0
+        # at the instant capacity rises, the head of the queue takes every new bed at once
+        granted_at_reopen = np.sum(np.abs(bed_start - reopen) < TOL)
+        assert granted_at_reopen == min(waiting, BASE_BEDS - in_bed)
