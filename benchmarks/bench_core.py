@@ -13,6 +13,7 @@ Speed is measured here, never asserted in tests (timings vary by machine).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
@@ -25,6 +26,17 @@ from flowsim.rng import Streams
 from flowsim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_name() -> str:
+    """The CPU model (``platform.processor()`` is empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write(f"flowsim core benchmark: {sc.name}, 1 replication x {sc.simulation.duration_days} days "
               f"(best of {args.repeat})\n")
     out.write(f"  machine             {platform.machine()}, Python {platform.python_version()}, "
-              f"{platform.processor() or 'unknown cpu'}\n")
+              f"{cpu_name()}, {os.cpu_count()} cores\n")
     out.write(f"  stays simulated     {stays:,}\n")
     out.write(f"  kernel events       {kev:,}  ({kev / sim:,.0f} per second)\n")
     out.write(f"  model events        {mev:,}  ({mev / sim:,.0f} per second; "
