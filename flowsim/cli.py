@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
+from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger("flowsim")
 
@@ -33,6 +34,23 @@ HEADLINE = [
     "discharges_P0", "discharges_P1", "discharges_P2", "discharges_P3", "readmissions", "deaths",
     "long_term_care_placements",
 ]
+ELECTIVE_KPIS = ["electives_scheduled", "electives_admitted", "electives_cancelled_no_bed",
+                 "electives_cancelled_escalation"]
+ESCALATION_KPIS = ["opel_days_level_1", "opel_days_level_2", "opel_days_level_3", "opel_days_level_4",
+                   "escalation_actions_started", "escalation_bed_days_opened", "escalation_bed_days_used",
+                   "escalation_cost"]
+
+
+def headline(sc: Scenario) -> list[str]:
+    """The KPIs worth a line in the terminal for this scenario."""
+    names = list(HEADLINE)
+    if sc.electives is not None:
+        names += ELECTIVE_KPIS
+    if sc.escalation is not None:
+        names += ESCALATION_KPIS
+    if any(s.unit_cost_per_day > 0 for pw in sc.pathways.values() for s in pw.services.values()):
+        names.append("service_capacity_cost")
+    return names
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -124,7 +142,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.error("internal check failed (please report): %s", problem)
     write_run_dir(result, out, command=["flowsim", *sys.argv[1:]], figures=not args.no_figures)
     table = result.summary()
-    names = list(table.index) if args.all_kpis else [n for n in HEADLINE if n in table.index]
+    names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
     sys.stdout.write(f"\n{sc.name}: {args.replications} replications, seed {args.seed}, "
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "
                      f"(after {sc.simulation.warmup_days} warm-up days)\n\n")

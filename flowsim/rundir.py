@@ -8,6 +8,7 @@ Layout (DESIGN.md section 5)::
     quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate)
     monthly.csv       the same per calendar month
     patients.parquet  per-stay records of every replication
+    escalation.csv    OPEL level changes and escalation actions (scenarios with escalation)
     scenario.yaml     the resolved scenario (extends and --set applied)
     figures/*.png     occupancy fan chart, delays by reason, downstream queues
 """
@@ -29,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from flowsim.experiment.runner import RunResult
-from flowsim.results.kpi import kpi_info
+from flowsim.results.kpi import KPIS, kpi_info
 from flowsim.scenario.loader import scenario_to_yaml
 
 PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
@@ -122,6 +123,9 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     written["patients"] = atomic_write(out / "patients.parquet",
                                        lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
     written["scenario"] = atomic_text(out / "scenario.yaml", scenario_to_yaml(result.scenario))
+    escalation = result.escalation()
+    if not escalation.empty:
+        written["escalation"] = atomic_write(out / "escalation.csv", lambda p: escalation.to_csv(p, index=False))
     if figures:
         from flowsim.report.figures import make_figures
 
@@ -140,7 +144,7 @@ def kpi_table_text(table: pd.DataFrame, names: list[str]) -> str:
             continue
         row = table.loc[name]
         info = kpi_info(name)
-        label = info.label if not name.startswith("service_") else f"{name.removeprefix('service_')}"
+        label = info.label if name in KPIS else name.removeprefix("service_")
         ci = "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:,.2f}, {row['ci_high']:,.2f}]"
         lines.append(f"{label[:52]:<52} {row['mean']:>10,.2f}  {ci:<23} {info.unit}")
     return "\n".join(lines)

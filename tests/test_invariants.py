@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from flowsim import load_scenario, simulate
-from flowsim.model.calendar import capacity_steps
+from flowsim.model.calendar import capacity_steps, disrupted
 from flowsim.scenario import load_raw, validate_dict
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "scenarios"
@@ -91,7 +91,10 @@ def test_conservation_from_patient_table(short_run) -> None:
     kpis = result.kpi_frame()
     daily = result.daily()
     T = T_SHORT
-    for rep, p in pts.groupby("replication"):
+    for rep, stays in pts.groupby("replication"):
+        # a cancelled elective never enters the hospital: it is recorded, but not a stay
+        assert stays.loc[stays["cancelled"] != "", "bed_start"].isna().all()
+        p = stays[stays["cancelled"] == ""]
         arrival = p["arrival"].to_numpy()
         dep = departure(p)
         stamps = p[["arrival", "bed_start", "mffd", "slot_granted", "acute_end", "ds_end"]].to_numpy()
@@ -127,10 +130,11 @@ def test_conservation_from_patient_table(short_run) -> None:
         assert np.all(re["arrival"].to_numpy() >= prev_dep - TOL)
         assert by_id.index.is_unique
 
-        # the KPI layer counts the same things
+        # the KPI layer counts the same things (admissions KPIs are non-elective)
         d = daily[daily["replication"] == rep]
-        assert d["admissions"].sum() == admitted
-        assert kpis.loc[rep, "admissions_per_day"] == pytest.approx(admitted / T)
+        emergency = np.sum((arrival >= 0) & (arrival < T) & (p["kind"] == "non_elective").to_numpy())
+        assert d["admissions"].sum() == emergency
+        assert kpis.loc[rep, "admissions_per_day"] == pytest.approx(emergency / T)
         acute_end = p["acute_end"].to_numpy()
         for pw in ("P0", "P1", "P2", "P3"):
             left = np.sum((pathway == pw) & (acute_end >= 0) & (acute_end < T))
@@ -139,13 +143,31 @@ def test_conservation_from_patient_table(short_run) -> None:
         assert d["acute_occupied_midnight"].iloc[-1] == in_acute.sum()
 
 
+def capacity_in_force(sc, target: str, cap, log: pd.DataFrame, t0: float, T: float):
+    """The scheduled capacity with disruptions, plus escalation actions from the run's action log."""
+    start = sc.simulation.start_date
+    steps = disrupted(capacity_steps(cap, start, t0, T),
+                      [d for d in sc.disruptions if d.target == target and d.kind != "demand_surge"], start, t0, T)
+    if log.empty:
+        return steps
+    acts = log[(log["record"] == "action") & (log["target"] == target) & log["event"].isin(["started", "stopped"])]
+    if acts.empty:
+        return steps
+    sign = np.where(acts["event"] == "started", 1.0, -1.0) * acts["amount"].to_numpy()
+    times = np.unique(np.concatenate((steps[0], acts["time"].to_numpy())))
+    extra = np.array([sign[acts["time"].to_numpy() <= t + TOL].sum() for t in times])
+    return times, capacity_at(steps, times) + extra
+
+
 def test_no_grant_above_capacity(short_run) -> None:
     """Occupancy recomputed from stay intervals never exceeds the capacity in force at a grant."""
     _, sc, result = short_run
-    start, t0, T = sc.simulation.start_date, -float(sc.simulation.warmup_days), T_SHORT
-    acute_steps = capacity_steps(sc.acute.beds, start, t0, T)
+    t0, T = -float(sc.simulation.warmup_days), T_SHORT
     services = {name: svc for pw in sc.pathways.values() for name, svc in pw.services.items()}
-    for _, p in result.patients().groupby("replication"):
+    log = result.escalation()
+    for rep, p in result.patients().groupby("replication"):
+        rep_log = log[log["replication"] == rep] if not log.empty else log
+        acute_steps = capacity_in_force(sc, "acute", sc.acute.beds, rep_log, t0, T)
         t, occ = max_overlap_at_grants(p["bed_start"].to_numpy(), p["acute_end"].to_numpy(), T)
         assert len(t) > 0
         assert np.all(occ <= capacity_at(acute_steps, t)), "acute grant above capacity"
@@ -154,7 +176,7 @@ def test_no_grant_above_capacity(short_run) -> None:
             if not m.any():
                 continue
             t, occ = max_overlap_at_grants(p["slot_granted"].to_numpy()[m], p["ds_end"].to_numpy()[m], T)
-            steps = capacity_steps(svc.capacity, start, t0, T)
+            steps = capacity_in_force(sc, name, svc.capacity, rep_log, t0, T)
             assert np.all(occ <= capacity_at(steps, t)), f"grant above capacity at service {name}"
 
 

@@ -66,6 +66,11 @@ class RunResult:
         frames = [r.patients for r in self.replications if r.patients is not None]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def escalation(self) -> pd.DataFrame:
+        """OPEL level changes and action events of every replication (empty without escalation)."""
+        frames = [r.escalation for r in self.replications if r.escalation is not None]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     def periods(self, freq: str = "Q") -> pd.DataFrame:
         return period_table(self.daily(), freq, self.scenario.population_18plus)
 

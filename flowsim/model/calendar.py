@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from flowsim.scenario.schema import MONTHS, Arrivals, Capacity, Hours, Schedule
+from flowsim.scenario.schema import MONTHS, Arrivals, Capacity, Disruption, Hours, Schedule, Surge
 
 INF = math.inf
 
@@ -63,10 +63,50 @@ def capacity_steps(cap: Capacity, start: dt.date, t0: float, t1: float) -> Steps
     return times[keep], vals[keep]
 
 
+def disrupted(steps: Steps, disruptions: list[Disruption], start: dt.date, t0: float, t1: float) -> Steps:
+    """Apply ward closures (beds out of use) and staff absence (percent lost) to a capacity.
+
+    Absence rounds the remaining capacity down: 15% of 45 packages leaves 38, not 38.25.
+    """
+    if not disruptions:
+        return steps
+    windows = [(day_of(start, d.start), day_of(start, d.end) + 1.0, d) for d in disruptions]
+    breaks = sorted({*steps[0].tolist(), *(max(t0, a) for a, _, _ in windows if a < t1),
+                     *(b for _, b, _ in windows if t0 < b < t1)})
+    vals = []
+    for b in breaks:
+        v = value_at(steps, b)
+        for a, e, d in windows:
+            if a <= b < e and math.isfinite(v):
+                if d.kind == "ward_closure":
+                    v = max(0.0, v - float(d.beds or 0))
+                else:
+                    v = float(math.floor(v * (1.0 - float(d.percent or 0) / 100.0) + 1e-9))
+        vals.append(v)
+    times = np.array(breaks, dtype=float)
+    values = np.array(vals, dtype=float)
+    keep = np.concatenate(([True], values[1:] != values[:-1]))
+    return times[keep], values[keep]
+
+
 def value_at(steps: Steps, t: float) -> float:
     times, values = steps
     i = int(np.searchsorted(times, t, side="right")) - 1
     return float(values[max(i, 0)])
+
+
+def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Scheduled admissions: a Poisson number each weekday, at uniform times within ``hours``."""
+    out = []
+    for d in range(math.floor(t0), math.ceil(t1)):
+        n = int(rng.poisson(rate))
+        if (start + dt.timedelta(days=d)).weekday() >= 5:
+            continue  # the draw is still made, so weekday counts do not depend on the calendar
+        u = np.sort(rng.random(n))
+        out.append(d + (hours.start + u * (hours.end - hours.start)) / 24.0)
+    times = np.concatenate(out) if out else np.zeros(0)
+    return times[(times >= t0) & (times < t1)]
 
 
 def team_steps(
@@ -97,7 +137,8 @@ def team_steps(
     return times[keep], vals[keep]
 
 
-def hourly_rates(arr: Arrivals, start: dt.date, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+def hourly_rates(arr: Arrivals, start: dt.date, t0: float, t1: float,
+                 extra_surges: tuple[Surge, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Arrival rate per day in each hour from t0 to t1: returns (hour start times, rates)."""
     n_hours = int(math.ceil((t1 - t0) * 24.0 - 1e-9))
     hour_t = t0 + np.arange(n_hours) / 24.0
@@ -118,13 +159,14 @@ def hourly_rates(arr: Arrivals, start: dt.date, t0: float, t1: float) -> tuple[n
     growth_origin = day_of(start, arr.growth_from) if arr.growth_from else 0.0
     years = (hour_t - growth_origin) / 365.25
     rate = arr.rate_per_day * (1.0 + arr.annual_growth) ** years * mf[months] * wf[weekdays] * hf[hours]
-    for s in arr.surges:
+    for s in (*arr.surges, *extra_surges):
         a, b = day_of(start, s.start), day_of(start, s.end) + 1.0
         rate = np.where((hour_t >= a) & (hour_t < b), rate * s.factor, rate)
     return hour_t, rate
 
 
-def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.random.Generator) -> np.ndarray:
+def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.random.Generator,
+                  extra_surges: tuple[Surge, ...] = ()) -> np.ndarray:
     """Non-homogeneous Poisson arrivals on [t0, t1) by inverting the cumulative intensity.
 
     Why inversion rather than thinning: the rate is piecewise constant by hour,
@@ -132,7 +174,7 @@ def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.r
     differ in demand map the *same* unit-rate Poisson process onto their own
     clocks, which keeps arrivals comparable across options (common random numbers).
     """
-    hour_t, rate = hourly_rates(arr, start, t0, t1)
+    hour_t, rate = hourly_rates(arr, start, t0, t1, extra_surges)
     cum = np.concatenate(([0.0], np.cumsum(rate / 24.0)))
     edges = np.concatenate((hour_t, [t1]))
     total = cum[-1]

@@ -68,6 +68,15 @@ class Group:
         self.queue.append((patient, ev))
         return ev
 
+    def try_acquire(self, patient: Any) -> bool:
+        """Take a slot only if one is free now (never queue): for scheduled electives."""
+        for pool in self.pools:
+            if pool.busy < pool.capacity and pool.admits(patient.cohort):
+                pool.busy += 1
+                patient.pool = pool
+                return True
+        return False
+
     def release(self, pool: Pool) -> None:
         pool.busy -= 1
         if self.queue:

@@ -18,17 +18,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
 
-from flowsim.model.calendar import Steps, arrival_times, capacity_steps, team_steps
+from flowsim.model.calendar import Steps, arrival_times, capacity_steps, disrupted, team_steps, weekday_times
 from flowsim.model.capacity import Group, Pool
+from flowsim.model.escalation import EscalationController
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
-from flowsim.scenario.schema import MONTHS, PATHWAYS, Scenario
+from flowsim.scenario.schema import MONTHS, PATHWAYS, Scenario, Surge
 
 NAN = math.nan
 OUTCOMES: tuple[str, ...] = ("home", "long_term_care", "death")
@@ -68,7 +69,7 @@ class Patient:
         "id", "person", "readmission_of", "cohort", "pathway", "acute_los", "assess_dur",
         "transfer", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "pool",
         "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
-        "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end",
+        "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end", "elective", "cancelled",
     )
 
     def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
@@ -80,6 +81,8 @@ class Patient:
         self.slot_granted = self.acute_end = self.stay_end = self.ltc_granted = self.ds_end = NAN
         self.service = -1
         self.outcome = -1
+        self.elective = False
+        self.cancelled = 0  # electives: 1 no bed free, 2 cancelled under escalation
         self.pool: Pool | None = None
 
 
@@ -95,6 +98,9 @@ class RawRun:
     t0: float
     t1: float
     kernel_events: int
+    opel_log: list[tuple[float, int]] = field(default_factory=list)
+    action_log: list[tuple[float, int, str]] = field(default_factory=list)
+    extra_capacity: dict[str, Steps] = field(default_factory=dict)
 
 
 class _Sampler:
@@ -167,7 +173,15 @@ class Model:
         self.first = _Sampler(sc, streams, "")
         self.readmit = _Sampler(sc, streams, "readmit.")
         self.start_weekday = self.start.weekday()
-        self.capacity: dict[str, Steps] = {}
+        # capacity in force = scheduled (after disruptions) + escalation extra; every change is logged
+        self._pools: dict[str, tuple[Group, Pool]] = {}
+        self._scheduled: dict[str, float] = {}
+        self._extra: dict[str, float] = {}
+        self._cap_log: dict[str, list[tuple[float, float]]] = {}
+        self._extra_log: dict[str, list[tuple[float, float]]] = {}
+        self.n_delayed = 0  # patients delayed right now (read by escalation rules)
+        self.cancel_electives = 0
+        self._discharge_overrides: list[Any] = []
         env = self.env
 
         # acute beds
@@ -180,11 +194,11 @@ class Model:
             a = sc.assessment
             staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
             wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
-            steps = team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0, self.t1)
+            steps = self._disrupt("assessment",
+                                  team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0, self.t1))
             self.assess_pool = Pool("assessment", steps[1][0])
             self.assess = Group(env, "assessment", [self.assess_pool])
-            self.capacity["assessment"] = steps
-            self._drive(self.assess, self.assess_pool, steps)
+            self._register(self.assess, self.assess_pool, steps)
 
         # downstream services, grouped by pathway
         cohort_index = {name: i for i, name in enumerate(sc.cohorts)}
@@ -196,7 +210,7 @@ class Model:
         for pname, pw in sc.pathways.items():
             pools = []
             for sname, svc in pw.services.items():
-                steps = capacity_steps(svc.capacity, self.start, self.t0, self.t1)
+                steps = self._disrupt(sname, capacity_steps(svc.capacity, self.start, self.t0, self.t1))
                 accepts = None if svc.cohorts is None else frozenset(cohort_index[c] for c in svc.cohorts)
                 pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names))
                 self.service_names.append(sname)
@@ -204,13 +218,12 @@ class Model:
                 self.service_los.append(svc.los)
                 o = svc.outcomes
                 self.service_outcomes.append((o.home, o.home + o.long_term_care))
-                self.capacity[sname] = steps
                 pools.append((pool, steps))
             if pools:
                 group = Group(env, pname, [p for p, _ in pools])
                 self.groups[pname] = group
                 for pool, steps in pools:
-                    self._drive(group, pool, steps)
+                    self._register(group, pool, steps)
 
         # long-term care (care homes)
         ltc = sc.long_term_care
@@ -223,33 +236,103 @@ class Model:
 
         # discharge timing
         d = sc.discharge
-        self.dis_hours = (d.hours.start / 24.0, d.hours.end / 24.0) if d.hours is not None else None
-        self.weekend_rate = {p: d.weekend_rate_for(p) for p in PATHWAYS}
+        self._base_hours = (d.hours.start / 24.0, d.hours.end / 24.0) if d.hours is not None else None
+        self._base_weekend = {p: d.weekend_rate_for(p) for p in PATHWAYS}
+        self.dis_hours = self._base_hours
+        self.weekend_rate = dict(self._base_weekend)
         self.readmission = {p: (pw.readmission.probability, pw.readmission.within_days)
                             for p, pw in sc.pathways.items()}
         self.needs_assessment = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
 
-        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, streams["arrivals"])
+        surges = tuple(Surge(start=x.start, end=x.end, factor=x.factor or 1.0, note=x.note)
+                       for x in sc.disruptions if x.kind == "demand_surge")
+        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, streams["arrivals"], surges)
         env.process(self._arrivals())
+
+        # electives
+        if sc.electives is not None:
+            e = sc.electives
+            self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
+                                                self.t0, self.t1, streams["electives"])
+            self.elective_los = Buffered(e.los, streams["elective_los"])
+            self.elective_u = Buffered(None, streams["elective_uniforms"])
+            env.process(self._electives())
+
+        self.escalation = EscalationController(self, sc.escalation) if sc.escalation is not None else None
 
     # ------------------------------------------------------------------ set-up helpers
     def _group(self, name: str, cap: Any) -> tuple[Pool, Group]:
-        steps = capacity_steps(cap, self.start, self.t0, self.t1)
+        steps = self._disrupt(name, capacity_steps(cap, self.start, self.t0, self.t1))
         pool = Pool(name, float(steps[1][0]))
         group = Group(self.env, name, [pool])
-        self.capacity[name] = steps
-        self._drive(group, pool, steps)
+        self._register(group, pool, steps)
         return pool, group
 
-    def _drive(self, group: Group, pool: Pool, steps: Steps) -> None:
-        if len(steps[0]) > 1:
-            self.env.process(self._capacity_changes(group, pool, steps))
+    def _disrupt(self, name: str, steps: Steps) -> Steps:
+        mine = [d for d in self.sc.disruptions if d.target == name and d.kind != "demand_surge"]
+        return disrupted(steps, mine, self.start, self.t0, self.t1)
 
-    def _capacity_changes(self, group: Group, pool: Pool, steps: Steps) -> Generator[simpy.Event, Any, None]:
+    def _register(self, group: Group, pool: Pool, steps: Steps) -> None:
+        name = pool.name
+        self._pools[name] = (group, pool)
+        self._scheduled[name] = float(steps[1][0])
+        self._extra[name] = 0.0
+        self._cap_log[name] = [(self.t0, float(steps[1][0]))]
+        self._extra_log[name] = [(self.t0, 0.0)]
+        pool.capacity = float(steps[1][0])
+        if len(steps[0]) > 1:
+            self.env.process(self._capacity_changes(name, steps))
+
+    def _capacity_changes(self, name: str, steps: Steps) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        for t, v in zip(steps[0][1:].tolist(), steps[1][1:].tolist(), strict=False):
+        for t, v in zip(steps[0][1:].tolist(), steps[1][1:].tolist(), strict=True):
             yield env.timeout(t - env.now)
-            group.set_capacity(pool, v)
+            self._scheduled[name] = v
+            self._apply(name)
+
+    def _apply(self, name: str) -> None:
+        """Put the capacity in force: scheduled plus escalation extra (a closed team stays closed)."""
+        group, pool = self._pools[name]
+        sched = self._scheduled[name]
+        cap = sched + self._extra[name] if (name != "assessment" or sched > 0) else 0.0
+        if cap != pool.capacity:
+            self._cap_log[name].append((self.env.now, cap))
+            group.set_capacity(pool, cap)
+
+    # ------------------------------------------------------------------ escalation actions
+    def start_action(self, action: Any) -> None:
+        self._toggle(action, +1)
+
+    def stop_action(self, action: Any) -> None:
+        self._toggle(action, -1)
+
+    def _toggle(self, action: Any, sign: int) -> None:
+        if action.kind == "add_capacity":
+            name = action.target
+            self._extra[name] += sign * action.amount
+            self._extra_log[name].append((self.env.now, self._extra[name]))
+            self._apply(name)
+        elif action.kind == "cancel_electives":
+            self.cancel_electives += sign
+        else:
+            if sign > 0:
+                self._discharge_overrides.append(action)
+            else:
+                self._discharge_overrides.remove(action)
+            self._refresh_discharge()
+
+    def _refresh_discharge(self) -> None:
+        """Discharge rules in force: the most generous of the base rules and active extensions."""
+        hours = self._base_hours
+        weekend = dict(self._base_weekend)
+        for a in self._discharge_overrides:
+            if a.hours is not None:
+                h = (a.hours.start / 24.0, a.hours.end / 24.0)
+                hours = h if hours is None else (min(hours[0], h[0]), max(hours[1], h[1]))
+            if a.weekend_rate is not None:
+                weekend = {p: max(r, a.weekend_rate) for p, r in weekend.items()}
+        self.dis_hours = hours
+        self.weekend_rate = weekend
 
     # ------------------------------------------------------------------ processes
     def _new_patient(self, t: float, person: int = -1, readmission_of: int = -1) -> Patient:
@@ -267,6 +350,35 @@ class Model:
             p = self._new_patient(env.now)
             fill(p)
             env.process(journey(p))
+
+    def _electives(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        for t in self.elective_times.tolist():
+            yield env.timeout(t - env.now)
+            p = self._new_patient(env.now)
+            p.elective = True
+            p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
+            p.pathway = "P0"
+            p.acute_los = self.elective_los()
+            p.transfer = 0.0
+            p.u_weekend = self.elective_u()
+            if self.cancel_electives:
+                p.cancelled = 2
+            elif not self.acute.try_acquire(p):
+                p.cancelled = 1
+            else:
+                env.process(self._elective_stay(p))
+
+    def _elective_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        p.bed_start = env.now
+        yield env.timeout(p.acute_los)
+        p.mffd = env.now
+        leave = self._leave_time(env.now, "P0", p.u_weekend)
+        yield env.timeout(leave - env.now)
+        p.acute_end = env.now
+        p.outcome = 0
+        self.acute.release(self.acute_pool)
 
     def _readmission(self, prev: Patient, delay: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(delay)
@@ -301,6 +413,7 @@ class Model:
         p.mffd = env.now
         pw = p.pathway
         if pw != "P0":
+            self.n_delayed += 1
             if self.needs_assessment[pw]:
                 assert self.assess is not None and self.assess_pool is not None
                 ev = self.assess.request(p)
@@ -314,6 +427,7 @@ class Model:
             if ev is not None:
                 yield ev
             p.slot_granted = env.now
+            self.n_delayed -= 1
             p.service = p.pool.index  # type: ignore[union-attr]
         leave = self._leave_time(env.now + p.transfer, pw, p.u_weekend)
         yield env.timeout(leave - env.now)
@@ -335,6 +449,7 @@ class Model:
             p.outcome = 0
         elif u < ltc:
             p.outcome = 1
+            self.n_delayed += 1
             place = self.ltc_place()
             if place > 0:
                 yield env.timeout(place)
@@ -344,6 +459,7 @@ class Model:
                     yield ev
                 env.process(self._ltc_stay())
             p.ltc_granted = env.now
+            self.n_delayed -= 1
         else:
             p.outcome = 2
         p.ds_end = env.now
@@ -368,14 +484,25 @@ class Model:
         kernel_events = int(next(eid)) if eid is not None else -1
         return RawRun(
             patients=self.patients,
-            capacity=self.capacity,
+            capacity={name: _log_steps(log) for name, log in self._cap_log.items()},
             service_names=self.service_names,
             service_pathway=self.service_pathway,
-            cohort_names=list(self.sc.cohorts),
+            cohort_names=[*self.sc.cohorts, "elective"],
             t0=self.t0,
             t1=self.t1,
             kernel_events=kernel_events,
+            opel_log=self.escalation.level_log if self.escalation else [],
+            action_log=self.escalation.action_log if self.escalation else [],
+            extra_capacity={name: _log_steps(log) for name, log in self._extra_log.items() if len(log) > 1},
         )
+
+
+def _log_steps(log: list[tuple[float, float]]) -> Steps:
+    """A change log as a step function (the last value set at each instant wins)."""
+    times = np.array([t for t, _ in log], dtype=float)
+    values = np.array([v for _, v in log], dtype=float)
+    last = np.concatenate((times[1:] != times[:-1], [True]))
+    return times[last], values[last]
 
 
 def run_model(scenario: Scenario, seed: int, replication: int) -> RawRun:

@@ -399,6 +399,70 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pat
     return fig
 
 
+OPEL_COLOURS: tuple[tuple[int, str, str], ...] = (
+    (1, "OPEL 1", NHS_DARK_GREEN),
+    (2, "OPEL 2", NHS_WARM_YELLOW),
+    (3, "OPEL 3", NHS_RED),
+    (4, "OPEL 4", "#000000"),
+)
+
+
+def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Occupancy, delayed patients and OPEL level on one time axis.
+
+    The command-centre question is "what happened when": reading the three
+    series against the same dates shows whether escalation came before or
+    after the pressure, and whether delays or front-door demand drove it.
+    The OPEL panel shows the share of replications at each (highest daily)
+    level, because the level itself is discrete and its mean would mislead.
+    """
+    note = _spread_note(n_reps)
+    if n_reps > 1:
+        note += ": lines are medians, shading the 5–95% range"
+    fig, panel = _new_figure(12, 8.5, "Winter timeline", title, note)
+    axes = panel.subplots(3, 1, sharex=True, height_ratios=[1.2, 1.0, 0.8])
+    dates = pd.DatetimeIndex(pd.to_datetime(daily["date"]).drop_duplicates().sort_values())
+
+    ax = axes[0]
+    occ = _percentiles(daily, "occupancy_pct")
+    if n_reps > 1:
+        _band(ax, occ, NHS_BLUE, "5–95% of replications")
+    ax.plot(occ.index, occ["p50"], color=NHS_DARK_BLUE, linewidth=1.6, label="G&A occupancy (median)")
+    ax.axhline(100 * TARGET_OCCUPANCY, color=NHS_ORANGE, linestyle="--", linewidth=1.4, label="92% occupancy")
+    ax.set_ylabel("Occupancy at midnight (%)")
+    ax.set_ylim(max(0.0, math.floor(_nanmin(occ["p5"].to_numpy()) / 5) * 5 - 5), 105)
+    ax.legend(loc="lower left", fontsize=8.5, frameon=False, ncol=3)
+
+    ax = axes[1]
+    delayed = _percentiles(daily, "delayed_midnight")
+    if n_reps > 1:
+        _band(ax, delayed, NHS_PURPLE, None)
+    ax.plot(delayed.index, delayed["p50"], color=NHS_PURPLE, linewidth=1.6, label="Delayed patients (median)")
+    ax.set_ylabel("Delayed patients")
+    ax.set_ylim(0, max(_nanmax(delayed["p95"].to_numpy()) * 1.1, 1.0))
+    ax.legend(loc="upper left", fontsize=8.5, frameon=False)
+
+    ax = axes[2]
+    level = daily.pivot_table(index="date", columns="replication", values="opel_level", aggfunc="max")
+    level.index = pd.to_datetime(level.index)
+    shares = [(lv, lab, col, (level == lv).mean(axis=1).to_numpy()) for lv, lab, col in OPEL_COLOURS]
+    ax.stackplot(level.index, *[sh for *_, sh in shares], labels=[lab for _, lab, _, _ in shares],
+                 colors=[col for _, _, col, _ in shares], alpha=0.85, step="post")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Share of\nreplications")
+    ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+    ax.legend(loc="upper left", fontsize=8.5, frameon=True, ncol=4)
+
+    for ax in axes:
+        limits = ax.get_ylim()
+        _style_axes(ax)
+        ax.set_ylim(limits)
+        _format_date_axis(ax, dates)
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    return fig
+
+
 def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
                  services_by_pathway: dict[str, list[str]]) -> list[Path]:
     """Write the board-paper PNGs for one scenario's results and return their paths.
@@ -424,6 +488,8 @@ def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
         ("delays.png", lambda: _delays_figure(daily, title, n_reps)),
         ("queues.png", lambda: _queues_figure(daily, title, n_reps, services_by_pathway)),
     )
+    if "opel_level" in daily.columns and daily["opel_level"].max() > 1:
+        builders = (*builders, ("timeline.png", lambda: _timeline_figure(daily, title, n_reps)))
     written: list[Path] = []
     for filename, build in builders:
         written.append(_save_atomic(build(), outdir / filename))

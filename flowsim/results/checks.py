@@ -31,6 +31,10 @@ def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, floa
 def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
     problems: list[str] = []
     T = raw.t1
+    # 0. a cancelled elective never gets a bed
+    bad = int(np.sum((rec["cancelled"] > 0) & ~np.isnan(rec["bed_start"])))
+    if bad:
+        problems.append(f"{bad} cancelled electives occupied a bed")
     # 1. stamps are in journey order
     prev = rec["arrival"]
     for f in _ORDER[1:]:
@@ -42,8 +46,9 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
         prev = np.where(np.isnan(cur), prev, cur)
 
     # 2. conservation per node: entered = left + still there at the end
+    emergency_arrival = np.where(rec["elective"], np.nan, rec["arrival"])
     nodes = {
-        "ED": (rec["arrival"], rec["bed_start"]),
+        "ED": (emergency_arrival, np.where(rec["elective"], np.nan, rec["bed_start"])),
         "acute": (rec["bed_start"], rec["acute_end"]),
         "downstream": (rec["slot_granted"], rec["ds_end"]),
     }
@@ -75,8 +80,8 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
             problems.append(f"{over} grants at service {name} exceeded the capacity in force")
 
     # 4. work conservation: nobody starts waiting while a slot they may use is free
-    waiting = rec["bed_start"] - rec["arrival"] > _TOL
-    t_wait = rec["arrival"][waiting]
+    waiting = rec["bed_start"] - emergency_arrival > _TOL
+    t_wait = emergency_arrival[waiting]
     idle = int(np.sum(occ.at(t_wait) < cap.at(t_wait) - _TOL))
     if idle:
         problems.append(f"{idle} patients boarded in ED while an acute bed was free")

@@ -90,6 +90,29 @@ def _kpis() -> dict[str, KPI]:
         "long_term_care_placements": KPI("Long-term care placements", "patients",
                                          "P1-P3 stays ending in permanent residential or nursing care."),
     }
+    k.update({
+        "electives_scheduled": KPI("Elective admissions scheduled", "patients",
+                                   "Elective patients due in the window (weekdays).", False),
+        "electives_admitted": KPI("Elective admissions", "patients", "Elective patients given a bed.", False),
+        "electives_cancelled_no_bed": KPI("Electives cancelled: no bed", "patients",
+                                          "Elective patients turned away because no bed was free."),
+        "electives_cancelled_escalation": KPI("Electives cancelled: escalation", "patients",
+                                              "Elective patients cancelled by an escalation action."),
+        "escalation_bed_days_opened": KPI("Escalation bed-days opened", "bed-days",
+                                          "Acute beds added by escalation actions x days open."),
+        "escalation_bed_days_used": KPI("Escalation bed-days used", "bed-days",
+                                        "Occupied acute beds above the non-escalation capacity, up to the "
+                                        "escalation beds open (time-integral)."),
+        "escalation_cost": KPI("Extra cost of escalation actions", "GBP",
+                               "One-off, per-day and per-place-day costs of the actions in force in the window."),
+        "service_capacity_cost": KPI("Cost of downstream places", "GBP",
+                                     "Available place-days x unit_cost_per_day, summed over services."),
+        "escalation_actions_started": KPI("Escalation actions started", "actions",
+                                          "Actions that came into force in the window."),
+    })
+    for level in (1, 2, 3, 4):
+        k[f"opel_days_level_{level}"] = KPI(f"Days at OPEL {level}", "days",
+                                            f"Time spent at OPEL level {level} in the window.")
     for r in REASONS:
         k[f"delayed_per_day_{r}"] = KPI(f"Delayed per day: waiting for {r}", "patients",
                                         f"Mean midnight census of patients delayed waiting for {r}.")
@@ -134,9 +157,88 @@ class ReplicationResult:
     daily: pd.DataFrame
     patients: pd.DataFrame | None
     checks: list[str] = field(default_factory=list)
+    escalation: pd.DataFrame | None = None
     kernel_events: int = 0
     model_events: int = 0
     seconds: float = 0.0
+
+
+def _electives(rec: Records, T: float, D: int, k: dict[str, float], daily: dict[str, np.ndarray]) -> None:
+    el = rec["elective"]
+    arr = rec["arrival"]
+    due = el & (arr >= 0) & (arr < T)
+    cancelled = rec["cancelled"]
+    k["electives_scheduled"] = float(due.sum())
+    k["electives_admitted"] = float((due & (cancelled == 0)).sum())
+    k["electives_cancelled_no_bed"] = float((due & (cancelled == 1)).sum())
+    k["electives_cancelled_escalation"] = float((due & (cancelled == 2)).sum())
+    day = np.floor(arr[due]).astype(int)
+    daily["electives_admitted"] = np.bincount(day[cancelled[due] == 0], minlength=D)[:D]
+    daily["electives_cancelled"] = np.bincount(day[cancelled[due] > 0], minlength=D)[:D]
+
+
+def _escalation(raw: RawRun, sc: Scenario, occ: Level, T: float, D: int, k: dict[str, float],
+                daily: dict[str, np.ndarray]) -> None:
+    """OPEL days, escalation beds opened and used, and the cost of the actions in force."""
+    log = raw.opel_log or [(raw.t0, 1)]
+    opel = Level.from_steps(np.array([t for t, _ in log]), np.array([float(v) for _, v in log]))
+    for level in (1, 2, 3, 4):
+        k[f"opel_days_level_{level}"] = float(Level.combine([opel], lambda x, lv=level: (x == lv) * 1.0)
+                                              .mean(0.0, T) * T)
+    days = np.arange(D, dtype=float)
+    day_max = opel.at(days)
+    for t, v in log:
+        if 0.0 <= t < T:
+            day_max[int(t)] = max(day_max[int(t)], v)
+    daily["opel_level"] = day_max
+    extra = raw.extra_capacity.get("acute")
+    if extra is not None:
+        esc = Level.from_steps(*extra)
+        cap = Level.from_steps(*raw.capacity["acute"])
+        used = Level.combine([occ, cap, esc], lambda o, c, e: np.clip(o - (c - e), 0.0, e))
+        k["escalation_bed_days_opened"] = esc.mean(0.0, T) * T
+        k["escalation_bed_days_used"] = used.mean(0.0, T) * T
+        daily["escalation_beds_open"] = esc.daily_mean(D)
+    else:
+        k["escalation_bed_days_opened"] = k["escalation_bed_days_used"] = 0.0
+        daily["escalation_beds_open"] = np.zeros(D)
+    cost = 0.0
+    started = 0
+    if sc.escalation is not None:
+        for i, action in enumerate(sc.escalation.actions):
+            events = [(t, e) for t, j, e in raw.action_log if j == i and e in ("started", "stopped")]
+            on = None
+            for t, e in [*events, (T, "stopped")]:
+                if e == "started":
+                    on = t
+                    if 0.0 <= t < T:
+                        cost += action.cost_one_off
+                        started += 1
+                elif on is not None:
+                    active = max(0.0, min(t, T) - max(on, 0.0))
+                    cost += active * (action.cost_per_day + action.cost_per_place_day * (action.amount or 0))
+                    on = None
+    k["escalation_cost"] = cost
+    k["escalation_actions_started"] = float(started)
+
+
+def escalation_log(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str) -> pd.DataFrame | None:
+    """Every OPEL level change and every action event, in time order (None without escalation)."""
+    if sc.escalation is None:
+        return None
+    actions = sc.escalation.actions
+    start = pd.Timestamp(sc.simulation.start_date)
+    rows = [{"time": t, "record": "level", "level": lv, "action": -1, "label": f"OPEL {lv}", "event": "level",
+             "target": "", "amount": 0} for t, lv in raw.opel_log]
+    for t, i, event in raw.action_log:
+        a = actions[i]
+        rows.append({"time": t, "record": "action", "level": a.level, "action": i,
+                     "label": a.label or a.kind, "event": event, "target": a.target or "", "amount": a.amount or 0})
+    frame = pd.DataFrame(rows).sort_values("time", kind="stable").reset_index(drop=True)
+    frame.insert(0, "datetime", (start + pd.to_timedelta(frame["time"], unit="D")).dt.round("s"))
+    for col, value in (("replication", replication), ("seed", seed), ("scenario_id", scenario_id)):
+        frame.insert(0, col, value)
+    return frame
 
 
 def _open_end(x: np.ndarray, t_end: float) -> np.ndarray:
@@ -187,7 +289,8 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     daily["day"] = days.astype(int)
 
     arrival, bed_start, acute_end = rec["arrival"], rec["bed_start"], rec["acute_end"]
-    in_window = (arrival >= 0) & (arrival < T)
+    elective = rec["elective"]
+    in_window = (arrival >= 0) & (arrival < T) & ~elective
     is_readmit = rec["readmission_of"] >= 0
 
     # ---- acute occupancy -----------------------------------------------------------
@@ -216,7 +319,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     daily["readmissions"] = np.bincount(np.floor(arrival[in_window & is_readmit]).astype(int), minlength=D)[:D]
     k["admissions_per_day"] = float(in_window.sum() / T)
     k["readmissions"] = float((in_window & is_readmit).sum())
-    ed = Level.from_intervals(arrival, bed_start, T)
+    ed = Level.from_intervals(np.where(elective, np.nan, arrival), bed_start, T)
     daily["ed_boarding_mean"] = ed.daily_mean(D)
     k["ed_boarding_mean"] = ed.mean(0.0, T)
     wait = _open_end(bed_start, T)[in_window] - arrival[in_window]
@@ -300,6 +403,12 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     k["deaths"] = float((ended & (rec["outcome"] == 2)).sum())
     k["long_term_care_placements"] = float((ended & (rec["outcome"] == 1)).sum())
 
+    _electives(rec, T, D, k, daily)
+    _escalation(raw, sc, occ, T, D, k, daily)
+    k["service_capacity_cost"] = float(sum(
+        svc.unit_cost_per_day * Level.from_steps(*raw.capacity[name]).mean(0.0, T) * T
+        for pw in sc.pathways.values() for name, svc in pw.services.items() if svc.unit_cost_per_day > 0))
+
     frame = pd.DataFrame(daily)
     frame.insert(0, "replication", replication)
     frame.insert(0, "seed", seed)
@@ -315,6 +424,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         daily=frame,
         patients=rec.frame(replication, seed, scenario_id) if keep_patients else None,
         checks=check_records(rec, raw, sc),
+        escalation=escalation_log(raw, sc, replication, seed, scenario_id),
         kernel_events=raw.kernel_events,
         model_events=model_events,
     )

@@ -52,7 +52,9 @@ class Records:
             "pathway": pd.Categorical(c["pathway"], categories=["P0", "P1", "P2", "P3"]),
             "service": svc[c["service"]],
             **{f: c[f] for f in TIME_FIELDS},
-            "outcome": np.array(list(OUTCOMES) + [""], dtype=object)[c["outcome"]],
+            "outcome": np.array([*OUTCOMES, ""], dtype=object)[c["outcome"]],
+            "kind": np.where(c["elective"], "elective", "non_elective"),
+            "cancelled": np.array(["", "no_bed", "escalation"], dtype=object)[c["cancelled"]],
         })
         return df
 
@@ -67,6 +69,8 @@ def build_records(raw: RawRun) -> Records:
         "service": np.fromiter((p.service for p in pts), dtype=np.int64, count=len(pts)),
         "outcome": np.fromiter((p.outcome for p in pts), dtype=np.int64, count=len(pts)),
         "pathway": np.array([p.pathway for p in pts], dtype=object),
+        "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=len(pts)),
+        "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=len(pts)),
     }
     for f in TIME_FIELDS:
         cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=len(pts))

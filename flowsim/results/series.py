@@ -9,6 +9,8 @@ No per-event bookkeeping in the model is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -56,6 +58,15 @@ class Level:
     @classmethod
     def from_steps(cls, times: np.ndarray, values: np.ndarray) -> Level:
         return cls(np.asarray(times, dtype=float), np.asarray(values, dtype=float))
+
+    @classmethod
+    def combine(cls, levels: list[Level], fn: Callable[..., np.ndarray]) -> Level:
+        """A step function ``fn(*values)`` of several step functions, exact at every breakpoint."""
+        times = np.unique(np.concatenate([lv.times[np.isfinite(lv.times)] for lv in levels]))
+        if len(times) == 0:
+            return cls(np.array([-np.inf]), np.array([0.0]))
+        return cls(np.concatenate(([-np.inf], times)),
+                   np.concatenate(([0.0], fn(*(lv.at(times) for lv in levels)))))
 
     def at(self, t: np.ndarray | float, left: bool = False) -> np.ndarray:
         """Value at ``t`` (right-continuous), or just before ``t`` with ``left=True``."""

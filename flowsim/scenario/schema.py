@@ -191,6 +191,8 @@ class Service(Frozen):
         default=None, description="Cohorts eligible for this service; omitted means all."
     )
     outcomes: Outcomes = Field(default_factory=Outcomes)
+    unit_cost_per_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Cost of one available place for one day (GBP), e.g. a spot-purchased bed.")
 
 
 class Pathway(Frozen):
@@ -267,6 +269,119 @@ class Acute(Frozen):
     beds: Capacity
 
 
+class Electives(Frozen):
+    """Scheduled elective admissions on weekdays: they take acute beds and can be cancelled.
+
+    An elective patient who finds no free bed on arrival is cancelled ("no bed"),
+    and while an escalation action ``cancel_electives`` is in force every elective
+    is cancelled ("escalation"); a cancelled elective never occupies a bed.
+    """
+
+    rate_per_weekday: Annotated[float, Field(gt=0)]
+    admission_hours: Hours = Field(default_factory=lambda: Hours(start=7, end=11))
+    los: Distribution
+
+
+class Disruption(Frozen):
+    """A dated event that takes capacity away or adds demand.
+
+    - ``ward_closure``: ``beds`` out of use at ``target`` (``acute`` or a service name), e.g. norovirus.
+      Beds close to new patients at once; patients already in them stay until they leave.
+    - ``staff_absence``: ``percent`` of ``target`` capacity (``assessment`` or a service, e.g. P1 packages) lost.
+    - ``demand_surge``: non-elective arrivals multiplied by ``factor`` (cold weather, flu).
+    """
+
+    kind: Literal["ward_closure", "staff_absence", "demand_surge"]
+    start: dt.date
+    end: dt.date
+    target: str | None = None
+    beds: Annotated[int, Field(gt=0)] | None = None
+    percent: Annotated[float, Field(gt=0, le=100)] | None = None
+    factor: PositiveFloat | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Disruption:
+        if self.end < self.start:
+            raise ValueError(f"disruption end {self.end} is before its start {self.start}")
+        need = {"ward_closure": ("target", "beds"), "staff_absence": ("target", "percent"),
+                "demand_surge": ("factor",)}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} needs {' and '.join(missing)}")
+        return self
+
+
+OpelMetric = Literal["acute_occupancy_pct", "ed_boarding", "ed_longest_wait_hours", "delayed_patients"]
+
+
+class Trigger(Frozen):
+    """One condition on system state, e.g. ``{metric: acute_occupancy_pct, above: 95}``."""
+
+    metric: OpelMetric
+    above: Annotated[float, Field(ge=0)]
+
+
+class LevelRule(Frozen):
+    """A level holds when ``any`` of its triggers hold (or ``all``, when given instead)."""
+
+    any: list[Trigger] | None = None
+    all: list[Trigger] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LevelRule:
+        if (self.any is None) == (self.all is None) or not (self.any or self.all):
+            raise ValueError("a level rule needs a non-empty 'any' or 'all' list of triggers")
+        return self
+
+
+class Action(Frozen):
+    """What an organisation does at an OPEL level, with its delay and cost.
+
+    Kinds: ``add_capacity`` (``target``: ``acute`` escalation beds, ``assessment`` staff, or a
+    service name for spot-purchased P2/P3 beds or P1 packages; ``amount`` places),
+    ``extend_discharge`` (``hours`` and/or ``weekend_rate`` in force while active),
+    ``cancel_electives``.  An action starts ``delay_hours`` after its level is reached
+    (if the level still holds) and stops as soon as the level falls below it; capacity
+    taken away closes to new patients at once, without moving anyone.
+    """
+
+    level: Annotated[int, Field(ge=2, le=4)]
+    kind: Literal["add_capacity", "extend_discharge", "cancel_electives"]
+    target: str | None = None
+    amount: Annotated[int, Field(gt=0)] | None = None
+    hours: Hours | None = None
+    weekend_rate: Probability | None = None
+    delay_hours: Annotated[float, Field(ge=0)] = 0.0
+    cost_one_off: Annotated[float, Field(ge=0)] = 0.0
+    cost_per_day: Annotated[float, Field(ge=0)] = 0.0
+    cost_per_place_day: Annotated[float, Field(ge=0)] = 0.0
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Action:
+        if self.kind == "add_capacity" and (self.target is None or self.amount is None):
+            raise ValueError("an add_capacity action needs 'target' and 'amount'")
+        if self.kind == "extend_discharge" and self.hours is None and self.weekend_rate is None:
+            raise ValueError("an extend_discharge action needs 'hours' or 'weekend_rate'")
+        return self
+
+
+class Escalation(Frozen):
+    """OPEL levels 1-4 computed from system state at set times of day, with hysteresis.
+
+    At each evaluation the target level is the highest whose rule holds (1 if none).
+    A higher target is adopted at once; a lower one only once the current level has
+    been held for ``hold_days``.
+    """
+
+    evaluate_at_hours: Annotated[list[Annotated[float, Field(ge=0, lt=24)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [8.0, 14.0, 20.0])
+    hold_days: Annotated[float, Field(ge=0)] = 1.0
+    levels: dict[Literal[2, 3, 4], LevelRule]
+    actions: list[Action] = Field(default_factory=list)
+
+
 class Simulation(Frozen):
     """Calendar window. The run starts ``warmup_days`` before ``start_date`` from an
     empty system; results cover ``start_date`` to ``start_date + duration_days``."""
@@ -295,6 +410,9 @@ class Scenario(Frozen):
     assessment: Assessment | None = None
     discharge: Discharge = Field(default_factory=Discharge)
     long_term_care: LongTermCare = Field(default_factory=LongTermCare)
+    electives: Electives | None = None
+    disruptions: list[Disruption] = Field(default_factory=list)
+    escalation: Escalation | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -333,6 +451,29 @@ class Scenario(Frozen):
                 elif p != "P0" and self.pathways[p].services and not any(
                         s.cohorts is None or cname in s.cohorts for s in self.pathways[p].services.values()):
                     problems.append((where, f"cohort '{cname}' is sent to {p} but no {p} service accepts it"))
+        services = set(seen)
+        for i, d in enumerate(self.disruptions):
+            if d.kind == "ward_closure" and d.target not in services | {"acute"}:
+                problems.append((("disruptions", i, "target"), f"ward_closure target must be 'acute' or a service "
+                                                                f"({', '.join(sorted(services))}), got {d.target!r}"))
+            if d.kind == "staff_absence" and d.target not in services | {"assessment"}:
+                problems.append((("disruptions", i, "target"), f"staff_absence target must be 'assessment' or a "
+                                                                f"service ({', '.join(sorted(services))}), "
+                                                                f"got {d.target!r}"))
+            if d.target == "assessment" and self.assessment is None:
+                problems.append((("disruptions", i, "target"), "there is no assessment team to be absent from"))
+        if self.escalation is not None:
+            for i, a in enumerate(self.escalation.actions):
+                allowed = services | {"acute", "assessment"}
+                if a.kind == "add_capacity" and a.target not in allowed:
+                    problems.append((("escalation", "actions", i, "target"),
+                                     f"add_capacity target must be 'acute', 'assessment' or a service "
+                                     f"({', '.join(sorted(services))}), got {a.target!r}"))
+                if a.kind == "add_capacity" and a.target == "assessment" and self.assessment is None:
+                    problems.append((("escalation", "actions", i, "target"), "there is no assessment team"))
+                if a.kind == "cancel_electives" and self.electives is None:
+                    problems.append((("escalation", "actions", i, "kind"),
+                                     "cancel_electives needs an 'electives' section"))
         if problems:
             raise FieldProblems(problems)
         return self
