@@ -182,6 +182,10 @@ class Model:
         self.n_delayed = 0  # patients delayed right now (read by escalation rules)
         self.cancel_electives = 0
         self._discharge_overrides: list[Any] = []
+        # patients waiting for the discharge window, re-timed when an escalation action changes the rules
+        self._leaving: dict[int, tuple[Patient, float, float, simpy.Process]] = {}
+        self._track_leaving = sc.escalation is not None and any(
+            a.kind == "extend_discharge" for a in sc.escalation.actions)
         env = self.env
 
         # acute beds
@@ -333,6 +337,26 @@ class Model:
                 weekend = {p: max(r, a.weekend_rate) for p, r in weekend.items()}
         self.dis_hours = hours
         self.weekend_rate = weekend
+        now = self.env.now
+        for p, ready, leave, proc in list(self._leaving.values()):
+            if self._leave_time(max(now, ready), p.pathway, p.u_weekend) != leave:
+                proc.interrupt("discharge rules changed")
+
+    def _leave(self, p: Patient, ready: float) -> Generator[simpy.Event, Any, None]:
+        """Wait until ``ready`` and then until the discharge rules in force let the patient go."""
+        env = self.env
+        leave = self._leave_time(ready, p.pathway, p.u_weekend)
+        if not self._track_leaving:
+            yield env.timeout(leave - env.now)
+            return
+        while leave > env.now:
+            self._leaving[p.id] = (p, ready, leave, env.active_process)  # type: ignore[assignment]
+            try:
+                yield env.timeout(leave - env.now)
+            except simpy.Interrupt:
+                leave = self._leave_time(max(env.now, ready), p.pathway, p.u_weekend)
+            finally:
+                self._leaving.pop(p.id, None)
 
     # ------------------------------------------------------------------ processes
     def _new_patient(self, t: float, person: int = -1, readmission_of: int = -1) -> Patient:
@@ -374,8 +398,7 @@ class Model:
         p.bed_start = env.now
         yield env.timeout(p.acute_los)
         p.mffd = env.now
-        leave = self._leave_time(env.now, "P0", p.u_weekend)
-        yield env.timeout(leave - env.now)
+        yield from self._leave(p, env.now)
         p.acute_end = env.now
         p.outcome = 0
         self.acute.release(self.acute_pool)
@@ -429,8 +452,7 @@ class Model:
             p.slot_granted = env.now
             self.n_delayed -= 1
             p.service = p.pool.index  # type: ignore[union-attr]
-        leave = self._leave_time(env.now + p.transfer, pw, p.u_weekend)
-        yield env.timeout(leave - env.now)
+        yield from self._leave(p, env.now + p.transfer)
         p.acute_end = env.now
         self.acute.release(self.acute_pool)
         if pw == "P0":
