@@ -27,11 +27,14 @@ import simpy
 from flowsim.model.calendar import Steps, arrival_times, capacity_steps, disrupted, team_steps, weekday_times
 from flowsim.model.capacity import Group, Pool
 from flowsim.model.escalation import EscalationController
+from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
 from flowsim.scenario.schema import MONTHS, PATHWAYS, Scenario, Surge
 
 NAN = math.nan
+#: Journey stages a patient can join at (see ``Model._journey``).
+ED, IN_ACUTE, ASSESSMENT, WAITING, IN_SERVICE = 0, 1, 2, 3, 4
 OUTCOMES: tuple[str, ...] = ("home", "long_term_care", "death")
 
 
@@ -70,6 +73,7 @@ class Patient:
         "transfer", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "pool",
         "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
         "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end", "elective", "cancelled",
+        "initial", "remaining",
     )
 
     def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
@@ -82,6 +86,8 @@ class Patient:
         self.service = -1
         self.outcome = -1
         self.elective = False
+        self.initial = False  # already in the system on the start-from-today snapshot
+        self.remaining = NAN
         self.cancelled = 0  # electives: 1 no bed free, 2 cancelled under escalation
         self.pool: Pool | None = None
 
@@ -263,6 +269,8 @@ class Model:
             env.process(self._electives())
 
         self.escalation = EscalationController(self, sc.escalation) if sc.escalation is not None else None
+        if sc.initial_state is not None:
+            self._start_from_snapshot()
 
     # ------------------------------------------------------------------ set-up helpers
     def _group(self, name: str, cap: Any) -> tuple[Pool, Group]:
@@ -375,6 +383,68 @@ class Model:
             fill(p)
             env.process(journey(p))
 
+    # ------------------------------------------------------------------ start from today
+    def _start_from_snapshot(self) -> None:
+        """Put the snapshot's patients in their places at t = 0; waiting patients queue longest-first."""
+        init = self.sc.initial_state
+        assert init is not None
+        sampler = _Sampler(self.sc, self.streams, "initial.")
+        u = Buffered(None, self.streams["initial.residual"])
+        cohort_index = {name: i for i, name in enumerate(self.sc.cohorts)}
+        cohorts = list(self.sc.cohorts.values())
+        service_index = {name: i for i, name in enumerate(self.service_names)}
+        rows: list[tuple[str, str | None, str | None, float | None]] = [
+            ("ed", None, None, None)] * init.ed_boarding + [("acute", None, None, None)] * init.acute_occupied
+        for key, node in (("waiting_for_assessment", "assessment"), ("waiting", None)):
+            for pw, n in getattr(init, key).items():
+                rows += [(node or pw, None, pw, None)] * n
+        for name, n in init.services.items():
+            rows += [(name, None, None, None)] * n
+        rows += [(r.node, r.cohort, r.pathway, r.days) for r in init.patients]
+        # longest time already spent first, so queues are served in order of waiting
+        rows.sort(key=lambda r: -(r[3] or 0.0))
+        starts: list[tuple[Patient, int]] = []
+        for node, cohort, pathway, days in rows:
+            elapsed = 0.0 if days is None else days
+            p = self._new_patient(-elapsed)
+            p.initial = True
+            sampler.fill(p, None if cohort is None else cohort_index[cohort])
+            if node in service_index:
+                pathway = self.service_pathway[service_index[node]]
+            elif node in ("P1", "P2", "P3"):
+                pathway = node
+            if pathway is not None and pathway != p.pathway:
+                p.pathway = pathway
+                p.transfer = sampler.transfer[pathway]()
+            if node == "ed":
+                starts.append((p, ED))
+                continue
+            p.bed_start = -elapsed
+            if node in service_index:
+                k = service_index[node]
+                pool = self._pools[node][1]
+                pool.busy += 1
+                p.pool = pool
+                p.service = k
+                p.mffd = p.slot_granted = p.acute_end = -elapsed
+                if self.needs_assessment[p.pathway]:
+                    p.assess_start = p.assess_end = -elapsed
+                p.remaining = _residual(self.service_los[k], days, u())
+                starts.append((p, IN_SERVICE))
+                continue
+            self.acute_pool.busy += 1
+            if node == "acute":
+                p.acute_los = _residual(cohorts[p.cohort].acute_los, days, u())
+                starts.append((p, IN_ACUTE))
+            else:
+                p.mffd = -elapsed
+                self.n_delayed += 1
+                if node != "assessment" and self.needs_assessment[p.pathway]:
+                    p.assess_start = p.assess_end = -elapsed
+                starts.append((p, ASSESSMENT if node == "assessment" else WAITING))
+        for p, stage in starts:
+            self.env.process(self._journey(p, stage))
+
     def _electives(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         for t in self.elective_times.tolist():
@@ -426,43 +496,49 @@ class Model:
             day += 1
         return t  # unreachable with a valid scenario; never block forever
 
-    def _journey(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+    def _journey(self, p: Patient, stage: int = 0) -> Generator[simpy.Event, Any, None]:
+        """A stay from the ED onwards; ``stage`` > 0 joins part-way (patients already in the
+        system on a start-from-today snapshot, who carry the stamps and places of earlier stages)."""
         env = self.env
-        ev = self.acute.request(p)
-        if ev is not None:
-            yield ev
-        p.bed_start = env.now
-        yield env.timeout(p.acute_los)
-        p.mffd = env.now
         pw = p.pathway
-        if pw != "P0":
-            self.n_delayed += 1
-            if self.needs_assessment[pw]:
-                assert self.assess is not None and self.assess_pool is not None
-                ev = self.assess.request(p)
-                if ev is not None:
-                    yield ev
-                p.assess_start = env.now
-                yield env.timeout(p.assess_dur)
-                p.assess_end = env.now
-                self.assess.release(self.assess_pool)
-            ev = self.groups[pw].request(p)
+        if stage == ED:
+            ev = self.acute.request(p)
             if ev is not None:
                 yield ev
-            p.slot_granted = env.now
-            self.n_delayed -= 1
-            p.service = p.pool.index  # type: ignore[union-attr]
-        yield from self._leave(p, env.now + p.transfer)
-        p.acute_end = env.now
-        self.acute.release(self.acute_pool)
-        if pw == "P0":
-            p.outcome = 0
-            self._maybe_readmit(p, pw)
-            return
+            p.bed_start = env.now
+        if stage <= IN_ACUTE:
+            yield env.timeout(p.acute_los)
+            p.mffd = env.now
+            if pw != "P0":
+                self.n_delayed += 1
+        if stage <= WAITING:
+            if pw != "P0":
+                if stage <= ASSESSMENT and self.needs_assessment[pw]:
+                    assert self.assess is not None and self.assess_pool is not None
+                    ev = self.assess.request(p)
+                    if ev is not None:
+                        yield ev
+                    p.assess_start = env.now
+                    yield env.timeout(p.assess_dur)
+                    p.assess_end = env.now
+                    self.assess.release(self.assess_pool)
+                ev = self.groups[pw].request(p)
+                if ev is not None:
+                    yield ev
+                p.slot_granted = env.now
+                self.n_delayed -= 1
+                p.service = p.pool.index  # type: ignore[union-attr]
+            yield from self._leave(p, env.now + p.transfer)
+            p.acute_end = env.now
+            self.acute.release(self.acute_pool)
+            if pw == "P0":
+                p.outcome = 0
+                self._maybe_readmit(p, pw)
+                return
         pool = p.pool
         assert pool is not None
         k = pool.index
-        los = float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        los = p.remaining if stage == IN_SERVICE else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
         yield env.timeout(los)
         p.stay_end = env.now
         home, ltc = self.service_outcomes[k]
@@ -517,6 +593,13 @@ class Model:
             action_log=self.escalation.action_log if self.escalation else [],
             extra_capacity={name: _log_steps(log) for name, log in self._extra_log.items() if len(log) > 1},
         )
+
+
+def _residual(dist: _Dist, days: float | None, u: float) -> float:
+    """The rest of a stay under way: conditional on ``days`` spent, or equilibrium if unknown."""
+    if days is None:
+        return float(equilibrium_residual(dist, np.array([u]))[0])
+    return float(conditional_residual(dist, np.array([days]), np.array([u]))[0])
 
 
 def _log_steps(log: list[tuple[float, float]]) -> Steps:

@@ -290,7 +290,8 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
 
     arrival, bed_start, acute_end = rec["arrival"], rec["bed_start"], rec["acute_end"]
     elective = rec["elective"]
-    in_window = (arrival >= 0) & (arrival < T) & ~elective
+    # admissions in the window: not electives, and not patients already in on a start-from-today snapshot
+    in_window = (arrival >= 0) & (arrival < T) & ~elective & ~rec["initial"]
     is_readmit = rec["readmission_of"] >= 0
 
     # ---- acute occupancy -----------------------------------------------------------

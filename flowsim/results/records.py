@@ -55,6 +55,7 @@ class Records:
             "outcome": np.array([*OUTCOMES, ""], dtype=object)[c["outcome"]],
             "kind": np.where(c["elective"], "elective", "non_elective"),
             "cancelled": np.array(["", "no_bed", "escalation"], dtype=object)[c["cancelled"]],
+            "initial": c["initial"],
         })
         return df
 
@@ -71,6 +72,7 @@ def build_records(raw: RawRun) -> Records:
         "pathway": np.array([p.pathway for p in pts], dtype=object),
         "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=len(pts)),
         "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=len(pts)),
+        "initial": np.fromiter((p.initial for p in pts), dtype=bool, count=len(pts)),
     }
     for f in TIME_FIELDS:
         cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=len(pts))

@@ -29,6 +29,10 @@ class _Dist(BaseModel):
     def ppf(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """P(X <= x): needed to sample the rest of a stay already under way."""
+        raise NotImplementedError
+
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` values using ``size`` uniforms from ``rng``."""
         return self.ppf(rng.random(size))
@@ -52,6 +56,9 @@ class Exponential(_Dist):
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return -self.mean_ * np.log1p(-u)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return -np.expm1(-np.maximum(x, 0.0) / self.mean_)
 
 
 class _MeanSd(_Dist):
@@ -83,6 +90,10 @@ class Lognormal(_MeanSd):
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return np.exp(self.mu + self.sigma * special.ndtri(u))
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return special.ndtr((np.log(np.maximum(x, 0.0)) - self.mu) / self.sigma)
+
 
 class Gamma(_MeanSd):
     """Gamma by mean and sd (shape = (mean/sd)^2): lighter tail than the lognormal."""
@@ -93,6 +104,11 @@ class Gamma(_MeanSd):
         shape = (self.mean_ / self.sd) ** 2
         scale = self.sd**2 / self.mean_
         return special.gammaincinv(shape, u) * scale
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        shape = (self.mean_ / self.sd) ** 2
+        scale = self.sd**2 / self.mean_
+        return special.gammainc(shape, np.maximum(x, 0.0) / scale)
 
 
 class Weibull(_Dist):
@@ -108,6 +124,9 @@ class Weibull(_Dist):
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return self.scale * (-np.log1p(-u)) ** (1.0 / self.shape)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return -np.expm1(-((np.maximum(x, 0.0) / self.scale) ** self.shape))
 
 
 class Triangular(_Dist):
@@ -132,6 +151,10 @@ class Triangular(_Dist):
         c = (self.mode - self.low) / (self.high - self.low)
         return stats.triang.ppf(u, c, loc=self.low, scale=self.high - self.low)
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        c = (self.mode - self.low) / (self.high - self.low)
+        return stats.triang.cdf(x, c, loc=self.low, scale=self.high - self.low)
+
 
 class Uniform(_Dist):
     """Flat between low and high."""
@@ -153,6 +176,9 @@ class Uniform(_Dist):
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return self.low + (self.high - self.low) * u
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(x, dtype=float) - self.low) / (self.high - self.low), 0.0, 1.0)
+
 
 class Fixed(_Dist):
     """A deterministic time: for exact-arithmetic verification tests and fixed delays."""
@@ -166,6 +192,9 @@ class Fixed(_Dist):
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return np.full(np.shape(u), self.value, dtype=float)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=float) >= self.value).astype(float)
 
 
 class Empirical(_Dist):
@@ -199,6 +228,11 @@ class Empirical(_Dist):
         vals, cdf = self._cdf()
         idx = np.searchsorted(cdf, u, side="right")
         return vals[np.minimum(idx, len(vals) - 1)]
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        vals, cdf = self._cdf()
+        idx = np.searchsorted(vals, x, side="right")
+        return np.where(idx > 0, cdf[np.maximum(idx - 1, 0)], 0.0)
 
 
 Distribution = Annotated[

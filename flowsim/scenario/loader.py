@@ -9,8 +9,10 @@ through ``extends`` so an error names the file that actually set the value.
 from __future__ import annotations
 
 import copy
+import csv
 import datetime as dt
 import hashlib
+import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -87,6 +89,44 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
     return data, _line_map(node, str(path))
 
 
+SNAPSHOT_COLUMNS = ("node", "cohort", "pathway", "days")
+
+
+def _read_snapshot(data: dict[str, Any], path: Path, lines: LineMap) -> None:
+    """Read ``initial_state.snapshot_file`` (relative to the file naming it) into ``initial_state.patients``."""
+    init = data.get("initial_state")
+    if not isinstance(init, dict) or not isinstance(init.get("snapshot_file"), str):
+        return
+    csv_path = path.parent / init["snapshot_file"]
+    where = f"{path}:{lines.get(('initial_state', 'snapshot_file'), (str(path), 0))[1]}"
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError([f"{where}: initial_state.snapshot_file: cannot read {csv_path} "
+                             f"({exc.strerror or exc})"]) from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    unknown = [c for c in header if c not in SNAPSHOT_COLUMNS]
+    if "node" not in header or unknown:
+        raise ScenarioError([f"{csv_path}:1: columns must include 'node' and may include "
+                             f"{', '.join(SNAPSHOT_COLUMNS[1:])}; got {', '.join(header) or 'none'}"])
+    rows, problems = [], []
+    for line, rec in enumerate(reader, start=2):
+        row: dict[str, Any] = {"node": (rec.get("node") or "").strip()}
+        for col in ("cohort", "pathway"):
+            if (rec.get(col) or "").strip():
+                row[col] = rec[col].strip()
+        if (rec.get("days") or "").strip():
+            try:
+                row["days"] = float(rec["days"])
+            except ValueError:
+                problems.append(f"{csv_path}:{line}: days: expected a number of days >= 0, got {rec['days']!r}")
+        rows.append(row)
+    if problems:
+        raise ScenarioError(problems)
+    init["patients"] = [*init.get("patients", []), *rows]
+
+
 def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """Child wins; nested mappings merge key by key; lists and scalars replace."""
     out = copy.deepcopy(base)
@@ -108,6 +148,7 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     if len(_chain) > _MAX_EXTENDS_DEPTH:
         raise ScenarioError([f"{path}: 'extends' chain deeper than {_MAX_EXTENDS_DEPTH} files"])
     data, lines = _read_yaml(path)
+    _read_snapshot(data, path, lines)
     parent = data.pop("extends", None)
     if parent is None:
         return data, lines

@@ -382,6 +382,39 @@ class Escalation(Frozen):
     actions: list[Action] = Field(default_factory=list)
 
 
+class SnapshotPatient(Frozen):
+    """One patient on the snapshot day, and how long they have already been where they are.
+
+    ``node``: ``ed`` (boarding), ``acute`` (in their acute stay, not yet medically fit),
+    ``assessment`` (fit, waiting for or in assessment), ``P1``/``P2``/``P3`` (fit and assessed,
+    waiting in an acute bed for that pathway), or a service name (in a downstream stay).
+    """
+
+    node: Name
+    cohort: Name | None = None
+    pathway: PathwayName | None = None
+    days: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class InitialState(Frozen):
+    """The system on ``start_date``: start from today instead of an empty system plus warm-up.
+
+    Counts say how many patients are where, with the rest of their stays drawn from the
+    equilibrium residual distribution; ``patients`` (or a ``snapshot_file`` CSV with columns
+    node, cohort, pathway, days) gives each patient's time already spent, and the rest of the
+    stay is drawn conditional on it (see ``flowsim/model/residual.py``).  Patients already
+    waiting are served first, longest wait first.  Cohorts not given are drawn by share.
+    """
+
+    snapshot_file: str | None = None
+    ed_boarding: NonNegInt = 0
+    acute_occupied: NonNegInt = 0
+    waiting_for_assessment: dict[PathwayName, NonNegInt] = Field(default_factory=dict)
+    waiting: dict[PathwayName, NonNegInt] = Field(default_factory=dict)
+    services: dict[Name, NonNegInt] = Field(default_factory=dict)
+    patients: list[SnapshotPatient] = Field(default_factory=list)
+
+
 class Simulation(Frozen):
     """Calendar window. The run starts ``warmup_days`` before ``start_date`` from an
     empty system; results cover ``start_date`` to ``start_date + duration_days``."""
@@ -413,6 +446,7 @@ class Scenario(Frozen):
     electives: Electives | None = None
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
+    initial_state: InitialState | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -474,9 +508,38 @@ class Scenario(Frozen):
                 if a.kind == "cancel_electives" and self.electives is None:
                     problems.append((("escalation", "actions", i, "kind"),
                                      "cancel_electives needs an 'electives' section"))
+        if self.initial_state is not None:
+            problems.extend(self._initial_state_problems(services))
         if problems:
             raise FieldProblems(problems)
         return self
+
+    def _initial_state_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        init = self.initial_state
+        assert init is not None
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if self.simulation.warmup_days:
+            out.append((("simulation", "warmup_days"), "must be 0 when initial_state gives the starting state"))
+        for key in ("waiting_for_assessment", "waiting"):
+            for p in getattr(init, key):
+                if p == "P0" or p not in self.pathways:
+                    out.append((("initial_state", key, p), f"{p} is not a downstream pathway of this scenario"))
+                elif key == "waiting_for_assessment" and not self.pathways[p].needs_assessment:
+                    out.append((("initial_state", key, p), f"{p} does not need assessment"))
+        for name in init.services:
+            if name not in services:
+                out.append((("initial_state", "services", name),
+                            f"unknown service (defined: {', '.join(sorted(services))})"))
+        nodes = {"ed", "acute", "assessment", "P1", "P2", "P3"} | services
+        for i, row in enumerate(init.patients):
+            where = ("initial_state", "patients", i)
+            if row.node not in nodes:
+                out.append(((*where, "node"), f"node must be one of {', '.join(sorted(nodes))}, got {row.node!r}"))
+            if row.cohort is not None and row.cohort not in self.cohorts:
+                out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(self.cohorts)})"))
+            if row.node == "assessment" and (row.pathway is None or row.pathway == "P0"):
+                out.append(((*where, "pathway"), "a patient waiting for assessment needs pathway P1, P2 or P3"))
+        return out
 
     def service_pathway(self) -> dict[str, str]:
         """Map each service name to its pathway."""
