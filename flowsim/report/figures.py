@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -158,7 +159,9 @@ def _new_figure(width: float, height: float, heading: str, title: str, note: str
     """
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    fig.suptitle(f"{heading}: {title}", fontsize=13, fontweight="bold", color=NHS_DARK_BLUE)
+    # long scenario names wrap rather than run off the page
+    text = textwrap.fill(f"{heading}: {title}", width=int(width * 8))
+    fig.suptitle(text, fontsize=13, fontweight="bold", color=NHS_DARK_BLUE)
     panel = fig.subfigures(1, 1)
     panel.suptitle(note, fontsize=9.5, color=NHS_DARK_GREY)
     return fig, panel
