@@ -41,15 +41,26 @@ ESCALATION_KPIS = ["opel_days_level_1", "opel_days_level_2", "opel_days_level_3"
                    "escalation_cost"]
 
 
+ACUTE_FRONT_DOOR = {"admissions_per_day", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct",
+                    "occupancy_p95_pct", "days_over_92_pct", "days_over_95_pct", "days_at_100_pct", "ed_boarding_mean",
+                    "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches", "dtoc_pct", "discharges_P0",
+                    "readmissions"}
+COST_KPIS = ["cost_acute_delay", "cost_service_care", "service_capacity_cost", "total_cost"]
+
+
 def headline(sc: Scenario) -> list[str]:
     """The KPIs worth a line in the terminal for this scenario."""
     names = list(HEADLINE)
+    if sc.mode == "pathway_only":  # no acute stay or front door: waits, services and costs instead
+        names = [n for n in names if n not in ACUTE_FRONT_DOOR]
+        names += [f"service_{s}_utilisation_pct" for pw in sc.pathways.values() for s in pw.services]
     if sc.electives is not None:
         names += ELECTIVE_KPIS
     if sc.escalation is not None:
         names += ESCALATION_KPIS
-    if any(s.unit_cost_per_day > 0 for pw in sc.pathways.values() for s in pw.services.values()):
-        names.append("service_capacity_cost")
+    services = [s for pw in sc.pathways.values() for s in pw.services.values()]
+    if sc.costs.acute_delay_per_day or any(s.unit_cost_per_day or s.cost_per_occupied_day for s in services):
+        names += COST_KPIS
     return names
 
 

@@ -8,6 +8,7 @@ Layout (DESIGN.md section 5)::
     quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate)
     monthly.csv       the same per calendar month
     patients.parquet  per-stay records of every replication
+    nodes_daily.csv   per node (pathway x locality) and day: occupancy, capacity, queue, wait, cost quantiles
     escalation.csv    OPEL level changes and escalation actions (scenarios with escalation)
     scenario.yaml     the resolved scenario (extends and --set applied)
     figures/*.png     occupancy fan chart, delays by reason, downstream queues
@@ -123,6 +124,9 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     written["patients"] = atomic_write(out / "patients.parquet",
                                        lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
     written["scenario"] = atomic_text(out / "scenario.yaml", scenario_to_yaml(result.scenario))
+    nodes = result.node_summary()
+    if not nodes.empty:
+        written["nodes"] = atomic_write(out / "nodes_daily.csv", lambda p: nodes.to_csv(p, index=False))
     escalation = result.escalation()
     if not escalation.empty:
         written["escalation"] = atomic_write(out / "escalation.csv", lambda p: escalation.to_csv(p, index=False))

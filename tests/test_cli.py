@@ -110,7 +110,9 @@ def test_schema_is_json_schema() -> None:
     assert "properties" in schema
     for field in ("simulation", "arrivals", "cohorts", "acute", "pathways"):
         assert field in schema["properties"]
-    assert {"simulation", "arrivals", "cohorts", "acute", "pathways"} <= set(schema.get("required", []))
+    # arrivals, cohorts and acute are required in full mode only (pathway-only mode uses demand streams)
+    assert {"simulation", "pathways", "population_18plus"} <= set(schema.get("required", []))
+    assert "pathway_only" in json.dumps(schema["properties"]["mode"])
 
 
 # --------------------------------------------------------------------------- run

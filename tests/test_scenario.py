@@ -96,7 +96,7 @@ FILE_ERRORS = [
      "cohorts.adults.acute_los.sd", "sd: 0}", ["greater than 0", "0"]),
     ("lognormal sd < 0", "{dist: lognormal, mean: 4.5, sd: 4.0}", "{dist: lognormal, mean: 4.5, sd: -2}",
      "cohorts.adults.acute_los.sd", "sd: -2}", ["greater than 0", "-2"]),
-    ("missing required field", "    age_band: 65-84\n", "", "cohorts.adults.age_band", "  adults:", ["required"]),
+    ("missing required field", "    share: 0.75\n", "", "cohorts.adults.share", "  adults:", ["required"]),
     ("bad date (not a date)", "start_date: 2024-04-01", "start_date: first of april", "simulation.start_date",
      "start_date:", ["date", "first of april"]),
     ("bad date (quoted, no such day)", "start_date: 2024-04-01", 'start_date: "2024-04-31"',

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import pandas as pd
 from tqdm import tqdm
 
-from flowsim.experiment.stats import period_table, summarise
+from flowsim.experiment.stats import node_quantiles, period_table, summarise
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse
 from flowsim.rng import Streams
 from flowsim.scenario.loader import scenario_hash
+from flowsim.scenario.pathway_only import compile_scenario
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id
                     keep_patients: bool = True) -> ReplicationResult:
     """Simulate and analyse one replication."""
     t = time.perf_counter()
-    raw = Model(scenario, Streams(seed, replication)).run()
-    res = analyse(raw, scenario, replication, seed, scenario_id or scenario_hash(scenario), keep_patients)
+    model_scenario = compile_scenario(scenario)  # pathway-only scenarios run on the full model
+    raw = Model(model_scenario, Streams(seed, replication)).run()
+    res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario), keep_patients)
     for problem in res.checks:
         log.error("invariant violated in replication %d: %s", replication, problem)
     return ReplicationResult(**{**res.__dict__, "seconds": time.perf_counter() - t})
@@ -70,6 +72,15 @@ class RunResult:
         """OPEL level changes and action events of every replication (empty without escalation)."""
         frames = [r.escalation for r in self.replications if r.escalation is not None]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def nodes(self) -> pd.DataFrame:
+        """Per replication, day and node (pathway x locality): occupancy, queue, waits, cost."""
+        frames = [r.nodes for r in self.replications if r.nodes is not None and not r.nodes.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def node_summary(self) -> pd.DataFrame:
+        """Per day and node: mean and 5/50/95th percentiles across replications."""
+        return node_quantiles(self.nodes())
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
         return period_table(self.daily(), freq, self.scenario.population_18plus)

@@ -21,6 +21,8 @@ def mean_ci(x: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, floa
     n = len(a)
     if n == 0:
         return float("nan"), float("nan"), float("nan")
+    if not np.isfinite(a).all():  # e.g. unlimited capacity: the mean is infinite, no interval
+        return float(a.max()) if (a > 0).all() else float("nan"), float("nan"), float("nan")
     m = float(a.mean())
     if n < 2:
         return m, float("nan"), float("nan")
@@ -35,12 +37,13 @@ def summarise(per_rep: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         x = per_rep[col].to_numpy(dtype=float)
         m, lo, hi = mean_ci(x, level)
         finite = x[~np.isnan(x)]
+        spread = len(finite) and np.isfinite(finite).all()
         rows.append({
             "kpi": col, "mean": m, "ci_low": lo, "ci_high": hi,
-            "sd": float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"),
-            "p5": float(np.percentile(finite, 5)) if len(finite) else float("nan"),
-            "p50": float(np.percentile(finite, 50)) if len(finite) else float("nan"),
-            "p95": float(np.percentile(finite, 95)) if len(finite) else float("nan"),
+            "sd": float(finite.std(ddof=1)) if spread and len(finite) > 1 else float("nan"),
+            "p5": float(np.percentile(finite, 5)) if spread else m,
+            "p50": float(np.percentile(finite, 50)) if spread else m,
+            "p95": float(np.percentile(finite, 95)) if spread else m,
             "n": int(len(finite)),
         })
     return pd.DataFrame(rows).set_index("kpi")
@@ -75,3 +78,18 @@ def period_table(daily: pd.DataFrame, freq: str, population_18plus: int, level: 
             "occupancy_pct": float(sub["occupancy_pct"].mean()),
         })
     return pd.DataFrame(rows)
+
+
+NODE_MEASURES = ("occupied", "capacity", "queue", "mean_wait_days", "cost")
+
+
+def node_quantiles(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Per node and day, each measure's mean and 5th/50th/95th percentiles across replications."""
+    if nodes.empty:
+        return nodes
+    g = nodes.groupby(["node", "pathway", "locality", "date", "day"], sort=True)[list(NODE_MEASURES)]
+    out = g.mean().add_suffix("_mean")
+    for q in (0.05, 0.5, 0.95):
+        out = out.join(g.quantile(q).add_suffix(f"_p{round(q * 100)}"))
+    cols = [f"{m}_{s}" for m in NODE_MEASURES for s in ("mean", "p5", "p50", "p95")]
+    return out[cols].reset_index()

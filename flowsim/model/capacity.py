@@ -13,23 +13,99 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import numpy as np
 import simpy
 
 
 class Pool:
     """One capacity-limited service. ``capacity`` may be ``math.inf``."""
 
-    __slots__ = ("name", "capacity", "busy", "accepts", "index")
+    __slots__ = ("accepts", "busy", "capacity", "home", "index", "name")
 
-    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None = None, index: int = 0):
+    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None = None, index: int = 0,
+                 home: frozenset[int] | None = None):
         self.name = name
         self.capacity = capacity
         self.busy = 0
         self.accepts = accepts  # cohort indices allowed; None means everyone
         self.index = index
+        self.home = home  # cohorts of this pool's own locality: served before neighbours' patients
 
     def admits(self, cohort: int) -> bool:
         return self.accepts is None or cohort in self.accepts
+
+    def room(self, patient: Any, now: float) -> bool:
+        """Can this pool take ``patient`` now?"""
+        return self.busy < self.capacity and (self.accepts is None or patient.cohort in self.accepts)
+
+    def take(self, patient: Any, now: float) -> None:
+        self.busy += 1
+        patient.pool = self
+
+    def drop(self, patient: Any) -> None:
+        """Forget a departing patient (nothing to forget for a plain pool)."""
+
+
+class VisitPool(Pool):
+    """P1 capacity counted in home visits a day rather than packages.
+
+    A package needs ``start`` visits a day on its first day, tapering linearly
+    to ``end`` by the end of its stay; a new package is taken when the visits
+    already committed plus its ``start`` fit in ``capacity`` (visits a day).
+    ``busy`` still counts packages, for occupancy reports.
+    """
+
+    __slots__ = ("active", "end", "los", "start")
+
+    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None, index: int,
+                 home: frozenset[int] | None, start: float, end: float, los: Any):
+        super().__init__(name, capacity, accepts, index, home)
+        self.start = start
+        self.end = end
+        self.los = los
+        self.active: dict[int, tuple[float, float]] = {}  # patient id -> (package start, length)
+
+    def rate(self, t0: float, length: float, now: float) -> float:
+        frac = 1.0 if length <= 0 else min(max((now - t0) / length, 0.0), 1.0)
+        return self.start + (self.end - self.start) * frac
+
+    def load(self, now: float) -> float:
+        """Visits a day committed to the packages in progress."""
+        return sum(self.rate(t0, length, now) for t0, length in self.active.values())
+
+    def room(self, patient: Any, now: float) -> bool:
+        return ((self.accepts is None or patient.cohort in self.accepts)
+                and self.load(now) + self.start <= self.capacity + 1e-9)
+
+    def take(self, patient: Any, now: float) -> None:
+        length = float(self.los.ppf(np.array([patient.u_los]))[0])
+        patient.remaining = patient.package_len = length
+        self.add(patient.id, now, length)
+        self.busy += 1
+        patient.pool = self
+
+    def add(self, pid: int, t0: float, length: float) -> None:
+        self.active[pid] = (t0, length)
+
+    def drop(self, patient: Any) -> None:
+        self.active.pop(patient.id, None)
+
+    def next_room(self, now: float) -> float | None:
+        """Earliest time >= now at which a new package fits, if nothing else changes (None: never)."""
+        t = now
+        while True:
+            gap = self.capacity - self.start - self.load(t)
+            if gap >= -1e-9:
+                return t
+            tapering = [(t0, length) for t0, length in self.active.values() if length > 0 and t < t0 + length]
+            slope = sum((self.end - self.start) / length for _, length in tapering)
+            if not tapering or slope >= 0:
+                return None
+            t_fit = t + gap / slope
+            t_next = min(t0 + length for t0, length in tapering)
+            if t_fit <= t_next:
+                return t_fit
+            t = t_next
 
 
 class Group:
@@ -40,14 +116,22 @@ class Group:
     freed slot goes to the first queued patient eligible for it.
     """
 
-    __slots__ = ("env", "name", "pools", "queue", "_simple")
+    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "pools", "queue")
 
     def __init__(self, env: simpy.Environment, name: str, pools: list[Pool]):
         self.env = env
         self.name = name
         self.pools = pools
         self.queue: deque[tuple[Any, simpy.Event]] = deque()
-        self._simple = len(pools) == 1 and pools[0].accepts is None
+        self._visits = [p for p in pools if isinstance(p, VisitPool)]
+        self._simple = len(pools) == 1 and pools[0].accepts is None and not self._visits
+        self._wake_token: dict[str, int] = {}
+        # localities: a patient tries their own locality's pools first, then the rest in listed order
+        self._order: dict[int, list[Pool]] = {}
+        if any(p.home for p in pools):
+            cohorts = set().union(*(p.home or frozenset() for p in pools), *(p.accepts or frozenset() for p in pools))
+            for c in cohorts:
+                self._order[c] = sorted(pools, key=lambda p, c=c: not (p.home and c in p.home))
 
     def request(self, patient: Any) -> simpy.Event | None:
         """Grant a slot now (returns None, sets ``patient.pool``) or queue (returns an event)."""
@@ -58,14 +142,15 @@ class Group:
                 patient.pool = pool
                 return None
         else:
-            cohort = patient.cohort
-            for pool in self.pools:
-                if pool.busy < pool.capacity and (pool.accepts is None or cohort in pool.accepts):
-                    pool.busy += 1
-                    patient.pool = pool
+            now = self.env.now
+            for pool in self._order.get(patient.cohort, self.pools):
+                if pool.room(patient, now):
+                    pool.take(patient, now)
                     return None
         ev = simpy.Event(self.env)
         self.queue.append((patient, ev))
+        for pool in self._visits:
+            self._wake(pool)
         return ev
 
     def try_acquire(self, patient: Any) -> bool:
@@ -77,8 +162,10 @@ class Group:
                 return True
         return False
 
-    def release(self, pool: Pool) -> None:
+    def release(self, pool: Pool, patient: Any = None) -> None:
         pool.busy -= 1
+        if patient is not None:
+            pool.drop(patient)
         if self.queue:
             self._dispatch(pool)
 
@@ -89,6 +176,9 @@ class Group:
 
     def _dispatch(self, pool: Pool) -> None:
         queue = self.queue
+        if isinstance(pool, VisitPool):
+            self._dispatch_visits(pool)
+            return
         if pool.accepts is None:
             while queue and pool.busy < pool.capacity:
                 patient, ev = queue.popleft()
@@ -96,17 +186,54 @@ class Group:
                 patient.pool = pool
                 ev.succeed()
             return
-        i = 0
-        while i < len(queue) and pool.busy < pool.capacity:
-            patient, ev = queue[i]
-            if patient.cohort in pool.accepts:
-                del queue[i]
-                pool.busy += 1
-                patient.pool = pool
-                ev.succeed()
-            else:
-                i += 1
+        # the pool's own locality first (in queue order), then any other eligible patient
+        for wanted in ((pool.home, None) if pool.home else (None,)):
+            i = 0
+            while i < len(queue) and pool.busy < pool.capacity:
+                patient, ev = queue[i]
+                if patient.cohort in pool.accepts and (wanted is None or patient.cohort in wanted):
+                    del queue[i]
+                    pool.busy += 1
+                    patient.pool = pool
+                    ev.succeed()
+                else:
+                    i += 1
 
     @property
     def waiting(self) -> int:
         return len(self.queue)
+
+    def _dispatch_visits(self, pool: VisitPool) -> None:
+        """Admit queued packages in order while their visits fit; then wake when the next one will."""
+        now = self.env.now
+        queue = self.queue
+        for wanted in ((pool.home, None) if pool.home else (None,)):
+            i = 0
+            while i < len(queue):
+                patient, ev = queue[i]
+                if (wanted is not None and patient.cohort not in wanted) or not pool.admits(patient.cohort):
+                    i += 1
+                    continue
+                if not pool.room(patient, now):
+                    break  # first come, first served: later packages need the same start rate
+                del queue[i]
+                pool.take(patient, now)
+                ev.succeed()
+        self._wake(pool)
+
+    def _wake(self, pool: VisitPool) -> None:
+        """Schedule one dispatch at the moment tapering visits make room for the next package."""
+        token = self._wake_token.get(pool.name, 0) + 1
+        self._wake_token[pool.name] = token
+        if not any(pool.admits(p.cohort) for p, _ in self.queue):
+            return
+        now = self.env.now
+        t = pool.next_room(now)
+        if t is None or t <= now:
+            return
+
+        def fire(_event: simpy.Event) -> None:
+            if self._wake_token.get(pool.name) == token:
+                self._dispatch_visits(pool)
+
+        self.env.timeout(t - now).callbacks.append(fire)

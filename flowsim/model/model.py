@@ -25,7 +25,7 @@ import numpy as np
 import simpy
 
 from flowsim.model.calendar import Steps, arrival_times, capacity_steps, disrupted, team_steps, weekday_times
-from flowsim.model.capacity import Group, Pool
+from flowsim.model.capacity import Group, Pool, VisitPool
 from flowsim.model.escalation import EscalationController
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
@@ -73,7 +73,7 @@ class Patient:
         "transfer", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "pool",
         "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
         "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end", "elective", "cancelled",
-        "initial", "remaining",
+        "initial", "initial_stage", "remaining", "package_len",
     )
 
     def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
@@ -87,7 +87,9 @@ class Patient:
         self.outcome = -1
         self.elective = False
         self.initial = False  # already in the system on the start-from-today snapshot
+        self.initial_stage = -1  # the journey stage a snapshot patient joined at
         self.remaining = NAN
+        self.package_len = NAN  # visit-based P1: the package's planned length (its visits taper over it)
         self.cancelled = 0  # electives: 1 no bed free, 2 cancelled under escalation
         self.pool: Pool | None = None
 
@@ -222,7 +224,14 @@ class Model:
             for sname, svc in pw.services.items():
                 steps = self._disrupt(sname, capacity_steps(svc.capacity, self.start, self.t0, self.t1))
                 accepts = None if svc.cohorts is None else frozenset(cohort_index[c] for c in svc.cohorts)
-                pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names))
+                home = (frozenset(i for i, c in enumerate(sc.cohorts.values()) if c.locality == svc.locality)
+                        if svc.locality is not None else None)
+                if svc.capacity_unit == "visits":
+                    assert svc.visits is not None
+                    pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home,
+                                     svc.visits.start, svc.visits.end, svc.los)
+                else:
+                    pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names), home)
                 self.service_names.append(sname)
                 self.service_pathway.append(pname)
                 self.service_los.append(svc.los)
@@ -430,6 +439,9 @@ class Model:
                 if self.needs_assessment[p.pathway]:
                     p.assess_start = p.assess_end = -elapsed
                 p.remaining = _residual(self.service_los[k], days, u())
+                if isinstance(pool, VisitPool):  # a package under way: its visits taper from when it began
+                    p.package_len = elapsed + p.remaining
+                    pool.add(p.id, -elapsed, p.package_len)
                 starts.append((p, IN_SERVICE))
                 continue
             self.acute_pool.busy += 1
@@ -443,6 +455,7 @@ class Model:
                     p.assess_start = p.assess_end = -elapsed
                 starts.append((p, ASSESSMENT if node == "assessment" else WAITING))
         for p, stage in starts:
+            p.initial_stage = stage
             self.env.process(self._journey(p, stage))
 
     def _electives(self) -> Generator[simpy.Event, Any, None]:
@@ -538,7 +551,8 @@ class Model:
         pool = p.pool
         assert pool is not None
         k = pool.index
-        los = p.remaining if stage == IN_SERVICE else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        # a snapshot patient's rest of stay, or a visit-based package's length fixed when it was taken
+        los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
         yield env.timeout(los)
         p.stay_end = env.now
         home, ltc = self.service_outcomes[k]
@@ -561,7 +575,7 @@ class Model:
         else:
             p.outcome = 2
         p.ds_end = env.now
-        self.groups[pw].release(pool)
+        self.groups[pw].release(pool, p)
         if p.outcome == 0:
             self._maybe_readmit(p, pw)
 

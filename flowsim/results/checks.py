@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowsim.model.model import RawRun
+from flowsim.model.model import IN_ACUTE, IN_SERVICE, RawRun
 from flowsim.results.records import Records
-from flowsim.results.series import Level
+from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import Scenario
 
 _ORDER = ("arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
@@ -65,17 +65,28 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
     # 3. no grant beyond the capacity in force at the moment of the grant
     cap = Level.from_steps(*raw.capacity["acute"])
     occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], T)
-    # grants from the start of the run (snapshot patients are placed, not granted, before it)
-    t = rec["bed_start"][rec["bed_start"] >= raw.t0]
+    # grants only: snapshot patients already in a bed or place were placed there, not granted
+    placed_acute = rec["initial_stage"] >= IN_ACUTE
+    placed_service = rec["initial_stage"] == IN_SERVICE
+    t = rec["bed_start"][~np.isnan(rec["bed_start"]) & ~placed_acute]
     over = int(np.sum(occ.at(t) > cap.at(t) + _TOL))
     if over:
         problems.append(f"{over} acute bed grants exceeded the capacity in force")
     svc = rec["service"]
+    services = {n: v for pw in sc.pathways.values() for n, v in pw.services.items()}
     for i, name in enumerate(raw.service_names):
         m = svc == i
-        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
         capl = Level.from_steps(*raw.capacity[name])
-        tg = rec["slot_granted"][m & (rec["slot_granted"] >= raw.t0)]
+        tg = rec["slot_granted"][m & ~placed_service]
+        visits = services[name].visits if services[name].capacity_unit == "visits" else None
+        if visits is not None:
+            load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], rec["package_len"],
+                              visits.start, visits.end, tg)
+            over = int(np.sum(load > capl.at(tg) + 1e-6))
+            if over:
+                problems.append(f"{over} packages at service {name} were taken beyond its visits a day")
+            continue
+        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
         over = int(np.sum(lev.at(tg) > capl.at(tg) + _TOL))
         if over:
             problems.append(f"{over} grants at service {name} exceeded the capacity in force")
@@ -115,7 +126,14 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
             for sname, service in pw.services.items():
                 if service.cohorts is None or cname in service.cohorts:
                     occ, cap = levels[sname]
-                    free += np.maximum(cap.at(t) - occ.at(t), 0.0)
+                    if service.capacity_unit == "visits" and service.visits is not None:
+                        k = raw.service_names.index(sname)
+                        m = rec["service"] == k
+                        load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"],
+                                          rec["package_len"], service.visits.start, service.visits.end, t)
+                        free += (cap.at(t) - load - service.visits.start >= 1e-6).astype(float)
+                    else:
+                        free += np.maximum(cap.at(t) - occ.at(t), 0.0)
             idle = int(np.sum(free > _TOL))
             if idle:
                 problems.append(f"{idle} {cname} patients waited for {pname} while an eligible slot was free")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from flowsim.model.model import RawRun
 from flowsim.results.records import REASONS, Records, build_records
-from flowsim.results.series import Level
+from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import PATHWAYS, Scenario
 
 DAYS_PER_QUARTER = 365.25 / 4
@@ -107,6 +107,11 @@ def _kpis() -> dict[str, KPI]:
                                "One-off, per-day and per-place-day costs of the actions in force in the window."),
         "service_capacity_cost": KPI("Cost of downstream places", "GBP",
                                      "Available place-days x unit_cost_per_day, summed over services."),
+        "cost_acute_delay": KPI("Cost of delays in acute beds", "GBP",
+                                "Delayed acute bed-days x costs.acute_delay_per_day."),
+        "cost_service_care": KPI("Cost of care in downstream services", "GBP",
+                                 "Occupied place-days x cost_per_occupied_day, summed over services."),
+        "total_cost": KPI("Total cost", "GBP", "Acute delays + downstream care + downstream places + escalation."),
         "escalation_actions_started": KPI("Escalation actions started", "actions",
                                           "Actions that came into force in the window."),
     })
@@ -138,6 +143,8 @@ def service_kpi(name: str) -> KPI:
     """Definitions of per-service KPIs (``service_<svc>_occupied_mean`` etc.)."""
     if name.endswith("_occupied_mean"):
         return KPI("Service occupied (mean)", "places", "Time-weighted mean occupied (or reserved) places.")
+    if name.endswith("_visits_mean"):
+        return KPI("Service visits a day in use (mean)", "visits/day", "Hourly mean of visits committed to packages.")
     if name.endswith("_utilisation_pct"):
         return KPI("Service utilisation", "%", "Mean occupied / mean available places x 100.")
     return KPI("Service admissions", "patients", "Slots granted in the window.", False)
@@ -158,6 +165,7 @@ class ReplicationResult:
     patients: pd.DataFrame | None
     checks: list[str] = field(default_factory=list)
     escalation: pd.DataFrame | None = None
+    nodes: pd.DataFrame | None = None
     kernel_events: int = 0
     model_events: int = 0
     seconds: float = 0.0
@@ -220,6 +228,54 @@ def _escalation(raw: RawRun, sc: Scenario, occ: Level, T: float, D: int, k: dict
                     on = None
     k["escalation_cost"] = cost
     k["escalation_actions_started"] = float(started)
+
+
+def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
+               intervals: dict[str, tuple[np.ndarray, np.ndarray]], T: float, D: int,
+               replication: int, seed: int, scenario_id: str) -> pd.DataFrame:
+    """One row per day and node (pathway x locality): occupancy, capacity, queue, waits and cost.
+
+    The table capacity-and-demand planners lay beside their other tools.  A node's queue is its
+    own patients waiting in acute beds (for assessment or a slot); its cost is care in its services
+    (occupied place-days), their available places, and its patients' days of delay.
+    """
+    cohort_loc = np.array([c.locality for c in sc.cohorts.values()] + [None], dtype=object)
+    loc = cohort_loc[np.minimum(rec["cohort"], len(cohort_loc) - 1)]
+    pathway = rec["pathway"]
+    granted = rec["slot_granted"]
+    rows = []
+    for pname, pw in sc.pathways.items():
+        localities = sorted({svc.locality for svc in pw.services.values()}, key=lambda x: x or "")
+        for locality in localities:
+            names = [n for n, svc in pw.services.items() if svc.locality == locality]
+            mine = (pathway == pname) & ((loc == locality) if locality is not None else True)
+            waiting = np.zeros(D)
+            for reason in ("assessment", pname):
+                start, end = intervals[reason]
+                waiting += Level.from_intervals(np.where(mine, start, np.nan), end, T).daily_mean(D)
+            s_wait = intervals[pname][0]
+            got = mine & (granted >= 0) & (granted < T) & ~np.isnan(s_wait)
+            day = np.floor(granted[got]).astype(int)
+            n = np.bincount(day, minlength=D)[:D]
+            wait_sum = np.bincount(day, weights=granted[got] - s_wait[got], minlength=D)[:D]
+            svcs = [pw.services[nm] for nm in names]
+            occupied = sum((daily[f"service_{nm}_occupied"] for nm in names), np.zeros(D))
+            capacity = sum((daily[f"service_{nm}_capacity"] for nm in names), np.zeros(D))
+            cost = (sum((svc.cost_per_occupied_day * daily[f"service_{nm}_occupied"]
+                         for nm, svc in zip(names, svcs, strict=True)), np.zeros(D))
+                    + sum((svc.unit_cost_per_day * daily[f"service_{nm}_capacity"]
+                           for nm, svc in zip(names, svcs, strict=True) if svc.unit_cost_per_day > 0), np.zeros(D))
+                    + waiting * sc.costs.acute_delay_per_day)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_wait = np.where(n > 0, wait_sum / np.maximum(n, 1), np.nan)
+            rows.append(pd.DataFrame({
+                "scenario_id": scenario_id, "seed": seed, "replication": replication,
+                "date": daily["date"], "day": daily["day"],
+                "node": f"{pname} {locality}" if locality else pname, "pathway": pname, "locality": locality or "",
+                "occupied": occupied, "capacity": capacity, "queue": waiting,
+                "admissions": n, "mean_wait_days": mean_wait, "cost": cost,
+            }))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def escalation_log(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str) -> pd.DataFrame | None:
@@ -387,6 +443,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         w = _open_end(e[ready_in], T) - s[ready_in]
         k[f"wait_mean_days_{p}"] = float(w.mean()) if len(w) else 0.0
     svc = rec["service"]
+    services = {n: v for pw in sc.pathways.values() for n, v in pw.services.items()}
     for i, name in enumerate(raw.service_names):
         m = svc == i
         lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
@@ -399,6 +456,16 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
                                                 if np.isfinite(cap_mean) and cap_mean > 0 else float("nan"))
         g = rec["slot_granted"][m]
         k[f"service_{name}_admissions"] = float(((g >= 0) & (g < T)).sum())
+        svc_spec = services[name]
+        if svc_spec.capacity_unit == "visits" and svc_spec.visits is not None:
+            # visits a day in use, sampled hourly; utilisation is against visits a day available
+            hours = np.arange(D * 24, dtype=float) / 24.0 + 1.0 / 48.0
+            load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], rec["package_len"],
+                              svc_spec.visits.start, svc_spec.visits.end, hours)
+            daily[f"service_{name}_visits"] = load.reshape(D, 24).mean(axis=1)
+            k[f"service_{name}_visits_mean"] = float(load.mean())
+            k[f"service_{name}_utilisation_pct"] = (100.0 * k[f"service_{name}_visits_mean"] / cap_mean
+                                                    if np.isfinite(cap_mean) and cap_mean > 0 else float("nan"))
     ends = rec["ds_end"]
     ended = (ends >= 0) & (ends < T)
     k["deaths"] = float((ended & (rec["outcome"] == 2)).sum())
@@ -409,6 +476,12 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     k["service_capacity_cost"] = float(sum(
         svc.unit_cost_per_day * Level.from_steps(*raw.capacity[name]).mean(0.0, T) * T
         for pw in sc.pathways.values() for name, svc in pw.services.items() if svc.unit_cost_per_day > 0))
+
+    k["cost_acute_delay"] = float(acute_cont.sum()) * sc.costs.acute_delay_per_day
+    k["cost_service_care"] = float(sum(
+        svc.cost_per_occupied_day * float(daily[f"service_{name}_occupied"].sum())
+        for pw in sc.pathways.values() for name, svc in pw.services.items()))
+    k["total_cost"] = k["cost_acute_delay"] + k["cost_service_care"] + k["service_capacity_cost"] + k["escalation_cost"]
 
     frame = pd.DataFrame(daily)
     frame.insert(0, "replication", replication)
@@ -426,6 +499,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         patients=rec.frame(replication, seed, scenario_id) if keep_patients else None,
         checks=check_records(rec, raw, sc),
         escalation=escalation_log(raw, sc, replication, seed, scenario_id),
+        nodes=node_daily(rec, sc, daily, intervals, T, D, replication, seed, scenario_id),
         kernel_events=raw.kernel_events,
         model_events=model_events,
     )

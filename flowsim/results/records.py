@@ -56,6 +56,7 @@ class Records:
             "kind": np.where(c["elective"], "elective", "non_elective"),
             "cancelled": np.array(["", "no_bed", "escalation"], dtype=object)[c["cancelled"]],
             "initial": c["initial"],
+            "package_len": c["package_len"],
         })
         return df
 
@@ -73,6 +74,8 @@ def build_records(raw: RawRun) -> Records:
         "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=len(pts)),
         "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=len(pts)),
         "initial": np.fromiter((p.initial for p in pts), dtype=bool, count=len(pts)),
+        "initial_stage": np.fromiter((p.initial_stage for p in pts), dtype=np.int64, count=len(pts)),
+        "package_len": np.fromiter((p.package_len for p in pts), dtype=float, count=len(pts)),
     }
     for f in TIME_FIELDS:
         cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=len(pts))

@@ -121,3 +121,20 @@ class Level:
         i0 = max(int(np.searchsorted(self.times, a, side="right")) - 1, 0)
         i1 = int(np.searchsorted(self.times, b, side="left"))
         return float(self.levels[i0:max(i1, i0 + 1)].max())
+
+
+def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float,
+               t: np.ndarray) -> np.ndarray:
+    """Visits a day committed at each time ``t`` by packages [start, end) tapering from ``first``
+    to ``last`` over their ``lengths`` (visit-based P1 capacity)."""
+    ok = ~np.isnan(starts)
+    s, e, n = starts[ok], np.where(np.isnan(ends[ok]), np.inf, ends[ok]), lengths[ok]
+    t = np.asarray(t, dtype=float)
+    out = np.zeros(len(t))
+    for i in range(0, len(t), 512):  # chunks keep the (times x packages) matrix small
+        tt = t[i:i + 512, None]
+        active = (s <= tt) & (tt < e)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(n > 0, np.clip((tt - s) / n, 0.0, 1.0), 1.0)
+        out[i:i + 512] = np.sum(np.where(active, first + (last - first) * frac, 0.0), axis=1)
+    return out

@@ -92,15 +92,21 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
 SNAPSHOT_COLUMNS = ("node", "cohort", "pathway", "days")
 
 
-def _read_snapshot(data: dict[str, Any], path: Path, lines: LineMap) -> None:
-    """Read ``initial_state.snapshot_file`` (relative to the file naming it) into ``initial_state.patients``."""
+def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:
+    """Read ``initial_state.snapshot_file`` into ``initial_state.patients``.
+
+    Done after ``extends`` and ``--set`` so an override of the file name takes effect; a relative
+    name is read relative to the YAML file that gave it (or the working directory for ``--set``).
+    """
     init = data.get("initial_state")
     if not isinstance(init, dict) or not isinstance(init.get("snapshot_file"), str):
         return
-    csv_path = path.parent / init["snapshot_file"]
-    where = f"{path}:{lines.get(('initial_state', 'snapshot_file'), (str(path), 0))[1]}"
+    source, line = lines.get(("initial_state", "snapshot_file"), ("--set", 0))
+    base = Path.cwd() if source == "--set" else Path(source).parent
+    csv_path = base / init["snapshot_file"]
+    where = source if source == "--set" else f"{source}:{line}"
     try:
-        text = csv_path.read_text(encoding="utf-8")
+        text = csv_path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
     except OSError as exc:
         raise ScenarioError([f"{where}: initial_state.snapshot_file: cannot read {csv_path} "
                              f"({exc.strerror or exc})"]) from None
@@ -118,9 +124,12 @@ def _read_snapshot(data: dict[str, Any], path: Path, lines: LineMap) -> None:
                 row[col] = rec[col].strip()
         if (rec.get("days") or "").strip():
             try:
-                row["days"] = float(rec["days"])
+                days = float(rec["days"])
             except ValueError:
+                days = -1.0
+            if not (0.0 <= days < float("inf")):
                 problems.append(f"{csv_path}:{line}: days: expected a number of days >= 0, got {rec['days']!r}")
+            row["days"] = days
         rows.append(row)
     if problems:
         raise ScenarioError(problems)
@@ -148,7 +157,6 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     if len(_chain) > _MAX_EXTENDS_DEPTH:
         raise ScenarioError([f"{path}: 'extends' chain deeper than {_MAX_EXTENDS_DEPTH} files"])
     data, lines = _read_yaml(path)
-    _read_snapshot(data, path, lines)
     parent = data.pop("extends", None)
     if parent is None:
         return data, lines
@@ -339,6 +347,7 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """Load, inherit, override and validate a scenario file."""
     data, lines = load_raw(path)
     data = apply_overrides(data, list(overrides), lines)
+    _read_snapshot(data, lines)
     return validate_dict(data, str(path), lines)
 
 

@@ -127,8 +127,9 @@ class Cohort(Frozen):
 
     label: str | None = None
     share: Annotated[float, Field(gt=0, le=1)]
-    age_band: AgeBand
+    age_band: AgeBand | None = None
     from_care_home: bool = False
+    locality: Name | None = Field(default=None, description="Home locality (served first by its own services).")
     month_factors: dict[Month, PositiveFloat] = Field(
         default_factory=dict,
         description="Seasonal weight on this cohort's share (e.g. more frail elderly admissions in winter); "
@@ -181,6 +182,13 @@ class Readmission(Frozen):
     within_days: PositiveFloat = 30.0
 
 
+class VisitProfile(Frozen):
+    """Visits a day a P1 package needs: ``start`` on its first day, tapering linearly to ``end``."""
+
+    start: PositiveFloat
+    end: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class Service(Frozen):
     """A downstream service with its own capacity (beds, or concurrent P1 packages)."""
 
@@ -193,6 +201,19 @@ class Service(Frozen):
     outcomes: Outcomes = Field(default_factory=Outcomes)
     unit_cost_per_day: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Cost of one available place for one day (GBP), e.g. a spot-purchased bed.")
+    cost_per_occupied_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Cost of one patient-day of care in this service (GBP).")
+    locality: Name | None = Field(default=None, description="Locality this service belongs to.")
+    capacity_unit: Literal["places", "visits"] = Field(
+        default="places", description="'places': beds or concurrent packages; 'visits': home visits per day "
+                                      "(P1), each package needing a visit rate that tapers over its stay.")
+    visits: VisitProfile | None = None
+
+    @model_validator(mode="after")
+    def _visits_need_profile(self) -> Service:
+        if self.capacity_unit == "visits" and self.visits is None:
+            raise ValueError("a service with capacity_unit 'visits' needs 'visits: {start, end}' per package")
+        return self
 
 
 class Pathway(Frozen):
@@ -415,6 +436,42 @@ class InitialState(Frozen):
     patients: list[SnapshotPatient] = Field(default_factory=list)
 
 
+class Locality(Frozen):
+    """A locality (e.g. one of Rotherham's partnership areas) with its own services and demand."""
+
+    label: str | None = None
+    neighbours: list[Name] = Field(
+        default_factory=list, description="Localities whose spare capacity this locality's patients may use.")
+
+
+class DemandStream(Frozen):
+    """Pathway-only mode: medically fit patients ready to leave hospital, per day, for one pathway."""
+
+    pathway: Literal["P1", "P2", "P3"]
+    locality: Name | None = None
+    rate_per_day: PositiveFloat
+    month_factors: dict[Month, PositiveFloat] = Field(default_factory=dict)
+    label: str | None = None
+
+
+class DemandProfile(Frozen):
+    """Pathway-only mode: calendar shape shared by every demand stream (relative, normalised to 1)."""
+
+    annual_growth: Annotated[float, Field(ge=-0.5, le=1.0)] = 0.0
+    weekday_factors: Annotated[list[PositiveFloat], Field(min_length=7, max_length=7)] = Field(
+        default_factory=lambda: [1.0] * 7)
+    hour_profile: Annotated[list[PositiveFloat], Field(min_length=24, max_length=24)] = Field(
+        default_factory=lambda: [1.0] * 24)
+    surges: list[Surge] = Field(default_factory=list)
+
+
+class Costs(Frozen):
+    """System-level unit costs (GBP). Service costs live on each service."""
+
+    acute_delay_per_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Cost of one day a medically fit patient waits in an acute bed.")
+
+
 class Simulation(Frozen):
     """Calendar window. The run starts ``warmup_days`` before ``start_date`` from an
     empty system; results cover ``start_date`` to ``start_date + duration_days``."""
@@ -434,11 +491,18 @@ class Scenario(Frozen):
     name: str
     description: str = ""
     assumptions: list[str] = Field(default_factory=list)
+    mode: Literal["full", "pathway_only"] = Field(
+        default="full", description="'pathway_only' models only the community side: demand streams of medically "
+                                    "fit patients go straight to P1-P3, waiting in acute beds (at a cost).")
     simulation: Simulation
     population_18plus: Annotated[int, Field(gt=0)]
-    arrivals: Arrivals
-    cohorts: dict[Name, Cohort] = Field(min_length=1)
-    acute: Acute
+    arrivals: Arrivals | None = None
+    cohorts: dict[Name, Cohort] = Field(default_factory=dict)
+    acute: Acute | None = None
+    demand: list[DemandStream] = Field(default_factory=list)
+    demand_profile: DemandProfile = Field(default_factory=DemandProfile)
+    localities: dict[Name, Locality] = Field(default_factory=dict)
+    costs: Costs = Field(default_factory=Costs)
     pathways: dict[PathwayName, Pathway]
     assessment: Assessment | None = None
     discharge: Discharge = Field(default_factory=Discharge)
@@ -450,9 +514,11 @@ class Scenario(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        problems: list[tuple[tuple[str, ...], str]] = []
+        problems: list[tuple[tuple[str | int, ...], str]] = self._mode_problems()
+        if problems:
+            raise FieldProblems(problems)
         total = sum(c.share for c in self.cohorts.values())
-        if abs(total - 1.0) > _SUM_TOL:
+        if self.cohorts and abs(total - 1.0) > _SUM_TOL:  # pathway-only cohorts are derived, not given
             problems.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
                              f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
         seen: dict[str, str] = {}
@@ -514,6 +580,48 @@ class Scenario(Frozen):
             raise FieldProblems(problems)
         return self
 
+    def _mode_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if self.mode == "full":
+            for field_name in ("arrivals", "acute"):
+                if getattr(self, field_name) is None:
+                    out.append(((field_name,), "required field is missing"))
+            if not self.cohorts:
+                out.append((("cohorts",), "required field is missing (at least one cohort)"))
+            if self.demand:
+                out.append((("demand",), "demand streams are for mode: pathway_only (full mode uses arrivals)"))
+        else:
+            for field_name in ("arrivals", "acute", "cohorts"):
+                if getattr(self, field_name):
+                    out.append(((field_name,), "not used in mode: pathway_only (demand streams replace it)"))
+            if not self.demand:
+                out.append((("demand",), "mode: pathway_only needs at least one demand stream"))
+            seen: set[tuple[str | None, str]] = set()
+            for i, d in enumerate(self.demand):
+                key = (d.locality, d.pathway)
+                if key in seen:
+                    out.append((("demand", i), f"a second stream for {d.pathway} in locality {d.locality}"))
+                seen.add(key)
+                if d.pathway not in self.pathways:
+                    out.append((("demand", i, "pathway"), f"{d.pathway} is not defined under 'pathways'"))
+        known = set(self.localities)
+        for name, loc in self.localities.items():
+            for n in loc.neighbours:
+                if n not in known or n == name:
+                    out.append((("localities", name, "neighbours"), f"{n!r} is not another defined locality"))
+        where_loc = [(("demand", i, "locality"), d.locality) for i, d in enumerate(self.demand)]
+        where_loc += [(("cohorts", c, "locality"), co.locality) for c, co in self.cohorts.items()]
+        where_loc += [(("pathways", p, "services", s, "locality"), sv.locality)
+                      for p, pw in self.pathways.items() for s, sv in pw.services.items()]
+        for where, loc_name in where_loc:
+            if loc_name is not None and loc_name not in known:
+                out.append((where, f"unknown locality {loc_name!r} (defined: {', '.join(sorted(known)) or 'none'})"))
+        for p, pw in self.pathways.items():
+            for s, sv in pw.services.items():
+                if sv.capacity_unit == "visits" and p != "P1":
+                    out.append((("pathways", p, "services", s, "capacity_unit"), "visits are for P1 services"))
+        return out
+
     def _initial_state_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
         init = self.initial_state
         assert init is not None
@@ -539,6 +647,15 @@ class Scenario(Frozen):
                 out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(self.cohorts)})"))
             if row.node == "assessment" and (row.pathway is None or row.pathway == "P0"):
                 out.append(((*where, "pathway"), "a patient waiting for assessment needs pathway P1, P2 or P3"))
+            elif row.node == "assessment" and row.pathway in self.pathways \
+                    and not self.pathways[row.pathway].needs_assessment:
+                out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
+            implied = row.node if row.node in ("P1", "P2", "P3") else row.pathway
+            if implied is not None and implied not in self.pathways:
+                out.append(((*where, "node" if implied == row.node else "pathway"),
+                            f"{implied} is not defined under 'pathways' (defined: {', '.join(self.pathways)})"))
+            if row.pathway is not None and row.node in services and row.pathway != self.service_pathway()[row.node]:
+                out.append(((*where, "pathway"), f"service {row.node} belongs to {self.service_pathway()[row.node]}"))
         return out
 
     def service_pathway(self) -> dict[str, str]:
