@@ -413,15 +413,17 @@ class Model:
         # longest time already spent first, so queues are served in order of waiting
         rows.sort(key=lambda r: -(r[3] or 0.0))
         starts: list[tuple[Patient, int]] = []
+        pick = Buffered(None, self.streams["initial.cohort"])
         for node, cohort, pathway, days in rows:
             elapsed = 0.0 if days is None else days
             p = self._new_patient(-elapsed)
             p.initial = True
-            sampler.fill(p, None if cohort is None else cohort_index[cohort])
             if node in service_index:
                 pathway = self.service_pathway[service_index[node]]
             elif node in ("P1", "P2", "P3"):
                 pathway = node
+            c = cohort_index[cohort] if cohort is not None else self._snapshot_cohort(node, pathway, pick())
+            sampler.fill(p, c)
             if pathway is not None and pathway != p.pathway:
                 p.pathway = pathway
                 p.transfer = sampler.transfer[pathway]()
@@ -457,6 +459,33 @@ class Model:
         for p, stage in starts:
             p.initial_stage = stage
             self.env.process(self._journey(p, stage))
+
+    def _snapshot_cohort(self, node: str, pathway: str | None, u: float) -> int:
+        """The cohort of a counted snapshot patient, in proportion to who would be found there.
+
+        In a snapshot, cohorts appear in proportion to how often they enter a place times how long
+        they stay (the inspection paradox again): share x P(pathway) for patients bound for or in a
+        downstream pathway, share x mean acute stay for patients in their acute stay; only cohorts
+        the pathway's services (or the named service) accept.  If no cohort's mix sends patients
+        there (a snapshot of a pathway being wound down), eligibility and share decide.
+        """
+        cohorts = list(self.sc.cohorts.values())
+        names = list(self.sc.cohorts)
+        w = np.array([c.share for c in cohorts])
+        if node == "acute":
+            w = w * np.array([c.acute_los.mean for c in cohorts])
+        if pathway is not None:
+            services = self.sc.pathways[pathway].services
+            allowed = [services[node]] if node in services else list(services.values())
+            ok = np.array([any(s.cohorts is None or n in s.cohorts for s in allowed) for n in names], dtype=float)
+            mix = np.array([c.pathway_mix.get(pathway, 0.0) for c in cohorts])  # type: ignore[call-overload]
+            # observed state can include a pathway future demand no longer uses: then eligibility alone
+            for weights in (w * mix * ok, w * ok, w):
+                if weights.sum() > 0:
+                    w = weights
+                    break
+        cum = np.cumsum(w / w.sum())
+        return int(min(np.searchsorted(cum, u, side="right"), len(cum) - 1))
 
     def _electives(self) -> Generator[simpy.Event, Any, None]:
         env = self.env

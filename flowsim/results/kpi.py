@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from flowsim.model.model import RawRun
+from flowsim.model.model import IN_SERVICE, RawRun
 from flowsim.results.records import REASONS, Records, build_records
 from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import PATHWAYS, Scenario
@@ -254,7 +254,7 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
                 start, end = intervals[reason]
                 waiting += Level.from_intervals(np.where(mine, start, np.nan), end, T).daily_mean(D)
             s_wait = intervals[pname][0]
-            got = mine & (granted >= 0) & (granted < T) & ~np.isnan(s_wait)
+            got = mine & (granted >= 0) & (granted < T) & ~np.isnan(s_wait) & (rec["initial_stage"] != IN_SERVICE)
             day = np.floor(granted[got]).astype(int)
             n = np.bincount(day, minlength=D)[:D]
             wait_sum = np.bincount(day, weights=granted[got] - s_wait[got], minlength=D)[:D]
@@ -428,7 +428,8 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
 
     # ---- pathways and services ---------------------------------------------------------
     day_left = np.floor(acute_end).astype(float)
-    left_in = (acute_end >= 0) & (acute_end < T)
+    placed = rec["initial_stage"] == IN_SERVICE  # already in a service on the snapshot: never left acute
+    left_in = (acute_end >= 0) & (acute_end < T) & ~placed
     for p in PATHWAYS:
         m = left_in & (rec["pathway"] == p)
         daily[f"discharges_{p}"] = np.bincount(day_left[m].astype(int), minlength=D)[:D]
@@ -439,7 +440,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         q = Level.from_intervals(s, e, T)
         daily[f"queue_{p}"] = q.daily_mean(D)
         k[f"queue_mean_{p}"] = q.mean(0.0, T)
-        ready_in = ~np.isnan(s) & (s >= 0) & (s < T)
+        ready_in = ~np.isnan(s) & (s >= 0) & (s < T) & ~rec["initial"]
         w = _open_end(e[ready_in], T) - s[ready_in]
         k[f"wait_mean_days_{p}"] = float(w.mean()) if len(w) else 0.0
     svc = rec["service"]
@@ -454,7 +455,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         cap_mean = capl.mean(0.0, T)
         k[f"service_{name}_utilisation_pct"] = (100.0 * k[f"service_{name}_occupied_mean"] / cap_mean
                                                 if np.isfinite(cap_mean) and cap_mean > 0 else float("nan"))
-        g = rec["slot_granted"][m]
+        g = rec["slot_granted"][m & ~placed]
         k[f"service_{name}_admissions"] = float(((g >= 0) & (g < T)).sum())
         svc_spec = services[name]
         if svc_spec.capacity_unit == "visits" and svc_spec.visits is not None:

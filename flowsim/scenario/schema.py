@@ -650,10 +650,17 @@ class Scenario(Frozen):
             elif row.node == "assessment" and row.pathway in self.pathways \
                     and not self.pathways[row.pathway].needs_assessment:
                 out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
-            implied = row.node if row.node in ("P1", "P2", "P3") else row.pathway
+            implied = (row.node if row.node in ("P1", "P2", "P3")
+                       else self.service_pathway().get(row.node, row.pathway))
             if implied is not None and implied not in self.pathways:
                 out.append(((*where, "node" if implied == row.node else "pathway"),
                             f"{implied} is not defined under 'pathways' (defined: {', '.join(self.pathways)})"))
+            if row.cohort is not None and row.cohort in self.cohorts and implied in self.pathways:
+                svc_map = self.pathways[implied].services
+                allowed = [svc_map[row.node]] if row.node in svc_map else list(svc_map.values())
+                if allowed and not any(sv.cohorts is None or row.cohort in sv.cohorts for sv in allowed):
+                    out.append(((*where, "cohort"), f"cohort {row.cohort!r} is not accepted by "
+                                                    f"{row.node if row.node in svc_map else implied}"))
             if row.pathway is not None and row.node in services and row.pathway != self.service_pathway()[row.node]:
                 out.append(((*where, "pathway"), f"service {row.node} belongs to {self.service_pathway()[row.node]}"))
         return out
