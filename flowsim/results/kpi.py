@@ -245,10 +245,14 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
     granted = rec["slot_granted"]
     rows = []
     for pname, pw in sc.pathways.items():
-        localities = sorted({svc.locality for svc in pw.services.values()}, key=lambda x: x or "")
+        if not pw.services:
+            continue
+        # nodes partition the pathway: patients by their cohort's locality, places by their service's
+        demand_locs = {c.locality for c in sc.cohorts.values() if c.pathway_mix.get(pname, 0.0) > 0}  # type: ignore[call-overload]
+        localities = sorted({svc.locality for svc in pw.services.values()} | demand_locs, key=lambda x: x or "")
         for locality in localities:
             names = [n for n, svc in pw.services.items() if svc.locality == locality]
-            mine = (pathway == pname) & ((loc == locality) if locality is not None else True)
+            mine = (pathway == pname) & np.array([x == locality for x in loc], dtype=bool)
             waiting = np.zeros(D)
             for reason in ("assessment", pname):
                 start, end = intervals[reason]
@@ -422,8 +426,8 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     occupied_bed_days = float(daily["acute_occupied_mean"].sum())
     k["dtoc_pct"] = 100.0 * float(acute_cont.sum()) / occupied_bed_days if occupied_bed_days > 0 else 0.0
     # fit but neither delayed nor gone: transfer and waiting for discharge hours
-    ready = np.where(np.isnan(rec["slot_granted"]), rec["mffd"], rec["slot_granted"])
-    ready = np.where(rec["pathway"] == "P0", rec["mffd"], ready)
+    # from the slot granted (P1-P3) or medically fit (P0): patients still waiting are delayed, not this
+    ready = np.where(rec["pathway"] == "P0", rec["mffd"], rec["slot_granted"])
     k["mffd_bed_days"] = float(Level.from_intervals(ready, acute_end, T).integral(np.array([0.0, T])) @ [-1, 1])
 
     # ---- pathways and services ---------------------------------------------------------

@@ -56,6 +56,7 @@ class Records:
             "kind": np.where(c["elective"], "elective", "non_elective"),
             "cancelled": np.array(["", "no_bed", "escalation"], dtype=object)[c["cancelled"]],
             "initial": c["initial"],
+            "initial_stage": c["initial_stage"],
             "package_len": c["package_len"],
         })
         return df

@@ -39,14 +39,15 @@ def compile_scenario(sc: Scenario) -> Scenario:
         shapes.append(f / f.mean())
     month_total = (rates[:, None] * np.array(shapes)).sum(axis=0) / total
     cohorts = {}
-    for d in sc.demand:
+    for d, shape in zip(sc.demand, shapes, strict=True):
         cohorts[stream_name(d.locality, d.pathway)] = {
             "label": d.label or f"{d.pathway} demand" + (f", {d.locality}" if d.locality else ""),
             "share": d.rate_per_day / total,
             "locality": d.locality,
             "acute_los": {"dist": "fixed", "value": 0.0},
             "pathway_mix": {d.pathway: 1.0},
-            "month_factors": dict(d.month_factors),
+            # relative factors, normalised like the total's, so streams split each month's arrivals right
+            "month_factors": dict(zip(MONTHS, shape.tolist(), strict=True)),
         }
     # who may use a service: its own locality's streams, and those of localities naming it a neighbour
     users: dict[str | None, set[str | None]] = {}

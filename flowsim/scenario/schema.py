@@ -604,6 +604,14 @@ class Scenario(Frozen):
                 seen.add(key)
                 if d.pathway not in self.pathways:
                     out.append((("demand", i, "pathway"), f"{d.pathway} is not defined under 'pathways'"))
+                    continue
+                # a locality's services take its own streams and those of localities naming it a neighbour
+                reach = {d.locality, *(self.localities[d.locality].neighbours
+                                       if d.locality in self.localities else [])}
+                svcs = self.pathways[d.pathway].services.values()
+                if svcs and not any(sv.locality is None or sv.locality in reach for sv in svcs):
+                    out.append((("demand", i), f"no {d.pathway} service serves locality {d.locality!r} "
+                                               "(give it a service or a neighbour that has one)"))
         known = set(self.localities)
         for name, loc in self.localities.items():
             for n in loc.neighbours:
