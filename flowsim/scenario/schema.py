@@ -651,8 +651,11 @@ class Scenario(Frozen):
             where = ("initial_state", "patients", i)
             if row.node not in nodes:
                 out.append(((*where, "node"), f"node must be one of {', '.join(sorted(nodes))}, got {row.node!r}"))
-            if row.cohort is not None and row.cohort not in self.cohorts:
-                out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(self.cohorts)})"))
+            # pathway-only scenarios name their cohorts after their demand streams, e.g. north_P1
+            known = list(self.cohorts) or [d.pathway if d.locality is None else f"{d.locality}_{d.pathway}"
+                                           for d in self.demand]
+            if row.cohort is not None and row.cohort not in known:
+                out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(known)})"))
             if row.node == "assessment" and (row.pathway is None or row.pathway == "P0"):
                 out.append(((*where, "pathway"), "a patient waiting for assessment needs pathway P1, P2 or P3"))
             elif row.node == "assessment" and row.pathway in self.pathways \
