@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from queueing import erlang_c, t_interval
 from scipy import integrate, stats
 
 from flowsim import ScenarioError, load_scenario, simulate
@@ -44,14 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- helpers
-def t_interval(x: np.ndarray | pd.Series, level: float = LEVEL) -> tuple[float, float, float]:
-    a = np.asarray(x, dtype=float)
-    n = len(a)
-    assert n >= 2 and np.all(np.isfinite(a)), f"need >= 2 finite values, got {a}"
-    m = float(a.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
-    return m, m - half, m + half
-
 
 def assert_in_ci(x: np.ndarray, theory: float, what: str, level: float = LEVEL) -> tuple[float, float]:
     m, lo, hi = t_interval(x, level)
@@ -244,13 +237,6 @@ def test_queue_growth_conserves_patients(queue_growth) -> None:
 # --------------------------------------------------------------------------- 2. empty vs full start
 CV_C, CV_LAMBDA, CV_MU, CV_BOARDING = 10, 8.0, 1.0, 5
 CV_DAYS, CV_LATE, CV_REPS = 1000, 50, 16
-
-
-def erlang_c(c: int, a: float) -> float:
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    return b / (1.0 - (a / c) * (1.0 - b))
 
 
 @pytest.fixture(scope="module")

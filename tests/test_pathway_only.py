@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from queueing import erlang_c, t_interval
 from scipy import stats
 
 from flowsim import ScenarioError, load_scenario, simulate
@@ -76,27 +77,7 @@ def names_path(problems: list[str], path: str) -> bool:
     return any(f": {path}: " in p for p in problems)
 
 
-def erlang_b(c: int, a: float) -> float:
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    return b
 
-
-def erlang_c(c: int, a: float) -> float:
-    """Probability of waiting in M/M/c (a < c)."""
-    assert a < c
-    b = erlang_b(c, a)
-    return b / (1.0 - (a / c) * (1.0 - b))
-
-
-def t_interval(x: Any, level: float = LEVEL) -> tuple[float, float, float]:
-    a = np.asarray(x, dtype=float)
-    n = len(a)
-    assert n >= 2 and np.all(np.isfinite(a)), f"need >= 2 finite replication values, got {a}"
-    m = float(a.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
-    return m, m - half, m + half
 
 
 def assert_theory_in_ci(x: Any, theory: float, what: str, max_rel_half: float) -> None:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from queueing import erlang_b, erlang_c, t_interval
 
 from flowsim import simulate
 from flowsim.scenario import validate_dict
@@ -25,20 +25,6 @@ GRANT_TOL = 1e-9  # days; arrival stamps and the simulation clock may differ by 
 
 
 # --------------------------------------------------------------------------- theory
-def erlang_b(c: int, a: float) -> float:
-    """Erlang B blocking probability by the stable recursion B(k) = a B(k-1) / (k + a B(k-1))."""
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    return b
-
-
-def erlang_c(c: int, a: float) -> float:
-    """Probability of waiting in M/M/c (needs a < c), from Erlang B: C = B / (1 - (a/c)(1 - B))."""
-    if a >= c:
-        raise ValueError("Erlang C needs offered load a < c")
-    b = erlang_b(c, a)
-    return b / (1.0 - (a / c) * (1.0 - b))
 
 
 def test_erlang_formulas_against_known_values() -> None:
@@ -56,14 +42,6 @@ def test_erlang_formulas_against_known_values() -> None:
 
 
 # --------------------------------------------------------------------------- statistics
-def t_interval(x: np.ndarray | pd.Series, level: float = LEVEL) -> tuple[float, float, float]:
-    a = np.asarray(x, dtype=float)
-    n = len(a)
-    assert n >= 2 and np.all(np.isfinite(a)), f"need >= 2 finite replication values, got {a}"
-    m = float(a.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
-    return m, m - half, m + half
-
 
 def assert_theory_in_ci(x: np.ndarray | pd.Series, theory: float, what: str, max_rel_half: float) -> None:
     m, lo, hi = t_interval(x)
