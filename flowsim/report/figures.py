@@ -360,8 +360,12 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pat
 
         ax = axes[i, 1]
         names = [s for s in services_by_pathway[pathway] if f"service_{s}_occupied" in daily.columns]
+        # visit-based P1 capacity is in visits a day: compare it with visits in use, not packages
+        use = [f"service_{s}_visits" if f"service_{s}_visits" in daily.columns else f"service_{s}_occupied"
+               for s in names]
+        in_visits = any(u.endswith("_visits") for u in use)
         total = daily[["replication", "date"]].copy()
-        total["occupied"] = daily[[f"service_{s}_occupied" for s in names]].sum(axis=1)
+        total["occupied"] = daily[use].sum(axis=1)
         total["capacity"] = daily[[f"service_{s}_capacity" for s in names]].sum(axis=1)
         stats = _percentiles(total, "occupied")
         if n_reps > 1:
@@ -376,7 +380,9 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pat
         else:
             label += " (unlimited)"
         ax.set_title(label if len(label) < 70 else label[:67] + "...", fontsize=10.5, loc="left")
-        ax.set_ylabel("Places occupied")
+        all_visits = all(u.endswith("_visits") for u in use)
+        ax.set_ylabel("Visits a day in use" if all_visits else "Places / visits a day" if in_visits
+                      else "Places occupied")
         ax.set_ylim(0, max(max(_nanmax(stats["p95"].to_numpy()), _nanmax(cap)) * 1.12, 1.0))
 
     for ax in axes.ravel():
