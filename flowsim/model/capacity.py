@@ -199,10 +199,6 @@ class Group:
                 else:
                     i += 1
 
-    @property
-    def waiting(self) -> int:
-        return len(self.queue)
-
     def _dispatch_visits(self, pool: VisitPool) -> None:
         """Admit queued packages in order while their visits fit; then wake when the next one will."""
         now = self.env.now

@@ -106,7 +106,8 @@ def _kpis() -> dict[str, KPI]:
         "escalation_cost": KPI("Extra cost of escalation actions", "GBP",
                                "One-off, per-day and per-place-day costs of the actions in force in the window."),
         "service_capacity_cost": KPI("Cost of downstream places", "GBP",
-                                     "Available place-days x unit_cost_per_day, summed over services."),
+                                     "Scheduled place-days x unit_cost_per_day, summed over services (places "
+                                     "added by escalation are priced by their action)."),
         "cost_acute_delay": KPI("Cost of delays in acute beds", "GBP",
                                 "Delayed acute bed-days x costs.acute_delay_per_day."),
         "cost_service_care": KPI("Cost of care in downstream services", "GBP",
@@ -267,7 +268,7 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
             capacity = sum((daily[f"service_{nm}_capacity"] for nm in names), np.zeros(D))
             cost = (sum((svc.cost_per_occupied_day * daily[f"service_{nm}_occupied"]
                          for nm, svc in zip(names, svcs, strict=True)), np.zeros(D))
-                    + sum((svc.unit_cost_per_day * daily[f"service_{nm}_capacity"]
+                    + sum((svc.unit_cost_per_day * daily[f"service_{nm}_scheduled"]
                            for nm, svc in zip(names, svcs, strict=True) if svc.unit_cost_per_day > 0), np.zeros(D))
                     + waiting * sc.costs.acute_delay_per_day)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -478,8 +479,13 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
 
     _electives(rec, T, D, k, daily)
     _escalation(raw, sc, occ, T, D, k, daily)
+    # places a service provides on its schedule; places added by escalation are priced by their action
+    for pw in sc.pathways.values():
+        for name in pw.services:
+            daily[f"service_{name}_scheduled"] = daily[f"service_{name}_capacity"] - (
+                Level.from_steps(*raw.extra_capacity[name]).daily_mean(D) if name in raw.extra_capacity else 0.0)
     k["service_capacity_cost"] = float(sum(
-        svc.unit_cost_per_day * Level.from_steps(*raw.capacity[name]).mean(0.0, T) * T
+        svc.unit_cost_per_day * float(daily[f"service_{name}_scheduled"].sum())
         for pw in sc.pathways.values() for name, svc in pw.services.items() if svc.unit_cost_per_day > 0))
 
     k["cost_acute_delay"] = float(acute_cont.sum()) * sc.costs.acute_delay_per_day

@@ -106,22 +106,6 @@ class Level:
     def mean(self, a: float, b: float) -> float:
         return float(self._span(np.array([a]), np.array([b]))[0] / (b - a))
 
-    def quantile(self, q: float, a: float, b: float) -> float:
-        """Time-weighted quantile of the level over ``[a, b)``."""
-        tt = np.clip(np.where(np.isfinite(self.times), self.times, a), a, b)
-        ends = np.concatenate((tt[1:], [b]))
-        w = np.maximum(ends - tt, 0.0)
-        if w.sum() <= 0:
-            return float(self.at(a))
-        order = np.argsort(self.levels, kind="stable")
-        cw = np.cumsum(w[order]) / w.sum()
-        return float(self.levels[order][np.searchsorted(cw, q, side="left").clip(0, len(cw) - 1)])
-
-    def max_between(self, a: float, b: float) -> float:
-        i0 = max(int(np.searchsorted(self.times, a, side="right")) - 1, 0)
-        i1 = int(np.searchsorted(self.times, b, side="left"))
-        return float(self.levels[i0:max(i1, i0 + 1)].max())
-
 
 def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float,
                t: np.ndarray) -> np.ndarray:
