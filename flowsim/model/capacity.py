@@ -179,7 +179,7 @@ class Group:
         if isinstance(pool, VisitPool):
             self._dispatch_visits(pool)
             return
-        if pool.accepts is None:
+        if pool.accepts is None and not pool.home:
             while queue and pool.busy < pool.capacity:
                 patient, ev = queue.popleft()
                 pool.busy += 1
@@ -191,7 +191,7 @@ class Group:
             i = 0
             while i < len(queue) and pool.busy < pool.capacity:
                 patient, ev = queue[i]
-                if patient.cohort in pool.accepts and (wanted is None or patient.cohort in wanted):
+                if pool.admits(patient.cohort) and (wanted is None or patient.cohort in wanted):
                     del queue[i]
                     pool.busy += 1
                     patient.pool = pool
