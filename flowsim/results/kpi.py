@@ -429,7 +429,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     # fit but neither delayed nor gone: transfer and waiting for discharge hours
     # from the slot granted (P1-P3) or medically fit (P0): patients still waiting are delayed, not this
     ready = np.where(rec["pathway"] == "P0", rec["mffd"], rec["slot_granted"])
-    k["mffd_bed_days"] = float(Level.from_intervals(ready, acute_end, T).integral(np.array([0.0, T])) @ [-1, 1])
+    k["mffd_bed_days"] = Level.from_intervals(ready, acute_end, T).mean(0.0, T) * T
 
     # ---- pathways and services ---------------------------------------------------------
     day_left = np.floor(acute_end).astype(float)
