@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 from tqdm import tqdm
@@ -61,8 +62,14 @@ class RunResult:
     def summary(self) -> pd.DataFrame:
         return summarise(self.kpi_frame())
 
-    def daily(self) -> pd.DataFrame:
+    @cached_property
+    def _daily(self) -> pd.DataFrame:
+        # built once: summaries, period tables, figures and CSVs all read it
         return pd.concat([r.daily for r in self.replications], ignore_index=True)
+
+    def daily(self) -> pd.DataFrame:
+        """Rows = replication x day (a shared frame: copy it before changing it)."""
+        return self._daily
 
     def patients(self) -> pd.DataFrame:
         frames = [r.patients for r in self.replications if r.patients is not None]

@@ -476,7 +476,7 @@ def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
                  services_by_pathway: dict[str, list[str]]) -> list[Path]:
     """Write the board-paper PNGs for one scenario's results and return their paths.
 
-    ``daily`` is the per-(replication, day) table from ``SimulationResult.daily()``;
+    ``daily`` is the per-(replication, day) table from ``RunResult.daily()``;
     ``title`` (normally the scenario name) goes in every heading;
     ``services_by_pathway`` maps each downstream pathway (P1-P3) to its
     services, one row of the queues figure each (pathways without a queue

@@ -647,6 +647,7 @@ class Scenario(Frozen):
                 out.append((("initial_state", "services", name),
                             f"unknown service (defined: {', '.join(sorted(services))})"))
         nodes = {"ed", "acute", "assessment", "P1", "P2", "P3"} | services
+        service_pathway = self.service_pathway()
         for i, row in enumerate(init.patients):
             where = ("initial_state", "patients", i)
             if row.node not in nodes:
@@ -662,7 +663,7 @@ class Scenario(Frozen):
                     and not self.pathways[row.pathway].needs_assessment:
                 out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
             implied = (row.node if row.node in ("P1", "P2", "P3")
-                       else self.service_pathway().get(row.node, row.pathway))
+                       else service_pathway.get(row.node, row.pathway))
             if implied is not None and implied not in self.pathways:
                 out.append(((*where, "node" if implied == row.node else "pathway"),
                             f"{implied} is not defined under 'pathways' (defined: {', '.join(self.pathways)})"))
@@ -672,8 +673,8 @@ class Scenario(Frozen):
                 if allowed and not any(sv.cohorts is None or row.cohort in sv.cohorts for sv in allowed):
                     out.append(((*where, "cohort"), f"cohort {row.cohort!r} is not accepted by "
                                                     f"{row.node if row.node in svc_map else implied}"))
-            if row.pathway is not None and row.node in services and row.pathway != self.service_pathway()[row.node]:
-                out.append(((*where, "pathway"), f"service {row.node} belongs to {self.service_pathway()[row.node]}"))
+            if row.pathway is not None and row.node in services and row.pathway != service_pathway[row.node]:
+                out.append(((*where, "pathway"), f"service {row.node} belongs to {service_pathway[row.node]}"))
         return out
 
     def service_pathway(self) -> dict[str, str]:
