@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
+from flowsim.experiment.executors import AnyExecutor, TaskError, make_executor
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger("flowsim")
@@ -83,6 +84,37 @@ _positive_int = _int_at_least(1)
 _seed = _int_at_least(0)
 
 
+def _replications(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _warmup(text: str) -> int | str:
+    return "auto" if text == "auto" else _int_at_least(0)(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (e.g. 0.05 for 5%), got {value}")
+    return value
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where replications run: the same flags for run, sweep and every command built on them."""
+    from flowsim.experiment.executors import EXECUTORS, SCHEDULER_ENV
+
+    g = p.add_argument_group("execution")
+    g.add_argument("--workers", type=_positive_int, default=None,
+                   help="parallel workers (default: one per core); 1 runs in this process")
+    g.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="serial, a local process pool (default), or Dask (a LocalCluster unless --scheduler)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help=f"Dask scheduler, e.g. tcp://10.0.0.5:8786 (or set {SCHEDULER_ENV}); implies --executor dask")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowsim", description=(
         "Simulate patient flow through a local health and care system and where patients get stuck "
@@ -93,16 +125,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a scenario and write a run directory")
     run.add_argument("scenario", type=Path, help="scenario YAML file")
-    run.add_argument("--replications", "-n", type=_positive_int, default=10, help="replications (default 10)")
+    run.add_argument("--replications", "-n", type=_replications, default=10,
+                     help="replications, or 'auto' to run until the CI of --precision-kpi is within --precision "
+                          "of its mean (Hoad et al. 2010) (default 10)")
+    run.add_argument("--precision", type=_fraction, default=0.05,
+                     help="with -n auto: target relative half-width of the 95%% CI (default 0.05)")
+    run.add_argument("--precision-kpi", default="delayed_patients_per_day",
+                     help="with -n auto: the KPI whose CI decides (default delayed_patients_per_day)")
+    run.add_argument("--max-replications", type=_positive_int, default=100, help="with -n auto: cap (default 100)")
+    run.add_argument("--warmup", type=_warmup, default=None,
+                     help="warm-up days, overriding the scenario, or 'auto' for MSER-5 on a pilot run")
+    run.add_argument("--warmup-kpi", default="delayed_midnight",
+                     help="with --warmup auto: the daily series MSER-5 reads (default delayed_midnight)")
     run.add_argument("--seed", type=_seed, default=12345, help="base random seed (default 12345)")
     run.add_argument("--out", type=Path, default=None,
                      help="run directory (default outputs/<scenario>-<timestamp>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a scenario field, e.g. --set acute.beds=450 (repeatable)")
-    run.add_argument("--workers", type=_positive_int, default=None,
-                     help="parallel processes (default: one per core, at most one per replication)")
+    _add_executor_args(run)
     run.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     run.add_argument("--all-kpis", action="store_true", help="print every KPI, not just the headline set")
+
+    sw = sub.add_parser("sweep", help="run a parameter sweep (grid or Latin hypercube), target finder, sensitivity")
+    sw.add_argument("spec", type=Path, help="sweep YAML file (see sweeps/ for examples)")
+    sw.add_argument("--out", type=Path, default=None, help="output directory (default outputs/sweeps/<name>)")
+    mode = sw.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue an interrupted sweep in the same output directory (finished tasks are kept)")
+    mode.add_argument("--fresh", action="store_true", help="discard earlier results in the output directory")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                    help="override a field of the base scenario (repeatable)")
+    sw.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_executor_args(sw)
 
     val = sub.add_parser("validate", help="check a scenario file and report every problem")
     val.add_argument("scenario", type=Path)
@@ -140,24 +194,69 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor:
+    """The executor the flags ask for; a local pool no wider than ``tasks``."""
+    workers = args.workers
+    if workers is None and tasks is not None and args.executor != "dask" and not args.scheduler:
+        from flowsim.experiment.runner import default_workers
+
+        workers = default_workers(tasks)
+    return make_executor(args.executor, workers, args.scheduler)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from flowsim.experiment import simulate
-    from flowsim.rundir import kpi_table_text, write_run_dir
+    from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
+    from flowsim.rundir import atomic_text, kpi_table_text, write_run_dir
     from flowsim.scenario import load_scenario
 
     sc = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("outputs") / f"{args.scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    log.info("running %s: %d replications, seed %d", sc.name, args.replications, args.seed)
-    result = simulate(sc, replications=args.replications, seed=args.seed, workers=args.workers)
+    extra: dict[str, object] = {}
+    auto_reps = args.replications == "auto"
+    with _executor(args, args.max_replications if auto_reps else args.replications) as ex:
+        if args.warmup == "auto":
+            choice = choose_warmup(sc, args.warmup_kpi, args.seed, executor=ex)
+            sc = with_warmup(sc, choice.days)
+            extra["warmup"] = choice.as_dict()
+            if not args.no_figures:
+                from flowsim.report.sweep_figures import warmup_figure
+
+                warmup_figure(choice, out / "figures" / "warmup.png")
+            log.info("warm-up by MSER-5: %d days", choice.days)
+        elif args.warmup is not None:
+            sc = with_warmup(sc, args.warmup)
+        log.info("running %s: %s replications, seed %d on %s", sc.name, args.replications, args.seed, ex.name)
+        if auto_reps:
+            result, decision = simulate_to_precision(sc, args.precision_kpi, args.precision, args.seed,
+                                                     cap=args.max_replications, executor=ex)
+            extra["replications"] = {"method": "Hoad et al. (2010) confidence-interval method",
+                                     "kpi": args.precision_kpi, "precision": args.precision,
+                                     "n_solution": decision.n_solution, "n_used": decision.n_used,
+                                     "capped": decision.capped, "achieved": decision.precision[-1]}
+        else:
+            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex)
     for problem in result.checks:
         log.error("internal check failed (please report): %s", problem)
     write_run_dir(result, out, command=["flowsim", *sys.argv[1:]], figures=not args.no_figures)
+    if extra:
+        atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
     table = result.summary()
+    n = len(result.replications)
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
-    sys.stdout.write(f"\n{sc.name}: {args.replications} replications, seed {args.seed}, "
+    sys.stdout.write(f"\n{sc.name}: {n} replications, seed {args.seed}, "
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "
-                     f"(after {sc.simulation.warmup_days} warm-up days)\n\n")
-    sys.stdout.write(kpi_table_text(table, names) + "\n\n")
+                     f"(after {sc.simulation.warmup_days} warm-up days)\n")
+    if "warmup" in extra:
+        sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days "
+                         f"(plot: {out / 'figures' / 'warmup.png'})\n")
+    if auto_reps:
+        info = extra["replications"]
+        assert isinstance(info, dict)
+        state = (f"reached {info['achieved']:.1%} only: capped at {n}" if info["capped"] else
+                 f"{info['n_solution']} needed, confirmed over {n - info['n_solution']} more")
+        sys.stdout.write(f"Replications for {args.precision_kpi} within {args.precision:.0%}: {state}\n")
+    sys.stdout.write("\n" + kpi_table_text(table, names) + "\n\n")
     quarters = result.periods("Q")
     sys.stdout.write("DTOC delayed days by NHS quarter (midnight census, acute + community):\n")
     for _, q in quarters.iterrows():
@@ -168,14 +267,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.checks else 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from flowsim.sweep import run_sweep
+
+    with _executor(args) as ex:
+        res = run_sweep(args.spec, args.out, resume=args.resume, fresh=args.fresh, executor=ex,
+                        overrides=args.overrides, figures=not args.no_figures,
+                        command=["flowsim", *sys.argv[1:]])
+    spec = res.spec
+    sys.stdout.write(f"\nSweep '{spec.name or args.spec.stem}': {res.replications} replications per point, "
+                     f"seed {spec.seed}, warm-up {res.warmup_days} days; {res.computed} tasks run now "
+                     f"in {res.seconds:.1f} s on {ex.name} ({ex.workers} workers)\n")
+    if not res.summary.empty:
+        params = [p.path for p in spec.parameters]
+        labels = {p.path: p.name for p in spec.parameters}
+        kpi = spec.kpis[0]
+        sub = res.summary[res.summary["kpi"] == kpi]
+        sys.stdout.write(f"\n{kpi}: mean [95% CI]\n")
+        head = "  ".join(f"{labels[p][:24]:>24}" for p in params)
+        sys.stdout.write(f"{head}  {'mean':>10}  95% CI\n")
+        for _, row in sub.iterrows():
+            vals = "  ".join(f"{row[p]!s:>24}" for p in params)
+            sys.stdout.write(f"{vals}  {row['mean']:>10.2f}  [{row['ci_low']:.2f}, {row['ci_high']:.2f}]\n")
+    if res.target is not None:
+        sys.stdout.write(f"\nTarget: {res.target.sentence()}\n")
+    if res.sensitivity is not None:
+        sys.stdout.write(f"\nSensitivity ({spec.sensitivity.method if spec.sensitivity else ''}):\n")
+        sys.stdout.write(res.sensitivity.round(3).to_string(index=False) + "\n")
+    sys.stdout.write(f"\nOutputs: {res.out}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="flowsim: %(levelname)s: %(message)s")
-    commands = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "validate": _cmd_validate, "schema": _cmd_schema}
     try:
         return commands[args.command](args)
+    except TaskError as exc:  # a failure inside a worker: name the task; the traceback is for -v
+        sys.stderr.write(f"flowsim: error: {exc}\n")
+        if args.verbose and exc.worker_traceback:
+            sys.stderr.write(exc.worker_traceback)
+        else:
+            sys.stderr.write("flowsim: run again with -v to see the worker's traceback\n")
+        return 1
     except FlowsimError as exc:
         for line in str(exc).splitlines():
             sys.stderr.write(f"flowsim: error: {line}\n")

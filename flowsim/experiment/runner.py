@@ -1,4 +1,4 @@
-"""Run replications of a scenario, serially or on a local process pool.
+"""Run replications of a scenario on any executor; choose warm-up and replication count.
 
 A replication is a pure function of (scenario, seed, replication index), so
 the pool only changes *where* it runs, never what it returns: results are
@@ -7,26 +7,35 @@ sorted by replication index and identical to a serial run.
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import logging
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
+from flowsim.errors import FlowsimError
+from flowsim.experiment.executors import Executor, available_cores, make_executor
+from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
 from flowsim.experiment.stats import node_quantiles, period_table, summarise
+from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse
 from flowsim.rng import Streams
-from flowsim.scenario.loader import scenario_hash
+from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict
 from flowsim.scenario.pathway_only import compile_scenario
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
+
+PILOT_SEED_OFFSET = 1_000_003  # warm-up pilots draw from seeds the main runs do not use
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id: str | None = None,
@@ -98,32 +107,155 @@ class RunResult:
 
 
 def default_workers(replications: int) -> int:
-    return max(1, min(replications, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else (os.cpu_count() or 1)))
+    return max(1, min(replications, available_cores()))
+
+
+def _executor_scope(executor: Executor | None, workers: int | None, tasks: int) -> AbstractContextManager[Any]:
+    """Use the caller's executor as is, or make a process pool for this call only."""
+    if executor is not None:
+        return nullcontext(executor)
+    n = default_workers(tasks) if workers is None else max(1, workers)
+    return make_executor("serial" if n == 1 else "process", n)
+
+
+def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
+    return lambda task: f"scenario '{scenario.name}' replication {task[2]} (seed {task[1]})"
+
+
+def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,
+              bar: tqdm) -> list[ReplicationResult]:
+    tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
+    out: list[ReplicationResult] = []
+    for _, res in ex.run(_task, tasks, _rep_label(scenario)):
+        out.append(res)
+        bar.update()
+    return out
 
 
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,
-             progress: bool | None = None, keep_patients: bool = True) -> RunResult:
-    """Run ``replications`` replications; ``workers`` > 1 uses a local process pool."""
+             progress: bool | None = None, keep_patients: bool = True,
+             executor: Executor | None = None) -> RunResult:
+    """Run ``replications`` replications of ``scenario``.
+
+    ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
+    ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     sid = scenario_hash(scenario)
-    workers = default_workers(replications) if workers is None else max(1, workers)
     show = sys.stderr.isatty() if progress is None else progress
-    tasks = [(scenario, seed, r, sid, keep_patients) for r in range(replications)]
     bar = tqdm(total=replications, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
-    results: list[ReplicationResult] = []
     try:
-        if workers == 1:
-            for t in tasks:
-                results.append(_task(t))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for res in pool.map(_task, tasks):
-                    results.append(res)
-                    bar.update()
+        with _executor_scope(executor, workers, replications) as ex:
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar)
     finally:
         bar.close()
     results.sort(key=lambda r: r.replication)
     return RunResult(scenario, sid, seed, results)
+
+
+def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
+    if results and kpi not in results[0].kpis:
+        close = difflib.get_close_matches(kpi, list(results[0].kpis), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `flowsim run --all-kpis` lists them"
+        raise FlowsimError(f"replications: auto: unknown KPI '{kpi}'{hint}")
+    return [float(r.kpis[kpi]) for r in results]
+
+
+def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,
+                          cap: int = 100, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
+                          workers: int | None = None, progress: bool | None = None, keep_patients: bool = True,
+                          executor: Executor | None = None) -> tuple[RunResult, ReplicationDecision]:
+    """Run replications until the CI of ``kpi`` is within ``precision`` of its mean (Hoad et al. 2010).
+
+    Replications run in batches as wide as the executor; the decision reads them in index order and
+    replications beyond the decision are dropped, so the answer does not depend on the executor.
+    """
+    if cap < n0:
+        raise ValueError(f"the replication cap ({cap}) must be at least n0 ({n0})")
+    sid = scenario_hash(scenario)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=n0 + k_limit, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
+    results: list[ReplicationResult] = []
+    try:
+        with _executor_scope(executor, workers, cap) as ex:
+            while True:
+                values = _kpi_values(results, kpi)
+                need = still_needed(values, precision, alpha, n0, k_limit, cap)
+                if need == 0:
+                    break
+                batch = min(max(need, ex.workers), cap - len(results))
+                bar.total = max(bar.total, len(results) + batch)
+                bar.refresh()
+                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex, bar)
+                results.extend(sorted(new, key=lambda r: r.replication))
+    finally:
+        bar.close()
+    decision = decide(_kpi_values(results, kpi), precision, alpha, n0, k_limit, cap)
+    kept = results[: decision.n_used]
+    if decision.capped:
+        log.warning("replications: the cap of %d was reached before %s was within %.1f%% (reached %.1f%%)",
+                    cap, kpi, 100 * precision, 100 * decision.precision[-1])
+    else:
+        log.info("replications: %d needed for %s within %.1f%% (confirmed over %d more)",
+                 decision.n_solution, kpi, 100 * precision, decision.n_used - (decision.n_solution or 0))
+    return RunResult(scenario, sid, seed, kept), decision
+
+
+@dataclass(frozen=True)
+class WarmupChoice:
+    """A warm-up chosen by MSER-5 on a pilot that starts empty ``pilot_days`` before the start date."""
+
+    days: int
+    kpi: str
+    pilot_days: int
+    pilot_replications: int
+    series: pd.Series          # pilot mean of ``kpi`` by day since the empty start
+    mser: MserResult
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"warmup_days": self.days, "method": "MSER-5", "kpi": self.kpi, "pilot_days": self.pilot_days,
+                "pilot_replications": self.pilot_replications, "reliable": self.mser.reliable}
+
+
+def with_warmup(scenario: Scenario, days: int) -> Scenario:
+    """The scenario with ``simulation.warmup_days`` replaced (validated like any other change)."""
+    data = scenario_to_dict(scenario)
+    data["simulation"]["warmup_days"] = int(days)
+    return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
+
+
+def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,
+                  pilot_days: int | None = None, workers: int | None = None,
+                  executor: Executor | None = None, progress: bool | None = None) -> WarmupChoice:
+    """Warm-up by MSER-5 on the mean daily ``kpi`` of a pilot that starts from an empty system.
+
+    The pilot starts empty ``pilot_days`` (default: the run length, at least 365) before
+    ``start_date`` and runs to the scenario's end, so MSER searches the first half of a
+    series twice the candidate length.  Its replications use seeds the main run never uses
+    for those indices (``seed`` + 1,000,003), so the pilot cannot bias the results.
+    """
+    if scenario.initial_state is not None:
+        raise FlowsimError("warm-up auto: this scenario starts from a snapshot (initial_state), so it has no "
+                           "warm-up to choose; remove initial_state or give a fixed warm-up")
+    horizon = pilot_days or max(365, scenario.simulation.duration_days)
+    data = scenario_to_dict(scenario)
+    start = scenario.simulation.start_date - dt.timedelta(days=horizon)
+    data["simulation"].update(start_date=start.isoformat(), warmup_days=0,
+                              duration_days=horizon + scenario.simulation.duration_days)
+    pilot = validate_dict(data, f"{scenario.name} (warm-up pilot)")
+    run = simulate(pilot, pilot_replications, seed + PILOT_SEED_OFFSET, workers=workers, executor=executor,
+                   progress=progress, keep_patients=False)
+    daily = run.daily()
+    if kpi not in daily.columns:
+        numeric = [c for c in daily.columns if c not in ("scenario_id", "seed", "replication", "date", "day")]
+        close = difflib.get_close_matches(kpi, numeric, n=3)
+        raise FlowsimError(f"warm-up auto: '{kpi}' is not a daily series; "
+                           + (f"did you mean {', '.join(close)}?" if close else f"allowed: {', '.join(numeric)}"))
+    series = daily.groupby("day")[kpi].mean().sort_index()
+    result = mser5(series.to_numpy())
+    if not result.reliable:
+        log.warning("warm-up auto: MSER-5 found no steady state within %d pilot days; the warm-up is set to the "
+                    "longest searched (%d days). Look at the warm-up plot; a longer pilot may be needed.",
+                    horizon, result.truncation)
+    return WarmupChoice(result.truncation, kpi, horizon, pilot_replications, series, result)

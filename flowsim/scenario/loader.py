@@ -170,6 +170,47 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     return _deep_merge(base, data), merged_lines
 
 
+def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | None = None,
+             origin: tuple[str, int] = ("--set", 0)) -> str | None:
+    """Set ``dotted.path`` in ``data`` (in place) to ``value``; return a problem text or None.
+
+    List items are addressed by index.  Missing mappings on the way are created, so a
+    misspelt field is still reported by validation, at ``origin`` (a file and line, or
+    ``--set``), which replaces the line map entries of everything under the path.
+    """
+    keys = [k for k in dotted.strip().split(".")]
+    if not dotted.strip() or any(not k for k in keys):
+        return f"the path {dotted!r} is not a dotted field path"
+    node: Any = data
+    loc: Loc = ()
+    for depth, key in enumerate(keys):
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                return (f"{'.'.join(keys[:depth]) or '(top)'} is a list; '{key}' is not an index in "
+                        f"0..{len(node) - 1}")
+            idx: Any = int(key)
+        elif isinstance(node, dict):
+            idx = key
+        else:
+            return f"{'.'.join(keys[:depth])} is a value, not a mapping"
+        loc = loc + (idx,)
+        if depth == len(keys) - 1:
+            node[idx] = value
+            break
+        child = node.get(idx) if isinstance(node, dict) else node[idx]
+        if child is None:
+            node[idx] = child = {}
+        elif not isinstance(child, (dict, list)):
+            where = ".".join(keys[: depth + 1])
+            return f"{where} is a value ({child!r}), not a mapping; set it whole, e.g. {where}={{...}}"
+        node = child
+    if lines is not None:
+        for k in [k for k in lines if k[: len(loc)] == loc]:
+            del lines[k]
+        lines[loc] = origin
+    return None
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineMap | None = None) -> dict[str, Any]:
     """Apply ``dotted.path=value`` overrides (value parsed as YAML) to a copy of ``data``."""
     out = copy.deepcopy(data)
@@ -179,49 +220,13 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineM
             problems.append(f"--set {item!r}: expected dotted.path=value, e.g. acute.beds=450")
             continue
         dotted, raw = item.split("=", 1)
-        keys = [k for k in dotted.strip().split(".")]
-        if not dotted.strip() or any(not k for k in keys):
-            problems.append(f"--set {item!r}: the path {dotted!r} is not a dotted field path")
-            continue
         try:
             value = _yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        node: Any = out
-        ok = True
-        loc: Loc = ()
-        for depth, key in enumerate(keys):
-            last = depth == len(keys) - 1
-            if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    problems.append(f"--set {item!r}: {'.'.join(keys[:depth]) or '(top)'} is a list; "
-                                    f"'{key}' is not an index in 0..{len(node) - 1}")
-                    ok = False
-                    break
-                idx: Any = int(key)
-            elif isinstance(node, dict):
-                idx = key
-            else:
-                problems.append(f"--set {item!r}: {'.'.join(keys[:depth])} is a value, not a mapping")
-                ok = False
-                break
-            loc = loc + (idx,)
-            if last:
-                node[idx] = value
-            else:
-                child = node.get(idx) if isinstance(node, dict) else node[idx]
-                if child is None:
-                    node[idx] = child = {}
-                elif not isinstance(child, (dict, list)):
-                    problems.append(f"--set {item!r}: {'.'.join(keys[: depth + 1])} is a value ({child!r}), "
-                                    f"not a mapping; set it whole, e.g. --set '{'.'.join(keys[: depth + 1])}={{...}}'")
-                    ok = False
-                    break
-                node = child
-        if ok and lines is not None:
-            for k in [k for k in lines if k[: len(loc)] == loc]:
-                del lines[k]
-            lines[loc] = ("--set", 0)
+        problem = set_path(out, dotted, value, lines)
+        if problem:
+            problems.append(f"--set {item!r}: {problem}")
     if problems:
         raise ScenarioError(problems)
     return out
@@ -347,8 +352,24 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """Load, inherit, override and validate a scenario file."""
     data, lines = load_raw(path)
     data = apply_overrides(data, list(overrides), lines)
+    return finish_scenario(data, lines, str(path))
+
+
+def finish_scenario(data: dict[str, Any], lines: LineMap, source: str) -> Scenario:
+    """Read the snapshot file (if any) into ``data`` and validate: the last steps of loading."""
+    data = copy.deepcopy(data)
     _read_snapshot(data, lines)
-    return validate_dict(data, str(path), lines)
+    return validate_dict(data, source, lines)
+
+
+def read_mapping(path: Path) -> tuple[dict[str, Any], LineMap]:
+    """A YAML mapping and where each key was written (for configuration files other than scenarios)."""
+    return _read_yaml(path)
+
+
+def format_validation_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
+    """One ``file:line: field.path: problem`` line per validation problem."""
+    return _format_errors(exc, data, lines, source)
 
 
 def _jsonable(obj: Any) -> Any:

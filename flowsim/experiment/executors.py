@@ -1,0 +1,240 @@
+"""Where replications run: in this process, a local process pool, or a Dask cluster.
+
+Why one small interface: sweeps, calibration and option appraisal all reduce
+to "run this pure function on these tasks and hand me each result as it
+finishes".  Results are keyed by the task's position, never by arrival
+order, so the executor changes the wall-clock time and nothing else.
+
+A task that raises in a worker comes back as a ``TaskError`` naming the task
+(point and replication), with the worker's traceback kept for ``-v``; it is
+never swallowed and never turns into a silent gap in the results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flowsim.errors import FlowsimError
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_ENV = "FLOWSIM_SCHEDULER"
+EXECUTORS = ("serial", "process", "dask")
+
+
+class TaskError(FlowsimError):
+    """A task failed in a worker; the message names it, ``worker_traceback`` says where."""
+
+    def __init__(self, label: str, error: str, worker_traceback: str = ""):
+        super().__init__(f"{label} failed: {error}")
+        self.label = label
+        self.error = error
+        self.worker_traceback = worker_traceback
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: str
+    tb: str
+
+
+def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
+    """Run ``fn(task)`` in a worker; an exception comes back as data so the label can be attached."""
+    try:
+        return fn(task)
+    except Exception as exc:  # reported to the caller with its traceback
+        return _Failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def available_cores() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class Executor(Protocol):
+    """Runs a picklable function over tasks and yields ``(index, result)`` as each finishes."""
+
+    name: str
+    workers: int
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _unwrap(index: int, result: Any, tasks: Sequence[Any], label: Callable[[Any], str]) -> tuple[int, Any]:
+    if isinstance(result, _Failure):
+        log.debug("worker traceback for %s:\n%s", label(tasks[index]), result.tb)
+        raise TaskError(label(tasks[index]), result.error, result.tb)
+    return index, result
+
+
+class SerialExecutor:
+    """Everything in the calling process: for debugging, profiling and tiny runs."""
+
+    name = "serial"
+    workers = 1
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        for i, task in enumerate(tasks):
+            yield _unwrap(i, _guarded(fn, task), tasks, label)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ProcessExecutor:
+    """A local process pool (the default).  At most ``2 x workers`` tasks are in flight, so a
+    sweep of thousands of tasks does not pickle them all up front, and an interrupted sweep
+    loses at most the tasks then running."""
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or available_cores()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+        return self._pool
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        if self.workers == 1 or len(tasks) <= 1:
+            yield from SerialExecutor().run(fn, tasks, label)
+            return
+        pool = self._get_pool()
+        pending: dict[Future[Any], int] = {}
+        nxt = 0
+        try:
+            while nxt < len(tasks) or pending:
+                while nxt < len(tasks) and len(pending) < 2 * self.workers:
+                    pending[pool.submit(_guarded, fn, tasks[nxt])] = nxt
+                    nxt += 1
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=pending.__getitem__):
+                    i = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        self._pool = None
+                        raise TaskError(label(tasks[i]), "a worker process died (killed, or out of memory)") from None
+                    yield _unwrap(i, result, tasks, label)
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DaskExecutor:
+    """Dask distributed: an existing cluster (``address``) or a LocalCluster started here.
+
+    Workers must have flowsim installed (the same version: the scenario is
+    pickled with its classes).  A LocalCluster uses one single-threaded process
+    per worker because a replication is pure Python and holds the GIL.
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:  # pragma: no cover - distributed is a declared dependency
+            raise FlowsimError("the Dask executor needs the 'distributed' package: pip install distributed") from None
+        self.address = address
+        self._cluster = None
+        try:
+            if address:
+                self._client = Client(address, timeout="20s")
+            else:
+                self._cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                                             processes=True, dashboard_address=None)
+                self._client = Client(self._cluster)
+        except (OSError, TimeoutError) as exc:
+            raise FlowsimError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        n = len(self._client.scheduler_info().get("workers", {}))
+        self.workers = max(1, n)
+        log.info("Dask executor: %s with %d workers", address or "LocalCluster", self.workers)
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+
+        futures = [self._client.submit(_guarded, fn, t, pure=False) for t in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                try:
+                    result = fut.result()
+                except Exception as exc:  # e.g. a worker lost: name the task
+                    raise TaskError(label(tasks[i]), f"{type(exc).__name__}: {exc}") from None
+                fut.release()
+                yield _unwrap(i, result, tasks, label)
+        finally:
+            self._client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+AnyExecutor = SerialExecutor | ProcessExecutor | DaskExecutor
+
+
+def make_executor(kind: str | None = None, workers: int | None = None,
+                  scheduler: str | None = None) -> AnyExecutor:
+    """Build an executor from command-line style settings.
+
+    ``scheduler`` (or the ``FLOWSIM_SCHEDULER`` environment variable) implies
+    Dask on that cluster; ``kind='dask'`` without one starts a LocalCluster
+    with ``workers`` workers.  Otherwise a process pool of ``workers``
+    processes (default: the cores available); ``workers=1`` runs in-process.
+    """
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if kind is None:
+        kind = "dask" if scheduler else "process"
+    if kind not in EXECUTORS:
+        raise FlowsimError(f"executor: unknown '{kind}'; allowed: {', '.join(EXECUTORS)}")
+    if kind == "dask":
+        return DaskExecutor(scheduler, workers)
+    if scheduler:
+        raise FlowsimError(f"--scheduler {scheduler} needs the dask executor, not '{kind}'")
+    if kind == "serial" or workers == 1:
+        return SerialExecutor()
+    return ProcessExecutor(workers)
