@@ -267,6 +267,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.checks else 0
 
 
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from flowsim.sweep import run_sweep
 
@@ -284,10 +288,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         kpi = spec.kpis[0]
         sub = res.summary[res.summary["kpi"] == kpi]
         sys.stdout.write(f"\n{kpi}: mean [95% CI]\n")
-        head = "  ".join(f"{labels[p][:24]:>24}" for p in params)
+        widths = {p: max(8, len(labels[p])) for p in params}
+        head = "  ".join(f"{labels[p]:>{widths[p]}}" for p in params)
         sys.stdout.write(f"{head}  {'mean':>10}  95% CI\n")
         for _, row in sub.iterrows():
-            vals = "  ".join(f"{row[p]!s:>24}" for p in params)
+            vals = "  ".join(f"{_short(row[p]):>{widths[p]}}" for p in params)
             sys.stdout.write(f"{vals}  {row['mean']:>10.2f}  [{row['ci_low']:.2f}, {row['ci_high']:.2f}]\n")
     if res.target is not None:
         sys.stdout.write(f"\nTarget: {res.target.sentence()}\n")

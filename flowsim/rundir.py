@@ -116,7 +116,10 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     daily = result.daily()
     written["summary"] = atomic_text(out / "summary.json",
                                      json.dumps(summary_dict(result, command), indent=2, default=str) + "\n")
-    written["kpis"] = atomic_write(out / "kpis.csv", lambda p: result.kpi_frame().to_csv(p))
+    kpis = result.kpi_frame()
+    kpis.insert(0, "seed", result.seed)  # every row says where it came from (scenario, seed, replication)
+    kpis.insert(0, "scenario_id", result.scenario_id)
+    written["kpis"] = atomic_write(out / "kpis.csv", lambda p: kpis.to_csv(p))
     written["daily"] = atomic_write(out / "daily.csv", lambda p: daily.to_csv(p, index=False))
     written["quarterly"] = atomic_write(out / "quarterly.csv", lambda p: result.periods("Q").to_csv(p, index=False))
     written["monthly"] = atomic_write(out / "monthly.csv", lambda p: result.periods("M").to_csv(p, index=False))

@@ -60,11 +60,9 @@ def naive_mser(series: Sequence[float], batch: int) -> tuple[np.ndarray, np.ndar
     return np.array(out), np.array(z)
 
 
-@pytest.mark.parametrize("batch", [1, 3, 5, 7])
-@pytest.mark.parametrize("length", [20, 21, 137, 400])
+@pytest.mark.parametrize(("batch", "length"),
+                         [(b, n) for b in (1, 3, 5, 7) for n in (20, 21, 137, 400) if n >= 4 * b])
 def test_mser_statistic_matches_direct_computation(batch: int, length: int) -> None:
-    if length < 4 * batch:
-        pytest.skip("too short for this batch size (checked in the validation test)")
     rng = np.random.default_rng(length * 10 + batch)
     x = 50 + 10 * np.exp(-np.arange(length) / 30) + rng.normal(0, 2, length)
     res = mser(x, batch)
@@ -122,8 +120,8 @@ def test_mser5_finds_the_end_of_a_linear_ramp() -> None:
     3.6 s_b, batch 39 1.3 s_b; truncating at 185 instead of 200 keeps them, which adds about
     sum(bias^2 - s_b^2) = 45 s_b^2 to n^2 MSER with noise sd sqrt(sum 4 bias^2 s_b^2 + 2 s_b^4 x 3) ~ 14 s_b^2:
     a 3.2-sd event.  Upper bound L + 100 (m = 20 batches past L, probability ~0.002 each; see the
-    module docstring).  The median of 11 seeds may exceed L + 10 (m = 2, probability ~0.16 each) only
-    if 6 do: Binomial(11, 0.16) >= 6 has probability 0.005.
+    module docstring).  The median of 11 seeds exceeds L + 15 only if 6 truncate at L + 20 or later
+    (m = 4, probability ~0.16 each): Binomial(11, 0.16) >= 6 has probability 0.003.
     """
     L, h = 200, 40 * SIGMA
     t = np.arange(N_OBS)
@@ -134,17 +132,18 @@ def test_mser5_finds_the_end_of_a_linear_ramp() -> None:
         assert res.reliable, seed
         assert L - 10 <= res.truncation <= L + 100, (seed, res.truncation)
         truncations.append(res.truncation)
-    assert L - 5 <= np.median(truncations) <= L + 10, truncations
+    assert L - 5 <= np.median(truncations) <= L + 15, truncations
 
 
 def test_mser5_stops_where_an_exponential_bias_falls_below_the_standard_error() -> None:
     """Bias A exp(-t/tau) with A = 10 sigma, tau = 50: it equals s_b at d* = tau ln(A/s_b) = 155.
 
-    Each truncation is at least where the bias is still 4 s_b (tau ln(A/(4 s_b)) = 86): before that
-    some eleven batches with bias 1-4 s_b each favour truncating, sum(bias^2 - s_b^2) ~ 60 s_b^2 against
-    noise ~ 17 s_b^2.  Each is at most where the bias is s_b/3 (tau ln(3A/s_b) = 210; the drift is then
-    ~0.9 of the stationary one) plus 100 observations (20 batches, see the module docstring).  The median
-    of 11 seeds lies where the bias is between s_b/2 and 2 s_b: tau ln(A/(2 s_b)) = 121 to tau ln(2A/s_b) = 190.
+    Each truncation is at least where the bias is still 4 s_b (tau ln(A/(4 s_b)) = 86): the ~14 batches
+    from there to d* (bias 4 s_b down to s_b) favour truncating by sum(bias^2 - s_b^2) ~ 69 s_b^2 against
+    noise sqrt(sum 4 bias^2 s_b^2 + 2 s_b^4 x 14) ~ 19 s_b^2 (3.6 sd).  Each is at most where the bias is
+    s_b/3 (tau ln(3A/s_b) = 210; the drift is then ~0.9 of the stationary one) plus 100 observations
+    (20 batches, see the module docstring).  The median of 11 seeds lies where the bias is between s_b/2
+    and 2 s_b: tau ln(A/(2 s_b)) = 121 to tau ln(2A/s_b) = 190.
     """
     A, tau = 10 * SIGMA, 50.0
     d_star = tau * math.log(A / S_B)
@@ -165,8 +164,9 @@ def test_mser5_stops_where_an_exponential_bias_falls_below_the_standard_error() 
 def test_mser5_barely_truncates_a_stationary_series() -> None:
     """iid noise: P(truncation >= 5m) ~ 2 Phi(-sqrt(m/2)).
 
-    Median of 21 seeds <= 15 (m = 3: probability ~0.08-0.13 each; Binomial(21, 0.13) >= 11 has
-    probability 1e-4); every one < 150 (m = 30: ~1e-4 each, union bound 0.006).
+    The median of 21 seeds exceeds 15 only if 11 truncate at 20 or later (m = 4: ~0.16 each;
+    Binomial(21, 0.16) >= 11 has probability 1e-4); every one < 150 (m = 30: ~1e-4 each, so ~0.002
+    for 21 seeds; the cruder union bound gives 0.006 each).
     """
     truncations = []
     for seed in range(21):
@@ -295,7 +295,7 @@ def test_decide_uses_the_proportional_look_ahead_beyond_100() -> None:
     """
     x = alternating(400)
     prec0 = reference_precision(x)
-    assert all(a > b for a, b in zip(prec0[100:200], prec0[101:201]))   # d_n falls steadily here
+    assert np.all(np.diff(prec0[100:201]) < 0)   # d_n falls steadily here
     target = (prec0[118] + prec0[119]) / 2
     x[125] = 140.0
     prec = reference_precision(x)
@@ -333,8 +333,6 @@ def test_decide_cap() -> None:
     assert decide(x, 0.05, cap=n_sol + 5).n_solution == n_sol
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: decide() keeps searching past `cap` when given more values than cap; "
-                                       "it can return a solution with n_used > cap instead of capped=True")
 def test_decide_ignores_values_beyond_the_cap() -> None:
     """'With cap, the search stops at cap replications whatever the precision': the decision must not
     depend on how many values beyond the cap were passed (the module says 'however many ran ahead')."""
@@ -435,7 +433,7 @@ def still_needed_cases() -> Iterator[tuple[str, list[float], float, dict[str, An
 @pytest.mark.parametrize(("name", "values", "target", "kw"), list(still_needed_cases()),
                          ids=[c[0] for c in still_needed_cases()])
 def test_still_needed_never_over_asks(name: str, values: list[float], target: float, kw: dict[str, Any]) -> None:
-    # the reference decision sees at most `cap` values, as the runner does (see the xfail test above)
+    # the reference decision sees at most `cap` values, as the runner does
     full = decide(values[: kw.get("cap")], target, **kw)
     assert full.done, name
     # one batch of still_needed at a time reaches the same decision with exactly n_used values
@@ -599,10 +597,11 @@ def test_choose_warmup_finds_the_known_warmup_of_an_infinite_server_system(
     * Every truncation >= 15 days: the batch of days 10-14 has mean bias lam x 7 = 56 ~ 10 s_b, so keeping it
       would need noise 2 x 56 x s_b ~ 600 to cancel a drop of 56^2 - s_b^2 ~ 3100 in n^2 MSER (5 sd).
     * The median of 9 seeds is in [L, L + 50]: truncating at 15 has probability < 0.1 per seed (batch 15-19
-      still has bias 16 ~ 3 s_b: mean change -227 against sd 173); past the ramp the census is correlated over
-      L = 4 batches, which inflates the random-walk variance per batch by 1 + 2 sum rho_k^2 ~ 2.75
-      (rho = 0.75, 0.5, 0.25), so P(overshoot >= m batches) ~ 2 Phi(-sqrt(m / 5.5)); m = 10 gives 0.18 per seed
-      and Binomial(9, 0.18) >= 5 has probability 0.01.
+      still has bias 16 ~ 3 s_b: mean change -227 against sd 173), so a median below L has probability
+      Binomial(9, 0.1) >= 5 ~ 0.001.  Past the ramp the census is correlated over L = 4 batches, which
+      inflates the random-walk variance per batch by 1 + 2 sum rho_k^2 ~ 2.75 (rho = 0.75, 0.5, 0.25), so
+      P(overshoot >= m batches) ~ 2 Phi(-sqrt(m / 5.5)); a median above L + 50 needs 5 seeds at m >= 11
+      (0.16 each): Binomial(9, 0.16) >= 5 has probability 0.007.
     """
     lam, L = 8.0, 20
     sc = validate_dict(scenario_builder(rate=lam, beds="unlimited", acute_los={"dist": "fixed", "value": float(L)},

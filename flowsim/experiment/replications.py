@@ -76,7 +76,9 @@ def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int 
     if n0 < 2:
         raise ValueError("at least 2 initial replications are needed for a variance")
     x = np.asarray(values, dtype=float)
-    prec = [math.inf] + [relative_half_width(x[:n], alpha) for n in range(2, len(x) + 1)]
+    if cap is not None:
+        x = x[:cap]  # replications beyond the cap never count, however many ran ahead
+    prec = [relative_half_width(x[:n], alpha) for n in range(1, len(x) + 1)]
     candidate: int | None = None
     for n in range(n0, len(x) + 1):
         ok = prec[n - 1] <= target
