@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -248,12 +249,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "
                      f"(after {sc.simulation.warmup_days} warm-up days)\n")
     if "warmup" in extra:
-        sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days "
-                         f"(plot: {out / 'figures' / 'warmup.png'})\n")
+        plot = "" if args.no_figures else f" (plot: {out / 'figures' / 'warmup.png'})"
+        sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days{plot}\n")
     if auto_reps:
         info = extra["replications"]
         assert isinstance(info, dict)
-        state = (f"reached {info['achieved']:.1%} only: capped at {n}" if info["capped"] else
+        state = (f"not settled within the cap of {n} (precision {info['achieved']:.1%} at the cap; it must hold "
+                 "for 5 more replications to count)" if info["capped"] else
                  f"{info['n_solution']} needed, confirmed over {n - info['n_solution']} more")
         sys.stdout.write(f"Replications for {args.precision_kpi} within {args.precision:.0%}: {state}\n")
     sys.stdout.write("\n" + kpi_table_text(table, names) + "\n\n")
@@ -308,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="flowsim: %(levelname)s: %(message)s")
+    if not args.verbose:
+        # Dask logs cluster life (and benign shutdown noise) at INFO in this process and in its workers; the
+        # environment variable reaches worker processes too, and flowsim reports task failures itself
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "validate": _cmd_validate, "schema": _cmd_schema}
     try:
         return commands[args.command](args)

@@ -22,6 +22,7 @@ derived from the parts at the end and can be rebuilt at any time.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import logging
@@ -57,7 +58,7 @@ from flowsim.scenario.loader import (
     scenario_hash,
     set_path,
 )
-from flowsim.scenario.schema import Scenario
+from flowsim.scenario.schema import FieldProblems, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +178,23 @@ class SweepSpec(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
-        paths = [p.path for p in self.parameters]
-        if len(set(paths)) != len(paths):
-            raise ValueError("each parameter path may appear once")
-        if self.design == "grid" and any(p.values is None for p in self.parameters):
-            raise ValueError("a grid needs values for every parameter (use design: lhs for low/high ranges)")
-        if self.design == "lhs":
-            if self.samples is None:
-                raise ValueError("design: lhs needs samples (the number of points)")
-            if any(p.values is not None for p in self.parameters):
-                raise ValueError("design: lhs needs low and high for every parameter, not values")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        for i, p in enumerate(self.parameters):
+            if p.path in seen:
+                problems.append((("parameters", i, "path"), f"'{p.path}' is swept twice; each path may appear once"))
+            seen.add(p.path)
+            if self.design == "grid" and p.values is None:
+                problems.append((("parameters", i), "a grid needs values: [...] (use design: lhs for low/high "
+                                                    "ranges)"))
+            if self.design == "lhs" and p.values is not None:
+                problems.append((("parameters", i, "values"), "design: lhs needs low and high, not values"))
+        if self.design == "lhs" and self.samples is None:
+            problems.append((("design",), "design: lhs needs samples: N (the number of points)"))
         if not (self.parameters or self.target or self.sensitivity):
-            raise ValueError("nothing to do: give parameters, a target or a sensitivity section")
+            problems.append(((), "nothing to do: give parameters, a target or a sensitivity section"))
+        if problems:
+            raise FieldProblems(problems)
         return self
 
 
@@ -398,6 +404,7 @@ class Runner:
     seed: int
     bar: _Bar
     computed: int = 0
+    required: dict[str, str] = field(default_factory=dict)   # KPI -> where the sweep file asks for it
 
     def ensure(self, points: Sequence[Point], replications: int) -> None:
         """Make sure every point has replications 0 .. ``replications`` - 1 stored (seeds outermost)."""
@@ -422,6 +429,19 @@ class Runner:
             self.store.write(p.id, r, row)
             self.computed += 1
             self.bar.update()
+            self._check_kpis(kpis)  # after the write: the finished result is kept for --resume
+
+    def _check_kpis(self, kpis: dict[str, Any]) -> None:
+        """Unknown KPI names stop the sweep at the first result, not after hours of tasks."""
+        if not self.required:
+            return
+        bad = [f"{where}: unknown KPI '{k}'" + (f"; did you mean {', '.join(close)}?" if close else
+                                                "; `flowsim run --all-kpis` lists them")
+               for k, where in self.required.items() if k not in kpis
+               for close in [difflib.get_close_matches(k, list(kpis), n=3)]]
+        if bad:
+            raise ScenarioError(bad)
+        self.required = {}
 
     def values(self, point: Point, replications: int, kpi: str) -> np.ndarray:
         self.ensure([point], replications)
@@ -697,7 +717,13 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         names = problem["names"]
         sens_points = [factory.build(dict(zip(names, map(_canon, row.tolist()), strict=True))) for row in sens_x]
 
-    # a resumed sweep must be the same sweep: same seed, and the same scenario at every point it had
+    # a resumed sweep must be the same sweep: same seed, base scenario and overrides (so every point,
+    # including target-finder points tried before an interruption, builds the scenario it built then)
+    old_base = old_meta.get("base_scenario_id")
+    if old_base is not None and old_base != factory.base.scenario_id:
+        raise FlowsimError(f"{out}: the base scenario (or set:/--set overrides, or the warm-up) changed since the "
+                           f"sweep started (scenario id {old_base} -> {factory.base.scenario_id}); results would mix "
+                           "scenarios: use --fresh, or another --out")
     old_points = old_meta.get("points", {})
     for p in [*design, *sens_points]:
         if p.id in old_points and old_points[p.id] != p.scenario_id:
@@ -725,7 +751,20 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         log.info("resuming: %d of %d design tasks already done", already, len(wanted))
 
     bar = _Bar(estimate, already, show)
-    runner = Runner(store, ex, spec.seed, bar)
+    spec_lines = read_mapping(spec_path)[1]
+
+    def where(*loc: str | int) -> str:
+        source, line = spec_lines.get(loc, (str(spec_path), 0))
+        return f"{source}:{line}: {'.'.join(map(str, loc))}"
+
+    required = {k: where("kpis") for k in spec.kpis}
+    if spec.target is not None:
+        required.setdefault(spec.target.kpi, where("target", "kpi"))
+    if spec.sensitivity is not None:
+        required.update({k: where("sensitivity", "kpis") for k in spec.sensitivity.kpis if k not in required})
+    runner = Runner(store, ex, spec.seed, bar, required=required)
+    if existing:  # resuming: check the names against a stored result before running anything
+        runner._check_kpis(store.read([next(iter(existing))]).iloc[0].to_dict())
     try:
         by_n: dict[int, list[Point]] = {}
         for p, n in static:

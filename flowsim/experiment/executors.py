@@ -226,7 +226,8 @@ def make_executor(kind: str | None = None, workers: int | None = None,
     with ``workers`` workers.  Otherwise a process pool of ``workers``
     processes (default: the cores available); ``workers=1`` runs in-process.
     """
-    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if kind in (None, "dask"):  # the environment names a cluster only for runs that may use one
+        scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
     if kind is None:
         kind = "dask" if scheduler else "process"
     if kind not in EXECUTORS:
