@@ -20,7 +20,7 @@ from pathlib import Path
 from flowsim import __version__
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import AnyExecutor, TaskError, make_executor
-from flowsim.scenario.schema import Scenario
+from flowsim.scenario.schema import COST_FIELDS, Scenario
 
 log = logging.getLogger("flowsim")
 
@@ -47,7 +47,8 @@ ACUTE_FRONT_DOOR = {"admissions_per_day", "acute_beds_mean", "acute_occupied_mea
                     "occupancy_p95_pct", "days_over_92_pct", "days_over_95_pct", "days_at_100_pct", "ed_boarding_mean",
                     "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches", "dtoc_pct", "discharges_P0",
                     "readmissions"}
-COST_KPIS = ["cost_acute_delay", "cost_service_care", "service_capacity_cost", "total_cost"]
+COST_KPIS = ["cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", "cost_non_elective",
+             "cost_service_care", "service_capacity_cost", "cost_fixed", "cost_investment", "total_cost"]
 
 
 def headline(sc: Scenario) -> list[str]:
@@ -61,7 +62,8 @@ def headline(sc: Scenario) -> list[str]:
     if sc.escalation is not None:
         names += ESCALATION_KPIS
     services = [s for pw in sc.pathways.values() for s in pw.services.values()]
-    if sc.costs.acute_delay_per_day or any(s.unit_cost_per_day or s.cost_per_occupied_day for s in services):
+    priced = any(getattr(sc.costs, f) for f in COST_FIELDS)
+    if priced or any(s.unit_cost_per_day or s.cost_per_occupied_day for s in services):
         names += COST_KPIS
     return names
 
@@ -158,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a field of the base scenario (repeatable)")
     sw.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_executor_args(sw)
+
+    cmp = sub.add_parser("compare", help="appraise options against a baseline on common random numbers, with costs")
+    cmp.add_argument("baseline", type=Path, help="baseline scenario YAML")
+    cmp.add_argument("options", type=Path, nargs="+", help="option scenario YAML files")
+    cmp.add_argument("--replications", "-n", type=_positive_int, default=10, help="replications each (default 10)")
+    cmp.add_argument("--seed", type=_seed, default=12345, help="base random seed shared by all (default 12345)")
+    cmp.add_argument("--out", type=Path, default=None, help="output directory (default outputs/compare-<timestamp>)")
+    cmp.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override a field in every scenario, e.g. --set simulation.duration_days=90 (repeatable)")
+    cmp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_executor_args(cmp)
 
     val = sub.add_parser("validate", help="check a scenario file and report every problem")
     val.add_argument("scenario", type=Path)
@@ -305,6 +318,54 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(x: float) -> str:
+    if x != x:
+        return "-"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.2f}"
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from flowsim.appraisal import compare, write_comparison
+    from flowsim.scenario import load_scenario
+
+    paths = [args.baseline, *args.options]
+    scenarios = [load_scenario(p, args.overrides) for p in paths]  # every file checked before anything runs
+    out = args.out or Path("outputs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    with _executor(args, args.replications) as ex:
+        result = compare(scenarios[0], scenarios[1:], args.replications, args.seed, executor=ex,
+                         names=[p.stem for p in paths])
+    bad = [c for run in result.runs for c in run.checks]
+    for problem in bad:
+        log.error("internal check failed (please report): %s", problem)
+    write_comparison(result, out, command=["flowsim", *sys.argv[1:]], figures=not args.no_figures,
+                     files=[str(p) for p in paths])
+    w = sys.stdout.write
+    w(f"\nOptions against '{result.names[0]}': {args.replications} paired replications each, seed {args.seed} "
+      "(common random numbers)\n")
+    diffs = result.differences(result.kpis())
+    for name in result.names[1:]:
+        w(f"\n{name}: option - baseline, mean [95% CI]   (* = distinguishable from zero)\n")
+        for _, r in diffs[diffs["option"] == name].iterrows():
+            mark = "*" if r["distinguishable"] else " "
+            w(f"  {mark} {r['label'][:48]:<48} {_fmt(r['baseline_mean']):>12} -> {_fmt(r['option_mean']):>12}  "
+              f"{_fmt(r['diff_mean']):>11} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] {r['unit']}\n")
+    econ = result.economics()
+    w("\nEconomics (GBP; paired over replications), ranked:\n")
+    w(f"  {'rank':>4}  {'option':<40} {'net cost':>12} {'delayed days avoided':>21} {'bed-days released':>18} "
+      f"{'GBP per delayed day avoided':>28}  note\n")
+    for _, r in econ.iterrows():
+        note = f"dominated by {r['dominated_by']}" if r["dominated_by"] else ""
+        w(f"  {r['rank']:>4}  {r['option'][:40]:<40} {_fmt(r['net_cost']):>12} {_fmt(r['delayed_days_avoided']):>21} "
+          f"{_fmt(r['bed_days_released']):>18} {_fmt(r['cost_per_delayed_day_avoided']):>28}  {note}\n")
+    t = result.targets()
+    w("\nNational standards (met / missed / uncertain at 95%):\n")
+    for std, grp in t.groupby("standard", sort=False):
+        cells = ", ".join(f"{r['scenario']} {_fmt(r['mean'])} {r['verdict']}" for _, r in grp.iterrows())
+        w(f"  {std} ({grp['sense'].iloc[0]} {grp['target'].iloc[0]:g}): {cells}\n")
+    w(f"\nComparison directory: {out}   (flowsim report {out} makes the board report)\n")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -315,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         # environment variable reaches worker processes too, and flowsim reports task failures itself
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "validate": _cmd_validate, "schema": _cmd_schema}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "validate": _cmd_validate,
+                "schema": _cmd_schema}
     try:
         return commands[args.command](args)
     except TaskError as exc:  # a failure inside a worker: name the task; the traceback is for -v

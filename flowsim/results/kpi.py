@@ -76,6 +76,8 @@ def _kpis() -> dict[str, KPI]:
                                              "per 91.3 days."),
         "dtoc_rate_per_100k": KPI("DTOC delayed days per 100,000 aged 18+ per quarter", "per 100k",
                                   "BCF metric: delayed days per quarter / population 18+ x 100,000."),
+        "delayed_per_100k": KPI("Delayed patients per day per 100,000 aged 18+", "per 100k",
+                                "BCF 2017 target metric: delayed patients per day / population 18+ x 100,000."),
         "delayed_patients_per_day": KPI("Delayed patients per day", "patients",
                                         "Mean midnight census of delayed patients (acute and community)."),
         "delayed_acute_per_day": KPI("Delayed patients in acute beds per day", "patients",
@@ -112,7 +114,16 @@ def _kpis() -> dict[str, KPI]:
                                 "Delayed acute bed-days x costs.acute_delay_per_day."),
         "cost_service_care": KPI("Cost of care in downstream services", "GBP",
                                  "Occupied place-days x cost_per_occupied_day, summed over services."),
-        "total_cost": KPI("Total cost", "GBP", "Acute delays + downstream care + downstream places + escalation."),
+        "cost_acute_occupied": KPI("Cost of occupied acute bed-days", "GBP",
+                                   "Occupied G&A bed-days x costs.acute_occupied_bed_day."),
+        "cost_acute_capacity": KPI("Cost of open acute beds", "GBP",
+                                   "Open G&A bed-days (escalation beds excluded) x costs.acute_available_bed_day."),
+        "cost_non_elective": KPI("Cost of non-elective admissions", "GBP",
+                                 "Non-elective admissions (readmissions included) x costs.non_elective_admission."),
+        "cost_fixed": KPI("Fixed running costs", "GBP", "Days reported x costs.fixed_per_day."),
+        "cost_investment": KPI("One-off investment", "GBP", "costs.investment_one_off."),
+        "total_cost": KPI("Total cost", "GBP", "Acute delays, occupied and open acute beds, non-elective admissions, "
+                                               "downstream care and places, escalation, fixed costs and investment."),
         "escalation_actions_started": KPI("Escalation actions started", "actions",
                                           "Actions that came into force in the window."),
     })
@@ -335,6 +346,11 @@ def _pct(x: np.ndarray) -> float:
     return float(100.0 * np.mean(x)) if len(x) else 0.0
 
 
+#: The parts of ``total_cost``: each is priced once, by one scenario field.
+COST_PARTS = ("cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", "cost_non_elective",
+              "cost_service_care", "service_capacity_cost", "escalation_cost", "cost_fixed", "cost_investment")
+
+
 def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str,
             keep_patients: bool = True) -> ReplicationResult:
     """Turn one replication's raw stamps into KPIs, a daily table and stay records."""
@@ -420,6 +436,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         daily[f"delayed_{o}"] = org_mid[o]
         k[f"delayed_per_day_{o}"] = float(org_mid[o].mean())
     k["delayed_patients_per_day"] = float(total_mid.mean())
+    k["delayed_per_100k"] = k["delayed_patients_per_day"] / sc.population_18plus * 1e5
     k["delayed_acute_per_day"] = float(acute_mid.mean())
     k["dtoc_delayed_days_per_quarter"] = float(total_mid.sum() * DAYS_PER_QUARTER / T)
     k["dtoc_rate_per_100k"] = k["dtoc_delayed_days_per_quarter"] / sc.population_18plus * 1e5
@@ -492,7 +509,15 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     k["cost_service_care"] = float(sum(
         svc.cost_per_occupied_day * float(daily[f"service_{name}_occupied"].sum())
         for pw in sc.pathways.values() for name, svc in pw.services.items()))
-    k["total_cost"] = k["cost_acute_delay"] + k["cost_service_care"] + k["service_capacity_cost"] + k["escalation_cost"]
+    c = sc.costs
+    k["cost_acute_occupied"] = float(daily["acute_occupied_mean"].sum()) * c.acute_occupied_bed_day
+    open_beds = daily["acute_beds"] - daily.get("escalation_beds_open", 0.0)  # escalation beds: priced by the action
+    k["cost_acute_capacity"] = (float(np.asarray(open_beds, dtype=float).sum()) * c.acute_available_bed_day
+                                if c.acute_available_bed_day else 0.0)  # unpriced 'unlimited' beds cost nothing
+    k["cost_non_elective"] = float(np.sum(daily["admissions"])) * c.non_elective_admission
+    k["cost_fixed"] = D * c.fixed_per_day
+    k["cost_investment"] = c.investment_one_off
+    k["total_cost"] = sum(k[name] for name in COST_PARTS)
 
     frame = pd.DataFrame(daily)
     frame.insert(0, "replication", replication)

@@ -465,11 +465,55 @@ class DemandProfile(Frozen):
     surges: list[Surge] = Field(default_factory=list)
 
 
+COST_FIELDS = ("acute_delay_per_day", "acute_occupied_bed_day", "acute_available_bed_day", "non_elective_admission",
+               "fixed_per_day", "investment_one_off")
+
+
 class Costs(Frozen):
-    """System-level unit costs (GBP). Service costs live on each service."""
+    """System-level unit costs (GBP); service costs live on each service.
+
+    Every figure a board sees should say where it came from: ``notes`` maps a
+    cost field to its source (a document and line) or to "ASSUMPTION: ...".
+    Choose fields that do not count the same money twice: a non-elective
+    tariff per admission already pays for the spell's bed-days.
+    """
 
     acute_delay_per_day: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Cost of one day a medically fit patient waits in an acute bed.")
+    acute_occupied_bed_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Variable cost of an occupied G&A bed-day.")
+    acute_available_bed_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Fixed cost of an open (staffed) G&A bed per day, occupied or not; escalation "
+                                 "beds are priced by their action instead.")
+    non_elective_admission: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Cost per non-elective admission (e.g. the average tariff).")
+    fixed_per_day: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Running cost per day of provision priced nowhere else (e.g. extra weekend "
+                                 "assessment staff), for every day reported.")
+    investment_one_off: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="One-off investment this scenario needs (set-up, recruitment, equipment).")
+    notes: dict[str, str] = Field(default_factory=dict,
+                                  description="Source or 'ASSUMPTION: ...' for each cost field, by field name.")
+
+    @model_validator(mode="after")
+    def _known_notes(self) -> Costs:
+        unknown = [k for k in self.notes if k not in COST_FIELDS]
+        if unknown:
+            raise FieldProblems([(("notes", k), f"not a cost field; allowed: {', '.join(COST_FIELDS)}")
+                                 for k in unknown])
+        return self
+
+
+class Targets(Frozen):
+    """National standards the results are read against (defaults from the seeds)."""
+
+    delayed_per_100k: Annotated[float, Field(gt=0)] = Field(
+        default=9.4, description="Delayed people per day per 100,000 adults aged 18+ (BCF, F3:3756-3761).")
+    occupancy_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=92.0, description="G&A bed occupancy at most this (F2:736).")
+    ed_within_4h_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=76.0, description="Share of ED patients within 4 hours, at least (F2:734, the 2024 standard); the "
+                                  "model measures admitted patients' wait for a bed.")
 
 
 class Simulation(Frozen):
@@ -503,6 +547,7 @@ class Scenario(Frozen):
     demand_profile: DemandProfile = Field(default_factory=DemandProfile)
     localities: dict[Name, Locality] = Field(default_factory=dict)
     costs: Costs = Field(default_factory=Costs)
+    targets: Targets = Field(default_factory=Targets)
     pathways: dict[PathwayName, Pathway]
     assessment: Assessment | None = None
     discharge: Discharge = Field(default_factory=Discharge)
@@ -521,6 +566,9 @@ class Scenario(Frozen):
         if self.cohorts and abs(total - 1.0) > _SUM_TOL:  # pathway-only cohorts are derived, not given
             problems.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
                              f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
+        if self.costs.acute_available_bed_day and self.acute is not None and self.acute.beds == "unlimited":
+            problems.append((("costs", "acute_available_bed_day"),
+                             "cannot price open beds when acute.beds is 'unlimited' (the cost would be infinite)"))
         seen: dict[str, str] = {}
         for pname, pathway in self.pathways.items():
             where = ("pathways", pname)

@@ -1,0 +1,112 @@
+"""Figures for option appraisal: paired differences, DTOC trajectory against the BCF target, occupancy
+against 92%.  Same conventions as ``figures.py`` (own Agg canvas, NHS colours, atomic writes)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from flowsim.report.figures import (
+    NHS_DARK_BLUE,
+    NHS_DARK_GREY,
+    NHS_PALE_GREY,
+    NHS_RED,
+    _format_date_axis,
+    _new_figure,
+    _save_atomic,
+)
+from flowsim.report.sweep_figures import LINE_COLOURS
+
+if TYPE_CHECKING:
+    from flowsim.appraisal import Comparison
+    from flowsim.experiment.runner import RunResult
+
+FOREST_KPIS = ["delayed_patients_per_day", "dtoc_delayed_days_per_quarter", "occupancy_mean_pct", "days_over_92_pct",
+               "ed_4h_breach_pct", "ed_wait_mean_hours", "total_cost"]
+
+
+def _tidy(ax: object) -> None:
+    ax.grid(color=NHS_PALE_GREY, linewidth=0.8)  # type: ignore[attr-defined]
+    ax.set_axisbelow(True)  # type: ignore[attr-defined]
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)  # type: ignore[attr-defined]
+
+
+def daily_mean(run: RunResult, column: str, window: int = 7) -> pd.Series:
+    """Mean over replications of a daily column, smoothed by a centred ``window``-day rolling mean."""
+    d = run.daily()
+    s = d.groupby("date")[column].mean().sort_index()
+    return s.rolling(window, center=True, min_periods=1).mean() if window > 1 else s
+
+
+def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
+    """Each option's paired difference from the baseline with its 95% CI, one panel per KPI."""
+    kpis = [k for k in FOREST_KPIS if k in set(diffs["kpi"])]
+    options = list(dict.fromkeys(diffs["option"]))
+    cols = 2
+    fig, panel = _new_figure(11, 1.0 + math.ceil(len(kpis) / cols) * (0.55 * len(options) + 1.3),
+                             "Options against the baseline", "paired differences",
+                             f"option minus baseline, mean and 95% CI over {n_reps} paired replications "
+                             "(common random numbers); filled = distinguishable from zero")
+    axes = panel.subplots(math.ceil(len(kpis) / cols), cols, squeeze=False).ravel()
+    for ax in axes[len(kpis):]:
+        ax.set_visible(False)
+    for ax, k in zip(axes, kpis, strict=False):
+        sub = diffs[diffs["kpi"] == k].set_index("option").reindex(options)
+        y = np.arange(len(options))[::-1]
+        for yi, (name, r) in zip(y, sub.iterrows(), strict=True):
+            colour = LINE_COLOURS[options.index(str(name)) % len(LINE_COLOURS)]
+            lo, hi = r["ci_low"], r["ci_high"]
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [yi, yi], color=colour, linewidth=2)
+            ax.plot(r["diff_mean"], yi, "o", color=colour, markersize=7,
+                    markerfacecolor=colour if r["distinguishable"] else "white")
+        ax.axvline(0, color=NHS_DARK_GREY, linewidth=1)
+        ax.set_yticks(y, [o.replace("_", " ")[:28] for o in options], fontsize=8)
+        unit = sub["unit"].dropna().iloc[0] if sub["unit"].notna().any() else ""
+        ax.set_title(f"{sub['label'].dropna().iloc[0]} ({unit})", fontsize=9.5, color=NHS_DARK_BLUE)
+        _tidy(ax)
+    return _save_atomic(fig, path)
+
+
+def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,
+                      target: float | None, target_label: str) -> Path:
+    """A daily series per scenario (mean over replications, 7-day rolling) with a target line."""
+    n_reps = len(cmp.baseline.replications)
+    fig, panel = _new_figure(11, 5, heading, cmp.baseline.scenario.name,
+                             f"mean over {n_reps} replications, 7-day rolling mean; dashed red: {target_label}")
+    ax = panel.subplots()
+    dates = None
+    for i, (name, run) in enumerate(zip(cmp.names, cmp.runs, strict=True)):
+        s = daily_mean(run, column)
+        dates = pd.DatetimeIndex(s.index)
+        ax.plot(dates, s.to_numpy(), color=LINE_COLOURS[i % len(LINE_COLOURS)],
+                linewidth=2.2 if i == 0 else 1.5, label=("baseline: " if i == 0 else "") + name.replace("_", " "))
+    if target is not None:
+        ax.axhline(target, color=NHS_RED, linestyle="--", linewidth=1.3, label=target_label)
+    if dates is not None:
+        _format_date_axis(ax, dates)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    _tidy(ax)
+    return _save_atomic(fig, path)
+
+
+def comparison_figures(cmp: Comparison, diffs: pd.DataFrame, outdir: Path) -> dict[str, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    sc = cmp.baseline.scenario
+    dtoc_target = sc.targets.delayed_per_100k * sc.population_18plus / 1e5
+    return {
+        "figure_differences": forest_figure(diffs, outdir / "differences.png", len(cmp.baseline.replications)),
+        "figure_dtoc": trajectory_figure(
+            cmp, "delayed_midnight", outdir / "dtoc_trajectory.png", "Delayed transfers of care",
+            "delayed patients (midnight census)", dtoc_target,
+            f"BCF target {sc.targets.delayed_per_100k:g} per 100,000 adults = {dtoc_target:.1f} a day"),
+        "figure_occupancy": trajectory_figure(
+            cmp, "occupancy_pct", outdir / "occupancy_options.png", "G&A bed occupancy", "occupancy at midnight (%)",
+            sc.targets.occupancy_pct, f"{sc.targets.occupancy_pct:g}% ceiling"),
+    }
