@@ -566,6 +566,11 @@ class Scenario(Frozen):
         if self.cohorts and abs(total - 1.0) > _SUM_TOL:  # pathway-only cohorts are derived, not given
             problems.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
                              f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
+        if self.mode == "pathway_only":
+            for f in ("acute_available_bed_day", "acute_occupied_bed_day"):
+                if getattr(self.costs, f):
+                    problems.append((("costs", f), "a pathway-only scenario has no acute beds to price; "
+                                                   "use acute_delay_per_day for the days patients wait in them"))
         if self.costs.acute_available_bed_day and self.acute is not None and self.acute.beds == "unlimited":
             problems.append((("costs", "acute_available_bed_day"),
                              "cannot price open beds when acute.beds is 'unlimited' (the cost would be infinite)"))
