@@ -57,9 +57,7 @@ def slug(text: str) -> str:
 def paired_difference(option: np.ndarray, baseline: np.ndarray, level: float = 0.95) -> dict[str, float | bool]:
     """Mean of option - baseline over paired replications, its t interval, and whether it excludes 0."""
     d = np.asarray(option, dtype=float) - np.asarray(baseline, dtype=float)
-    m, lo, hi = mean_ci(d, level)
-    if np.isfinite(d).all() and len(d) > 1 and float(np.std(d)) == 0.0:
-        lo = hi = m  # identical every replication: the difference is exact
+    m, lo, hi = mean_ci(d, level)  # identical every replication: a zero-width interval, so exact
     distinct = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
     return {"diff_mean": m, "ci_low": lo, "ci_high": hi, "distinguishable": distinct, "n": int(len(d))}
 
