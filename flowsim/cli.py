@@ -172,6 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_executor_args(cmp)
 
+    rep = sub.add_parser("report", help="write a board-ready HTML report of a run, sweep or comparison directory")
+    rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep or compare")
+    rep.add_argument("--out", type=Path, default=None, help="the HTML file (default DIRECTORY/report.html)")
+
+    cal = sub.add_parser("calibrate", help="fit free scenario parameters to observed targets, with held-out checks")
+    cal.add_argument("config", type=Path, help="calibration configuration YAML (see calibration/)")
+    cal.add_argument("--out", type=Path, default=None, help="output directory (default outputs/calibration/<name>)")
+    cal.add_argument("--write-scenario", type=Path, default=None,
+                     help="where to write the fitted scenario (default: the config's write_scenario, else the "
+                          "output directory)")
+    cal.add_argument("--budget", default=None, metavar="POPSIZE,MAXITER",
+                     help="override the optimiser budget, e.g. 2,1 for a quick check")
+    cal.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_executor_args(cal)
+
+    from flowsim.calibration.fitdata import add_fit_data_parser
+    from flowsim.calibration.synthetic import add_synth_extract_parser
+
+    add_fit_data_parser(sub)
+    add_synth_extract_parser(sub)
+
     val = sub.add_parser("validate", help="check a scenario file and report every problem")
     val.add_argument("scenario", type=Path)
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
@@ -366,6 +387,49 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from flowsim.report.html import detect_kind, write_report
+
+    kind = detect_kind(args.directory)
+    path = write_report(args.directory, args.out)
+    sys.stdout.write(f"Report of the {kind} in {args.directory}: {path}\n")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from flowsim.calibration.calibrate import calibrate
+
+    budget = None
+    if args.budget:
+        try:
+            pop, it = (int(v) for v in args.budget.split(","))
+            if pop < 2 or it < 1:
+                raise ValueError
+        except ValueError:
+            raise FlowsimError(f"--budget: expected POPSIZE,MAXITER with POPSIZE >= 2 and MAXITER >= 1, "
+                               f"got {args.budget!r}") from None
+        budget = (pop, it)
+    with _executor(args) as ex:
+        res = calibrate(args.config, args.out, executor=ex, figures=not args.no_figures,
+                        write_scenario=args.write_scenario, budget=budget, command=["flowsim", *sys.argv[1:]])
+    w = sys.stdout.write
+    cfg = res.problem.config
+    w(f"\nCalibration '{cfg.name or args.config.stem}': {len(res.evaluations)} candidates x {cfg.replications} "
+      f"replications (seed {cfg.seed}, common random numbers) in {res.seconds:.0f} s\n\nFitted (approximate 95% "
+      "set over the candidates evaluated):\n")
+    for p in cfg.free:
+        lo, hi = res.intervals[p.path]
+        w(f"  {p.label or p.path:<40} {res.best[p.path]!s:>8}   [{lo:g}, {hi:g}]   searched [{p.low:g}, {p.high:g}]\n")
+    w(f"\n{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<22} {'error':>8}\n")
+    for _, r in res.report.iterrows():
+        w(f"{r['target']:<18} {r['role']:<9} {r['observed']:>10,.2f} {r['simulated']:>10,.2f}  "
+          f"[{r['ci_low']:,.2f}, {r['ci_high']:,.2f}]{'':<4} {r['error_pct']:>7.1f}%\n")
+    oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
+    w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}\n")
+    w(f"Fitted scenario: {res.files['scenario']}\nOutputs: {res.files['meta'].parent}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -376,10 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         # environment variable reaches worker processes too, and flowsim reports task failures itself
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "validate": _cmd_validate,
-                "schema": _cmd_schema}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
+                "validate": _cmd_validate,
+                "schema": _cmd_schema, "report": _cmd_report}
     try:
-        return commands[args.command](args)
+        handler = getattr(args, "func", None) or commands[args.command]
+        return handler(args)
     except TaskError as exc:  # a failure inside a worker: name the task; the traceback is for -v
         sys.stderr.write(f"flowsim: error: {exc}\n")
         if args.verbose and exc.worker_traceback:

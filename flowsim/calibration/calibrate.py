@@ -1,0 +1,530 @@
+"""Calibrate free scenario parameters to observed targets, with held-out validation.
+
+Method, and why:
+
+* **Objective.** Each target i contributes z_i = (simulated_i - observed_i) / s_i, where s_i
+  combines the observation's own uncertainty (``sd``, or ``rel_sd`` x observed) with the
+  simulation's standard error over replications.  The objective is the weighted sum of z_i^2:
+  minus twice a Gaussian log-likelihood up to a constant, so it doubles as the basis of the
+  uncertainty statement below.
+* **Common random numbers.** Every candidate runs the same seeds, so the objective is a
+  deterministic function of the parameters and its differences between candidates are not noise.
+* **Optimiser.** ``scipy.optimize.differential_evolution``: global, bounded, handles whole-number
+  parameters (``integrality``), needs no gradients (a simulation has none), is deterministic for a
+  seed, and evaluates a whole population at once (``vectorized``), which we fan out over the
+  experiment executors.  A surrogate method (e.g. Optuna's TPE) would need fewer evaluations but
+  adds a dependency and is harder to make bit-for-bit reproducible; the budget here is small.
+* **Uncertainty.** An approximate likelihood-ratio confidence set from the evaluations: every
+  candidate whose objective is within chi2_{k, 0.95} of the best is consistent with the data at
+  95%, and each parameter's reported interval is its range over that set (a profile over the
+  points evaluated; it can only be as fine as the search was).
+* **Held-out validation.** Targets listed as ``held_out`` never enter the objective; they are
+  predicted by the fitted model (optionally on another scenario, e.g. the winter one, with the
+  fitted values applied) and their errors are reported separately.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scipy import optimize, stats
+from tqdm import tqdm
+
+from flowsim.errors import FlowsimError, ScenarioError
+from flowsim.experiment.executors import Executor, SerialExecutor
+from flowsim.experiment.runner import run_replication
+from flowsim.experiment.stats import mean_ci, nhs_quarter
+from flowsim.rundir import atomic_text, atomic_write, versions
+from flowsim.scenario.loader import (
+    finish_scenario,
+    format_validation_errors,
+    load_raw,
+    read_mapping,
+    scenario_hash,
+    set_path,
+)
+from flowsim.scenario.schema import FieldProblems, Scenario
+
+log = logging.getLogger(__name__)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Spec):
+    """One observed quantity and how to read it off a simulation.
+
+    ``kind``: ``kpi`` (a KPI's mean over the window; ``per_year`` scales a count to 365 days),
+    ``period_sum`` (sum of a daily column over an NHS quarter like '2016/17 Q1' or a month
+    '2017-01'), or ``period_ratio`` (100 x sum of ``numerator`` / sum of ``denominator`` over a
+    period, e.g. DTOC % = delayed acute beds / occupied beds at midnight).
+    """
+
+    id: str = Field(min_length=1)
+    description: str = ""
+    kind: Literal["kpi", "period_sum", "period_ratio"]
+    kpi: str | None = None
+    per_year: bool = False
+    column: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    period: str | None = None
+    value: float
+    sd: Annotated[float, Field(gt=0)] | None = None
+    rel_sd: Annotated[float, Field(gt=0)] = 0.1
+    source: str = Field(min_length=1, description="where the number comes from (document and line)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        need = {"kpi": ["kpi"], "period_sum": ["column", "period"],
+                "period_ratio": ["numerator", "denominator", "period"]}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise FieldProblems([((f,), f"required for kind: {self.kind}") for f in missing])
+        return self
+
+    @property
+    def scale(self) -> float:
+        return self.sd if self.sd is not None else abs(self.value) * self.rel_sd
+
+
+class TargetSet(_Spec):
+    name: str
+    description: str = ""
+    targets: list[Target] = Field(min_length=1)
+
+
+class FreeParameter(_Spec):
+    """A scenario field to fit, by dotted path, within bounds (``log`` searches on a log scale)."""
+
+    path: str = Field(min_length=1)
+    low: float
+    high: float
+    integer: bool = False
+    transform: Literal["none", "log"] = "none"
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FreeParameter:
+        if not self.low < self.high:
+            raise FieldProblems([(("high",), f"must be above low ({self.low})")])
+        if self.transform == "log" and self.low <= 0:
+            raise FieldProblems([(("low",), "must be positive for transform: log")])
+        if self.integer and self.transform == "log":
+            raise FieldProblems([(("transform",), "log search is for continuous parameters only")])
+        return self
+
+
+class Optimiser(_Spec):
+    method: Literal["differential_evolution"] = "differential_evolution"
+    popsize: Annotated[int, Field(ge=2, le=100)] = 5
+    maxiter: Annotated[int, Field(ge=1, le=1000)] = 6
+    tol: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Validation(_Spec):
+    """Where held-out targets are predicted: another scenario with the fitted values applied."""
+
+    scenario: str
+
+
+class CalibrationConfig(_Spec):
+    name: str | None = None
+    description: str = ""
+    scenario: str = Field(min_length=1, description="scenario to calibrate, relative to this file")
+    targets: str = Field(min_length=1, description="targets file, relative to this file")
+    set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides applied before fitting")
+    seed: Annotated[int, Field(ge=0)] = 2016
+    replications: Annotated[int, Field(ge=2, le=1000)] = 4
+    free: list[FreeParameter] = Field(min_length=1)
+    fit: list[str] | None = Field(default=None, description="target ids in the fit (default: all not held out)")
+    held_out: list[str] = Field(default_factory=list)
+    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    optimiser: Optimiser = Field(default_factory=Optimiser)
+    validation: Validation | None = None
+    write_scenario: str | None = Field(default=None, description="where to write the fitted scenario "
+                                                                 "(relative to this file)")
+
+
+def _validated(model: type[BaseModel], path: Path) -> tuple[Any, dict[str, Any]]:
+    data, lines = read_mapping(path)
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_errors(exc, data, lines, str(path))) from None
+
+
+def _rel(base: Path, name: str) -> Path:
+    p = Path(name)
+    return p if p.is_absolute() else Path(os.path.normpath(base.parent / p))
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def _task(args: tuple[Scenario, int, int, str]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Worker side: one replication's KPIs and the daily columns the targets read."""
+    scenario, seed, rep, sid = args
+    res = run_replication(scenario, seed, rep, sid, keep_patients=False)
+    return res.kpis, res.daily
+
+
+def simulated_values(targets: list[Target], kpis: list[dict[str, float]], daily: list[pd.DataFrame],
+                     duration_days: int) -> dict[str, np.ndarray]:
+    """Each target's value in each replication."""
+    out: dict[str, np.ndarray] = {}
+    for t in targets:
+        vals = []
+        for k, d in zip(kpis, daily, strict=True):
+            if t.kind == "kpi":
+                if t.kpi not in k:
+                    raise FlowsimError(f"target {t.id}: unknown KPI '{t.kpi}'")
+                v = k[t.kpi] * (365.0 / duration_days if t.per_year else 1.0)
+            else:
+                dates = pd.to_datetime(d["date"])
+                label = dates.map(nhs_quarter) if "Q" in (t.period or "") else dates.dt.strftime("%Y-%m")
+                mask = (label == t.period).to_numpy()
+                if not mask.any():
+                    raise FlowsimError(f"target {t.id}: period '{t.period}' is outside the simulated window")
+                cols = [t.column] if t.kind == "period_sum" else [t.numerator, t.denominator]
+                for c in cols:
+                    if c not in d.columns:
+                        raise FlowsimError(f"target {t.id}: '{c}' is not a daily series")
+                if t.kind == "period_sum":
+                    v = float(d.loc[mask, t.column].sum())
+                else:
+                    den = float(d.loc[mask, t.denominator].sum())
+                    v = 100.0 * float(d.loc[mask, t.numerator].sum()) / den if den > 0 else float("nan")
+            vals.append(v)
+        out[t.id] = np.asarray(vals, dtype=float)
+    return out
+
+
+def objective_terms(targets: list[Target], sims: dict[str, np.ndarray],
+                    weights: dict[str, float]) -> dict[str, float]:
+    """z^2 per target (weighted), combining observation and simulation uncertainty."""
+    terms = {}
+    for t in targets:
+        x = sims[t.id]
+        n = len(x)
+        se2 = float(np.var(x, ddof=1)) / n if n > 1 else 0.0
+        z = (float(np.mean(x)) - t.value) / math.sqrt(t.scale ** 2 + se2)
+        terms[t.id] = weights.get(t.id, 1.0) * z * z
+    return terms
+
+
+@dataclass
+class Problem:
+    """The configuration resolved against its files: base data, targets, free parameters."""
+
+    config: CalibrationConfig
+    path: Path
+    base_data: dict[str, Any]
+    base_lines: dict[Any, Any]
+    targets: dict[str, Target]
+    fit_ids: list[str]
+    held_ids: list[str]
+    lines: dict[Any, Any]
+
+    def build(self, values: dict[str, Any], data: dict[str, Any] | None = None,
+              lines: dict[Any, Any] | None = None, source: str | None = None) -> Scenario:
+        data = copy.deepcopy(self.base_data if data is None else data)
+        lines = dict(self.base_lines if lines is None else lines)
+        problems = []
+        for i, (path, value) in enumerate(values.items()):
+            origin = self.lines.get(("free", i, "path"), (str(self.path), 0))
+            problem = set_path(data, path, value, lines, origin)
+            if problem:
+                problems.append(f"{origin[0]}:{origin[1]}: free.{i}.path: {problem}")
+        if problems:
+            raise ScenarioError(problems)
+        return finish_scenario(data, lines, source or str(_rel(self.path, self.config.scenario)))
+
+
+def load_problem(path: Path) -> Problem:
+    cfg, lines = _validated(CalibrationConfig, path)
+    tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
+    targets = {t.id: t for t in tset.targets}
+    problems = []
+    for key in ("fit", "held_out"):
+        for i, tid in enumerate(getattr(cfg, key) or []):
+            if tid not in targets:
+                where = lines.get((key, i), (str(path), 0))
+                problems.append(f"{where[0]}:{where[1]}: {key}.{i}: unknown target '{tid}'; "
+                                f"the targets file has {', '.join(targets)}")
+    for tid in cfg.weights:
+        if tid not in targets:
+            problems.append(f"{path}: weights.{tid}: unknown target")
+    if problems:
+        raise ScenarioError(problems)
+    held = list(cfg.held_out)
+    fit = list(cfg.fit) if cfg.fit is not None else [t for t in targets if t not in held]
+    overlap = sorted(set(fit) & set(held))
+    if overlap:
+        raise ScenarioError([f"{path}: targets both fitted and held out: {', '.join(overlap)}"])
+    if not fit:
+        raise ScenarioError([f"{path}: no targets left to fit"])
+    data, base_lines = load_raw(_rel(path, cfg.scenario))
+    for dotted, value in cfg.set.items():
+        origin = lines.get(("set", dotted), (str(path), 0))
+        problem = set_path(data, dotted, value, base_lines, origin)
+        if problem:
+            raise ScenarioError([f"{origin[0]}:{origin[1]}: set.{dotted}: {problem}"])
+    return Problem(cfg, path, data, base_lines, targets, fit, held, lines)
+
+
+@dataclass
+class CalibrationResult:
+    """Fitted values, their uncertainty, and the fit and validation tables."""
+
+    problem: Problem
+    best: dict[str, float]
+    objective: float
+    intervals: dict[str, tuple[float, float]]
+    evaluations: pd.DataFrame
+    report: pd.DataFrame
+    in_sample_error_pct: float
+    out_of_sample_error_pct: float | None
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class _Evaluator:
+    """Evaluates populations of candidates on the executor, on common random numbers, with a cache."""
+
+    def __init__(self, prob: Problem, executor: Executor, bar: tqdm):
+        self.prob = prob
+        self.ex = executor
+        self.bar = bar
+        self.cache: dict[tuple[float, ...], float] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.free = prob.config.free
+
+    def values(self, x: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for p, v in zip(self.free, x, strict=True):
+            v = float(math.exp(v)) if p.transform == "log" else float(v)
+            out[p.path] = int(round(v)) if p.integer else v
+        return out
+
+    def run(self, scenarios: list[Scenario]) -> list[tuple[list[dict[str, float]], list[pd.DataFrame]]]:
+        R = self.prob.config.replications
+        seed = self.prob.config.seed
+        tasks = [(sc, seed, r, scenario_hash(sc)) for sc in scenarios for r in range(R)]
+        results: list[Any] = [None] * len(tasks)
+
+        def label(task: tuple[Scenario, int, int, str]) -> str:
+            return f"calibration candidate (scenario {task[3]}) replication {task[2]}"
+
+        for i, res in self.ex.run(_task, tasks, label):
+            results[i] = res
+            self.bar.update()
+        out = []
+        for j in range(len(scenarios)):
+            chunk = results[j * R:(j + 1) * R]
+            out.append(([c[0] for c in chunk], [c[1] for c in chunk]))
+        return out
+
+    def __call__(self, xs: np.ndarray) -> np.ndarray:
+        """Vectorised objective: ``xs`` has shape (parameters, candidates)."""
+        cols = [xs[:, j] for j in range(xs.shape[1])]
+        vals = [self.values(c) for c in cols]
+        keys = [tuple(v.values()) for v in vals]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        unique: dict[tuple[Any, ...], int] = {}
+        for i in todo:
+            unique.setdefault(keys[i], i)
+        self.bar.total = self.bar.total + len(unique) * self.prob.config.replications
+        self.bar.refresh()
+        idx = list(unique.values())
+        scenarios = [self.prob.build(vals[i]) for i in idx]
+        fit_targets = [self.prob.targets[t] for t in self.prob.fit_ids]
+        for i, sc, (kpis, daily) in zip(idx, scenarios, self.run(scenarios), strict=True):
+            sims = simulated_values(fit_targets, kpis, daily, sc.simulation.duration_days)
+            terms = objective_terms(fit_targets, sims, self.prob.config.weights)
+            obj = float(sum(terms.values()))
+            self.cache[keys[i]] = obj
+            self.rows.append({**vals[i], "objective": obj, **{f"z2_{k}": v for k, v in terms.items()},
+                              **{f"sim_{k}": float(np.mean(v)) for k, v in sims.items()}})
+        return np.array([self.cache[k] for k in keys])
+
+
+def calibrate(config_path: Path, out: Path | None = None, executor: Executor | None = None,
+              progress: bool | None = None, figures: bool = True, write_scenario: Path | None = None,
+              budget: tuple[int, int] | None = None, command: list[str] | None = None) -> CalibrationResult:
+    """Fit the free parameters of ``config_path``; write the fitted scenario, report and figures.
+
+    ``budget`` = (popsize, maxiter) overrides the configuration's optimiser budget (for a quick run).
+    """
+    t0 = time.perf_counter()
+    prob = load_problem(config_path)
+    cfg = prob.config
+    prob.build({})  # the base scenario must be valid before anything runs
+    out = out or Path("outputs") / "calibration" / (cfg.name or config_path.stem)
+    out.mkdir(parents=True, exist_ok=True)
+    ex = executor or SerialExecutor()
+    show = sys.stderr.isatty() if progress is None else progress
+    popsize, maxiter = budget or (cfg.optimiser.popsize, cfg.optimiser.maxiter)
+    bounds, integrality = [], []
+    for p in cfg.free:
+        lo, hi = (math.log(p.low), math.log(p.high)) if p.transform == "log" else (p.low, p.high)
+        bounds.append((lo, hi))
+        integrality.append(p.integer)
+    bar = tqdm(total=0, desc="calibrate", unit="run", disable=not show, leave=False, dynamic_ncols=True)
+    evaluator = _Evaluator(prob, ex, bar)
+    try:
+        res = optimize.differential_evolution(
+            evaluator, bounds, popsize=popsize, maxiter=maxiter, tol=cfg.optimiser.tol, polish=False,
+            integrality=integrality if any(integrality) else None, vectorized=True, updating="deferred",
+            rng=np.random.default_rng(cfg.seed), init="latinhypercube")
+    finally:
+        bar.close()
+    best = evaluator.values(res.x)
+    evals = pd.DataFrame(evaluator.rows).sort_values("objective", kind="stable").reset_index(drop=True)
+    k = len(cfg.free)
+    threshold = float(evals["objective"].min()) + float(stats.chi2.ppf(0.95, k))
+    inside = evals[evals["objective"] <= threshold]
+    intervals = {p.path: (float(inside[p.path].min()), float(inside[p.path].max())) for p in cfg.free}
+
+    # final evaluation of the fitted model: every target, fitted and held out
+    fitted = prob.build(best)
+    final = _Evaluator(prob, ex, tqdm(total=0, disable=True))
+    [(kpis, daily)] = final.run([fitted])
+    all_targets = [prob.targets[t] for t in prob.fit_ids]
+    held = [prob.targets[t] for t in prob.held_ids]
+    sims = simulated_values(all_targets, kpis, daily, fitted.simulation.duration_days)
+    validation_scenario = None
+    if held:
+        if cfg.validation is not None:
+            vdata, vlines = load_raw(_rel(config_path, cfg.validation.scenario))
+            for dotted, value in cfg.set.items():
+                set_path(vdata, dotted, value, vlines)
+            validation_scenario = prob.build(best, vdata, vlines, str(_rel(config_path, cfg.validation.scenario)))
+            [(vk, vd)] = final.run([validation_scenario])
+            sims.update(simulated_values(held, vk, vd, validation_scenario.simulation.duration_days))
+        else:
+            sims.update(simulated_values(held, kpis, daily, fitted.simulation.duration_days))
+    rows = []
+    for t in [*all_targets, *held]:
+        m, lo, hi = mean_ci(sims[t.id])
+        rows.append({"target": t.id, "description": t.description, "role": "held out" if t in held else "fitted",
+                     "observed": t.value, "simulated": m, "ci_low": lo, "ci_high": hi,
+                     "error_pct": 100.0 * (m - t.value) / t.value if t.value else float("nan"),
+                     "z": (m - t.value) / t.scale, "source": t.source})
+    report = pd.DataFrame(rows)
+    ins = report[report["role"] == "fitted"]["error_pct"].abs()
+    oos = report[report["role"] == "held out"]["error_pct"].abs()
+    result = CalibrationResult(prob, best, float(res.fun), intervals, evals, report, float(ins.mean()),
+                               float(oos.mean()) if len(oos) else None, time.perf_counter() - t0)
+    _write_outputs(result, out, fitted, validation_scenario, figures, write_scenario or (
+        _rel(config_path, cfg.write_scenario) if cfg.write_scenario else None), command, (popsize, maxiter))
+    return result
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}" if isinstance(v, int) or float(v).is_integer() else f"{v:.4g}"
+
+
+def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Path, target_path: Path) -> str:
+    """A scenario that ``extends`` the calibrated one, with each fitted value and its provenance."""
+    prob = result.problem
+    cfg = prob.config
+    today = dt.date.today().isoformat()
+    try:
+        rel = Path(_rel(config_path, cfg.scenario)).resolve().relative_to(target_path.parent.resolve())
+        base = str(rel)
+    except ValueError:
+        base = str(Path(_rel(config_path, cfg.scenario)).resolve())
+    tree: dict[str, Any] = {}
+    for p in cfg.free:
+        node = tree
+        keys = p.path.split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = p
+    lines = [
+        f"# FITTED by `flowsim calibrate {config_path}` on {today} (flowsim calibration, differential evolution,",
+        f"# {cfg.replications} replications per candidate on seed {cfg.seed}, common random numbers).",
+        f"# Fitted to: {', '.join(prob.fit_ids)}; held out: {', '.join(prob.held_ids) or 'none'}.",
+        f"# In-sample mean absolute error {result.in_sample_error_pct:.1f}%"
+        + (f"; out-of-sample {result.out_of_sample_error_pct:.1f}%." if result.out_of_sample_error_pct is not None
+           else "."),
+        "# Intervals are approximate 95% likelihood-ratio sets over the candidates evaluated (see the fit report).",
+        f"extends: {base}",
+        f'name: "{_base_name(prob)} (calibrated)"',
+    ]
+    for p in cfg.free:
+        lo, hi = result.intervals[p.path]
+        lines.append(f"# {p.path}: fitted {_fmt(result.best[p.path])}, 95% set [{_fmt(lo)}, {_fmt(hi)}], "
+                     f"searched [{_fmt(p.low)}, {_fmt(p.high)}]")
+
+    def emit(node: dict[str, Any], depth: int) -> None:
+        for key, val in node.items():
+            pad = "  " * depth
+            if isinstance(val, dict):
+                lines.append(f"{pad}{key}:")
+                emit(val, depth + 1)
+            else:
+                lo, hi = result.intervals[val.path]
+                lines.append(f"{pad}{key}: {_fmt(result.best[val.path])}   # FITTED ({config_path}); "
+                             f"95% set [{_fmt(lo)}, {_fmt(hi)}]")
+
+    emit(tree, 0)
+    return "\n".join(lines) + "\n"
+
+
+def _base_name(prob: Problem) -> str:
+    return str(prob.base_data.get("name", "scenario")).replace('"', "'")
+
+
+def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, validation: Scenario | None,
+                   figures: bool, write_scenario: Path | None, command: list[str] | None,
+                   budget: tuple[int, int]) -> None:
+    prob = result.problem
+    files = result.files
+    files["report"] = atomic_write(out / "fit_report.csv", lambda p: result.report.to_csv(p, index=False))
+    files["evaluations"] = atomic_write(out / "evaluations.csv", lambda p: result.evaluations.to_csv(p, index=False))
+    target = write_scenario or (out / "fitted_scenario.yaml")
+    text = fitted_yaml(result, prob.path, _rel(prob.path, prob.config.scenario), target)
+    files["scenario"] = atomic_text(target, text)
+    if write_scenario is not None:
+        files["scenario_copy"] = atomic_text(out / "fitted_scenario.yaml", text)
+    meta = {
+        "name": prob.config.name or prob.path.stem, "config": str(prob.path), "seed": prob.config.seed,
+        "replications": prob.config.replications, "optimiser": "scipy.optimize.differential_evolution",
+        "popsize": budget[0], "maxiter": budget[1], "evaluations": len(result.evaluations),
+        "objective": result.objective, "fitted": result.best,
+        "intervals_95": {k: list(v) for k, v in result.intervals.items()},
+        "uncertainty_method": "approximate likelihood-ratio set: candidates within chi2(k, 0.95) of the best "
+                              "objective (a profile over the points evaluated)",
+        "in_sample_mean_abs_error_pct": result.in_sample_error_pct,
+        "out_of_sample_mean_abs_error_pct": result.out_of_sample_error_pct,
+        "fitted_scenario_id": scenario_hash(fitted),
+        "validation_scenario_id": scenario_hash(validation) if validation is not None else None,
+        "seconds": round(result.seconds, 1), "versions": versions(),
+        "command": command if command is not None else sys.argv,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    files["meta"] = atomic_text(out / "calibration.json", json.dumps(meta, indent=2, default=float) + "\n")
+    if figures:
+        from flowsim.report.calibration_figures import fit_figure, profile_figure
+
+        files["figure_fit"] = fit_figure(result.report, out / "figures" / "fit.png", prob.config.replications)
+        files["figure_profile"] = profile_figure(result, out / "figures" / "profile.png")
