@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="write a board-ready HTML report of a run, sweep or comparison directory")
     rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep or compare")
-    rep.add_argument("--out", type=Path, default=None, help="the HTML file (default DIRECTORY/report.html)")
+    rep.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="the HTML file (default DIRECTORY/report.html)")
 
     cal = sub.add_parser("calibrate", help="fit free scenario parameters to observed targets, with held-out checks")
     cal.add_argument("config", type=Path, help="calibration configuration YAML (see calibration/)")

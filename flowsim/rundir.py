@@ -37,6 +37,10 @@ from flowsim.scenario.loader import scenario_to_yaml
 PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
     """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +48,7 @@ def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -90,7 +95,9 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         "window": {"start_date": sc.simulation.start_date.isoformat(),
                    "end_date": sc.simulation.end_date.isoformat(),
                    "warmup_days": sc.simulation.warmup_days,
-                   "initial_conditions": "empty system at the start of the warm-up"},
+                   "initial_conditions": ("given by initial_state (start from today), no warm-up"
+                                          if sc.initial_state is not None
+                                          else "empty system at the start of the warm-up")},
         "confidence_level": 0.95,
         "kpis": kpis,
         "quarters": [{k: _clean(v) for k, v in r.items()} for r in result.periods("Q").to_dict("records")],

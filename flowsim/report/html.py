@@ -41,7 +41,9 @@ import yaml
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
+from flowsim.results.kpi import kpi_info
 from flowsim.rundir import atomic_text
+from flowsim.scenario.schema import COST_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -534,8 +536,8 @@ dl.repro { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px;
 dl.repro dt { font-weight: bold; }
 dl.repro dd { margin: 0; overflow-wrap: anywhere; }
 .keep { break-inside: avoid; page-break-inside: avoid; }
-table#headline td:first-child { width: 34%; }
-table#headline td .v { font-size: 14px; }
+table#headline td:first-child { width: 30%; }
+table#headline td .v, table#headline td.mean { font-size: 14px; font-weight: bold; }
 .appendix-start { break-before: page; page-break-before: always; }
 footer { margin-top: 30px; border-top: 1px solid var(--pale); padding-top: 8px; font-size: 12px; color: var(--grey); }
 @page { size: A4; margin: 14mm 13mm 16mm 13mm;
@@ -553,7 +555,7 @@ footer { margin-top: 30px; border-top: 1px solid var(--pale); padding-top: 8px; 
   td, th { padding: 3px 5px; }
   td .ci, .def { font-size: 7.5pt; }
   table#headline .def { display: none; }
-  table#headline td .v { font-size: 10pt; }
+  table#headline td .v, table#headline td.mean { font-size: 10pt; }
   tr, .callout, .keep, figure, dl.repro > * { break-inside: avoid; page-break-inside: avoid; }
   caption { break-after: avoid; page-break-after: avoid; }
   p, li { orphans: 3; widows: 3; }
@@ -573,7 +575,6 @@ class Builder:
     kind: str
     sections: list[tuple[str, str, str, bool]] = field(default_factory=list)   # id, heading, body, appendix
     figures: int = 0
-    tables: int = 0
 
     def section(self, sid: str, heading: str, body: str, appendix: bool = False) -> None:
         if body.strip():
@@ -685,7 +686,7 @@ def _masthead(kicker: str, title: str, subtitle: str, meta: Sequence[tuple[str, 
             f'<p class="subtitle">{esc(subtitle)}</p><dl>{items}</dl><div class="band">{esc(band)}</div></header>')
 
 
-def _how_to_read(n_reps: int, paired: bool = False) -> str:
+def _how_to_read(n_reps: int, paired: bool = False, standards: bool = True) -> str:
     pair = ("<p>Options are compared on <b>common random numbers</b>: replication 1 of every option faces the same "
             "arrivals and lengths of stay as replication 1 of the baseline, so the <b>difference</b> between them is "
             "the effect of the option, not of chance. A difference is called <b>distinguishable</b> when its "
@@ -701,10 +702,10 @@ def _how_to_read(n_reps: int, paired: bool = False) -> str:
         "confident the model's long-run average lies. It narrows with more replications, and it reflects only "
         "the model's own randomness: it does not include uncertainty in the data and assumptions behind the "
         "model (see the assumptions section).</p>"
-        "<p>Against a national standard, <b>Met</b> or <b>Missed</b> means the whole interval lies on one side "
-        "of the line; <b>Too close to call</b> means it straddles the line. Shaded bands on charts show the "
-        "spread of individual replications, that is how different one winter could look from another, which is "
-        "wider than the confidence interval of the average.</p>"
+        + ("<p>Against a national standard, <b>Met</b> or <b>Missed</b> means the whole interval lies on one side "
+           "of the line; <b>Too close to call</b> means it straddles the line. " if standards else "<p>")
+        + "Shaded bands on charts show the spread of individual replications, that is how different one winter "
+        "could look from another, which is wider than the confidence interval of the average.</p>"
         f"{pair}</div>")
 
 
@@ -723,8 +724,6 @@ def _mark_assumption(text: str) -> str:
 
 def _cost_entries(sc: dict[str, Any]) -> list[tuple[str, float, str | None]]:
     """(what, value, source note) for every unit cost a scenario sets or notes."""
-    from flowsim.scenario.schema import COST_FIELDS
-
     costs = sc.get("costs") or {}
     notes = costs.get("notes") or {}
     out: list[tuple[str, float, str | None]] = []
@@ -1262,6 +1261,9 @@ def build_comparison_report(d: Path) -> str:
         dist = _bool(_col(diffs, r, "distinguishable"))
         change = _num(_col(diffs, r, "diff_mean"))
         word = "fewer" if change < 0 else "more"
+        if fmt(abs(change)) == fmt(0.0):
+            msgs.append(f"{esc(short[n])}: <b>no change</b> in delayed patients a day.")
+            continue
         msgs.append(f"{esc(short[n])}: <b>{esc(fmt(abs(change)))} {word}</b> delayed patients a day than the "
                     f"baseline ({esc(fmt_ci(_col(diffs, r, 'ci_low'), _col(diffs, r, 'ci_high')))}), "
                     + ("<b>distinguishable</b> from no change." if dist else
@@ -1297,8 +1299,6 @@ def build_comparison_report(d: Path) -> str:
         return "".join(_table(["Measure", "Unit", *[head(n) for n in cols]], side_rows(kpis, cols),
                               tid=tid if i == 0 else f"{tid}-{i + 1}", caption=caption, num_from=2)
                        for i, cols in enumerate(_column_groups(names)))
-
-    from flowsim.results.kpi import kpi_info
 
     lower = all(kpi_info(k).higher_is_worse for k in headline)
     b.section("summary", "Summary", key_messages + '<div class="keep">'
@@ -1642,8 +1642,6 @@ def build_sweep_report(d: Path) -> str:
         kpis = list(dict.fromkeys(summary["kpi"].astype(str)))
         first = kpis[0]
         sub = summary[summary["kpi"] == first]
-        from flowsim.results.kpi import kpi_info
-
         info = kpi_info(first)
         best = sub.sort_values("mean", ascending=info.higher_is_worse).iloc[0]
         where = ", ".join(f"{labels.get(p, p)} {_short(best[p])}" for p in labels if p in summary.columns)
@@ -1651,15 +1649,13 @@ def build_sweep_report(d: Path) -> str:
                     f"({esc(fmt_ci(best['ci_low'], best['ci_high']))}) at {esc(where)}.")
     msgs.append("These are model estimates under the assumptions listed in this report, not forecasts.")
     b.section("summary", "Summary", f'<ul class="key">{"".join(f"<li>{x}</li>" for x in msgs)}</ul>'
-              + _how_to_read(n_reps))
+              + _how_to_read(n_reps, standards=False))
 
     # the points
     full_rows: list[str] = []
     head_rows: list[str] = []
     hdr: list[str] = []
     if summary is not None and not summary.empty:
-        from flowsim.results.kpi import kpi_info
-
         pcols = [p for p in labels if p in summary.columns]
         points = list(dict.fromkeys(summary["point_id"].astype(str))) if "point_id" in summary.columns else []
         hdr = [esc(labels[p]) for p in pcols] + [f"{esc(kpi_info(k).label)}<small>{esc(kpi_info(k).unit)}</small>"
@@ -1699,7 +1695,7 @@ def build_sweep_report(d: Path) -> str:
                             + _cell(r.get("mean"), r.get("ci_low"), r.get("ci_high"), "")
                             + f'<td class="num">{esc(fmt(r.get("bound")))}</td>'
                             f'<td class="num">{esc(_short(r.get("n")))}</td></tr>')
-        body = (f"<p>{_target_sentence(target, labels)}</p><p class=\"muted\">Rule: {esc(target.get('rule'))} with "
+        body = (f"<p>{_target_sentence(target, labels)}</p><p class=\"muted\">Rule: {esc(_rule(target))} with "
                 f"{_num(target.get('confidence')):.0%} confidence (one-sided bound), searched "
                 f"{esc(' to '.join(_short(x) for x in (target.get('searched') or [])))} by bisection.</p>"
                 + (_table(["Value tried", "Average", "Confidence bound", "Replications"], rows, tid="target-table",
@@ -1795,14 +1791,17 @@ def _slug(text: str) -> str:
     return slug(text)
 
 
-def _target_sentence(target: dict[str, Any], labels: dict[str, str]) -> str:
-    from flowsim.results.kpi import kpi_info
+def _rule(target: dict[str, Any]) -> str:
+    """'delayed patients per day at most 3.0' from the target's rule and KPI."""
+    kpi = str(target.get("kpi") or "")
+    text = str(target.get("rule") or "")
+    return text.replace(kpi, kpi_info(kpi).label.lower(), 1) if kpi else text
 
+
+def _target_sentence(target: dict[str, Any], labels: dict[str, str]) -> str:
     param = str(target.get("parameter"))
     who = esc(labels.get(param, param))
-    kpi = str(target.get("kpi") or "")
-    rule_text = str(target.get("rule") or "")
-    rule = esc(rule_text.replace(kpi, kpi_info(kpi).label.lower(), 1) if kpi else rule_text)
+    rule = esc(_rule(target))
     conf = _num(target.get("confidence"))
     conf_text = f"{conf:.0%}" if math.isfinite(conf) else "95%"
     if target.get("answer") is None:

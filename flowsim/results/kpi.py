@@ -152,14 +152,17 @@ KPIS: dict[str, KPI] = _kpis()
 
 
 def service_kpi(name: str) -> KPI:
-    """Definitions of per-service KPIs (``service_<svc>_occupied_mean`` etc.)."""
-    if name.endswith("_occupied_mean"):
-        return KPI("Service occupied (mean)", "places", "Time-weighted mean occupied (or reserved) places.")
-    if name.endswith("_visits_mean"):
-        return KPI("Service visits a day in use (mean)", "visits/day", "Hourly mean of visits committed to packages.")
-    if name.endswith("_utilisation_pct"):
-        return KPI("Service utilisation", "%", "Mean occupied / mean available places x 100.")
-    return KPI("Service admissions", "patients", "Slots granted in the window.", False)
+    """Definitions of per-service KPIs (``service_<svc>_occupied_mean`` etc.), labelled with the service."""
+    for suffix, label, unit, definition, worse in (
+            ("_occupied_mean", "occupied (mean)", "places", "Time-weighted mean occupied (or reserved) places.", True),
+            ("_visits_mean", "visits a day in use (mean)", "visits/day",
+             "Hourly mean of visits committed to packages.", True),
+            ("_utilisation_pct", "utilisation", "%", "Mean occupied / mean available places x 100.", True),
+            ("_admissions", "admissions", "patients", "Slots granted in the window.", False)):
+        if name.endswith(suffix):
+            service = name.removeprefix("service_").removesuffix(suffix).replace("_", " ")
+            return KPI(f"{service[:1].upper()}{service[1:]}: {label}", unit, definition, worse)
+    return KPI(name.replace("_", " "), "", "Per-service measure.", False)
 
 
 def kpi_info(name: str) -> KPI:

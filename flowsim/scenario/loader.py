@@ -136,12 +136,18 @@ def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:
     init["patients"] = [*init.get("patients", []), *rows]
 
 
-def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """Child wins; nested mappings merge key by key; lists and scalars replace."""
+def _deep_merge(base: dict[str, Any], child: dict[str, Any], top: bool = True) -> dict[str, Any]:
+    """Child wins; nested mappings merge key by key; lists and scalars replace.
+
+    The one exception is the top-level ``assumptions`` list, which accumulates: an option's
+    assumptions come on top of its baseline's, and a report must show both.
+    """
     out = copy.deepcopy(base)
     for key, value in child.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        if top and key == "assumptions" and isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = out[key] + [a for a in value if a not in out[key]]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value, top=False)
         else:
             out[key] = copy.deepcopy(value)
     return out
