@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy import optimize, stats
 from tqdm import tqdm
@@ -260,6 +261,11 @@ def load_problem(path: Path) -> Problem:
     tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
     targets = {t.id: t for t in tset.targets}
     problems = []
+    seen: set[str] = set()
+    for t in tset.targets:
+        if t.id in seen:
+            problems.append(f"{_rel(path, cfg.targets)}: targets: id '{t.id}' is used twice; ids must be unique")
+        seen.add(t.id)
     for key in ("fit", "held_out"):
         for i, tid in enumerate(getattr(cfg, key) or []):
             if tid not in targets:
@@ -439,7 +445,17 @@ def calibrate(config_path: Path, out: Path | None = None, executor: Executor | N
 
 
 def _fmt(v: float) -> str:
-    return f"{v:g}" if isinstance(v, int) or float(v).is_integer() else f"{v:.4g}"
+    """Exact: whole numbers as integers, others as the shortest text that reads back to the same float."""
+    if isinstance(v, int) or float(v).is_integer():
+        return str(int(v))
+    return repr(float(v))
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    path: str
+    value: Any
+    fitted: bool
 
 
 def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Path, target_path: Path) -> str:
@@ -447,18 +463,16 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
     prob = result.problem
     cfg = prob.config
     today = dt.date.today().isoformat()
-    try:
-        rel = Path(_rel(config_path, cfg.scenario)).resolve().relative_to(target_path.parent.resolve())
-        base = str(rel)
-    except ValueError:
-        base = str(Path(_rel(config_path, cfg.scenario)).resolve())
+    base = os.path.relpath(Path(_rel(config_path, cfg.scenario)).resolve(), target_path.parent.resolve())
     tree: dict[str, Any] = {}
-    for p in cfg.free:
+    leaves = [_Leaf(path, value, False) for path, value in cfg.set.items()]
+    leaves += [_Leaf(p.path, result.best[p.path], True) for p in cfg.free]
+    for leaf in leaves:
         node = tree
-        keys = p.path.split(".")
+        keys = leaf.path.split(".")
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = p
+        node[keys[-1]] = leaf
     lines = [
         f"# FITTED by `flowsim calibrate {config_path}` on {today} (flowsim calibration, differential evolution,",
         f"# {cfg.replications} replications per candidate on seed {cfg.seed}, common random numbers).",
@@ -481,10 +495,14 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
             if isinstance(val, dict):
                 lines.append(f"{pad}{key}:")
                 emit(val, depth + 1)
-            else:
+            elif val.fitted:
                 lo, hi = result.intervals[val.path]
-                lines.append(f"{pad}{key}: {_fmt(result.best[val.path])}   # FITTED ({config_path}); "
+                lines.append(f"{pad}{key}: {_fmt(val.value)}   # FITTED ({config_path}); "
                              f"95% set [{_fmt(lo)}, {_fmt(hi)}]")
+            else:
+                text = yaml.safe_dump(val.value, default_flow_style=True, width=10_000).strip()
+                text = text.removesuffix("\n...").removesuffix("...").strip()
+                lines.append(f"{pad}{key}: {text}   # SET by {config_path} (fixed during the fit)")
 
     emit(tree, 0)
     return "\n".join(lines) + "\n"
