@@ -700,3 +700,15 @@ def test_shipped_winter_costs_say_where_they_come_from(path: Path) -> None:
     for f in priced:
         note = costs.notes.get(f, "")
         assert note.startswith("ASSUMPTION") or re.match(r"^F\d+:\d", note), f"{path.name}: costs.{f}: {note!r}"
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_service_prices_say_where_they_come_from(path: Path) -> None:
+    """Every priced service in a shipped scenario gives its cost a source or marks it an assumption."""
+    sc = load_scenario(path)
+    for pname, pw in sc.pathways.items():
+        for name, svc in pw.services.items():
+            if svc.unit_cost_per_day or svc.cost_per_occupied_day:
+                note = svc.cost_note or ""
+                assert note.startswith("ASSUMPTION") or re.search(r"F\d+:\d|SF §\d", note), \
+                    f"{path.name}: pathways.{pname}.services.{name}.cost_note: {note!r}"

@@ -737,7 +737,7 @@ def _cost_entries(sc: dict[str, Any]) -> list[tuple[str, float, str | None]]:
         for key in ("unit_cost_per_day", "cost_per_occupied_day"):
             value = _num(s.get(key, 0.0))
             if value:
-                out.append((f"{label}: {_pretty(key)}", value, ""))
+                out.append((f"{label}: {_pretty(key)}", value, str(s.get("cost_note") or "")))
     return out
 
 

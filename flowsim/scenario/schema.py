@@ -203,6 +203,8 @@ class Service(Frozen):
         default=0.0, description="Cost of one available place for one day (GBP), e.g. a spot-purchased bed.")
     cost_per_occupied_day: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Cost of one patient-day of care in this service (GBP).")
+    cost_note: str | None = Field(default=None, description="Source of this service's costs (document and line), "
+                                                            "or 'ASSUMPTION: ...'; shown in reports.")
     locality: Name | None = Field(default=None, description="Locality this service belongs to.")
     capacity_unit: Literal["places", "visits"] = Field(
         default="places", description="'places': beds or concurrent packages; 'visits': home visits per day "
