@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from bench_core import cpu_name  # benchmarks/ is on sys.path when a script here runs
 
 from flowsim import load_scenario
 from flowsim.experiment.executors import DaskExecutor, ProcessExecutor, SerialExecutor
@@ -41,17 +42,6 @@ from flowsim.experiment.runner import RunResult, simulate
 ROOT = Path(__file__).resolve().parent.parent
 
 QUICK = ["simulation.duration_days=90", "simulation.warmup_days=30"]
-
-
-def cpu_name() -> str:
-    """The CPU model (``platform.processor()`` is empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def usable_cores() -> int:

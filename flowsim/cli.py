@@ -68,7 +68,7 @@ def headline(sc: Scenario) -> list[str]:
     return names
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``minimum``, with a plain-words error otherwise."""
 
     def parse(text: str) -> int:
@@ -83,8 +83,8 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-_positive_int = _int_at_least(1)
-_seed = _int_at_least(0)
+_positive_int = int_at_least(1)
+_seed = int_at_least(0)
 
 
 def _replications(text: str) -> int | str:
@@ -92,7 +92,7 @@ def _replications(text: str) -> int | str:
 
 
 def _warmup(text: str) -> int | str:
-    return "auto" if text == "auto" else _int_at_least(0)(text)
+    return "auto" if text == "auto" else int_at_least(0)(text)
 
 
 def _fraction(text: str) -> float:

@@ -123,7 +123,7 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     daily = result.daily()
     written["summary"] = atomic_text(out / "summary.json",
                                      json.dumps(summary_dict(result, command), indent=2, default=str) + "\n")
-    kpis = result.kpi_frame()
+    kpis = result.kpi_frame().copy()
     kpis.insert(0, "seed", result.seed)  # every row says where it came from (scenario, seed, replication)
     kpis.insert(0, "scenario_id", result.scenario_id)
     written["kpis"] = atomic_write(out / "kpis.csv", lambda p: kpis.to_csv(p))

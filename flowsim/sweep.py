@@ -237,12 +237,13 @@ class Point:
 class PointFactory:
     """Builds each point's scenario from the base, fixed overrides, warm-up and parameter values."""
 
-    def __init__(self, spec: SweepSpec, spec_path: Path, overrides: Sequence[str] = ()):
+    def __init__(self, spec: SweepSpec, spec_path: Path, overrides: Sequence[str] = (),
+                 spec_lines: LineMap | None = None):
         self.spec_path = spec_path
         base_path = (spec_path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
         self.base_path = base_path
         data, lines = load_raw(base_path)
-        self._spec_lines = read_mapping(spec_path)[1]
+        self._spec_lines = spec_lines if spec_lines is not None else read_mapping(spec_path)[1]
         problems = []
         for dotted, value in spec.set.items():
             problem = set_path(data, dotted, value, lines, self._origin(("set", dotted)))
@@ -645,7 +646,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
               figures: bool = True, command: list[str] | None = None) -> SweepResult:
     """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``."""
     t0 = time.perf_counter()
-    spec, _, _ = load_spec(spec_path)
+    spec, _, spec_lines = load_spec(spec_path)
     out = out or Path("outputs") / "sweeps" / (spec.name or spec_path.stem)
     store = Store(out)
     meta_path = out / "sweep.json"
@@ -661,7 +662,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     if store.clean_temporaries():
         log.info("removed partial files left by an interrupted run")
 
-    factory = PointFactory(spec, spec_path, overrides)
+    factory = PointFactory(spec, spec_path, overrides, spec_lines)
     if old_meta and old_meta.get("seed") != spec.seed:
         raise FlowsimError(f"{out}: the sweep was started with seed {old_meta.get('seed')}, now {spec.seed}; "
                            "results would mix seeds (use --fresh, or another --out)")
@@ -751,8 +752,6 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         log.info("resuming: %d of %d design tasks already done", already, len(wanted))
 
     bar = _Bar(estimate, already, show)
-    spec_lines = read_mapping(spec_path)[1]
-
     def where(*loc: str | int) -> str:
         source, line = spec_lines.get(loc, (str(spec_path), 0))
         return f"{source}:{line}: {'.'.join(map(str, loc))}"

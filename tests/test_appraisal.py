@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import PNG_MAGIC, flowsim
 from scipy import stats
 
 from flowsim import load_scenario, simulate
@@ -51,7 +50,6 @@ SCENARIOS = ROOT / "scenarios"
 WINTER_BASE = SCENARIOS / "rotherham_winter_2016.yaml"
 WINTER_OPTIONS = [SCENARIOS / f"rotherham_winter_2017_{o}.yaml"
                   for o in ("reablement", "contingency_beds", "seven_day_assessment", "trusted_assessor")]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CENT = 0.005
 SEED = 2024
 
@@ -478,12 +476,6 @@ def test_target_verdicts_on_runs(scenario_builder: Builder) -> None:
 
 
 # =========================================================================== 5. the command line
-def flowsim(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWSIM_SCHEDULER"}
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               MPLBACKEND="Agg", PYTHONWARNINGS="default")
-    return subprocess.run([sys.executable, "-m", "flowsim", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def show(proc: subprocess.CompletedProcess[str]) -> str:

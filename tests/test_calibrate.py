@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import PNG_MAGIC, flowsim
 from scipy import stats
 
 from flowsim import FlowsimError, ScenarioError, load_scenario, simulate
@@ -46,14 +45,8 @@ SURGE = HERE / "two_month_surge.yaml"
 SHIPPED = ROOT / "calibration" / "rotherham_2016.yaml"
 STAFF = "assessment.staff"
 IC = "pathways.P2.services.intermediate_care.capacity"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def flowsim(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "flowsim", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:

@@ -8,13 +8,12 @@ Contract: ``flowsim run SCENARIO [--replications N] [--seed S] [--out DIR] [--se
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import PNG_MAGIC, flowsim
 
 from flowsim.scenario import load_scenario, scenario_hash
 
@@ -22,14 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
 SMALL = Path(__file__).resolve().parent / "scenarios" / "small.yaml"
 FIGURES = ("occupancy.png", "delays.png", "queues.png")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def flowsim(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "flowsim", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *words: str) -> list[str]:

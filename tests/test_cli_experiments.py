@@ -13,11 +13,9 @@ by the last test, their wait overlapping the other tests.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import PNG_MAGIC, cli_argv, cli_env, flowsim
 
 from flowsim import load_scenario
 from flowsim.cli import main
@@ -38,25 +37,8 @@ SWEEP = ROOT / "sweeps" / "rotherham_intermediate_care.yaml"
 SHORT = ["--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=10"]
 SWEEP_SHORT = ["--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=30"]
 DEAD = "tcp://127.0.0.1:1"   # nothing listens on port 1
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IC = "pathways.P2.services.intermediate_care.capacity"
 P1 = "pathways.P1.services.irr_reablement.capacity"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWSIM_SCHEDULER"}  # hermetic unless a test sets it
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               MPLBACKEND="Agg", PYTHONWARNINGS="default", **extra)
-    return env
-
-
-def _argv(args: tuple[str | Path, ...]) -> list[str]:
-    return [sys.executable, "-m", "flowsim", *map(str, args)]
-
-
-def flowsim(*args: str | Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_argv(args), cwd=ROOT, env=_env(**env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
 
 
 def show(proc: subprocess.CompletedProcess[str]) -> str:
@@ -109,7 +91,7 @@ def dead_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "env": (("run", MINIMAL, "-n", "2", "--no-figures", "--out", tmp / "b"), {"FLOWSIM_SCHEDULER": DEAD}),
         "env-sweep": (("sweep", SWEEP, "--out", tmp / "c"), {"FLOWSIM_SCHEDULER": DEAD}),
     }
-    procs = {name: (subprocess.Popen(_argv(args), cwd=ROOT, env=_env(**env), stdout=subprocess.PIPE,
+    procs = {name: (subprocess.Popen(cli_argv(args), cwd=ROOT, env=cli_env(**env), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True), time.monotonic())
              for name, (args, env) in runs.items()}
     yield procs

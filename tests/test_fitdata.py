@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import PNG_MAGIC
 from scipy import special, stats
 
 from flowsim.calibration.fitdata import (
@@ -67,7 +68,6 @@ from flowsim.scenario.schema import MONTHS, PATHWAYS, Arrivals
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
 ROTHERHAM = ROOT / "scenarios" / "rotherham_2016.yaml"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_SPELLS = 15_000
 SEED = 20240611
 Z = 4.0

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import PNG_MAGIC, flowsim
 from PIL import Image
 
 from flowsim.errors import FlowsimError
@@ -38,14 +39,8 @@ WINTER = [SCENARIOS / "rotherham_winter_2016.yaml", SCENARIOS / "rotherham_winte
 SHORT = ["--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=30"]
 NASTY_NAME = 'Minimal <script>alert("x")</script> & "friends"'
 NASTY_ASSUMPTION = "Escaping: <b>not bold</b> & <img src=x onerror=alert(1)> stay text"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def flowsim(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "flowsim", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def spawn(*args: str | Path) -> subprocess.Popen[str]:

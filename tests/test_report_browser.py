@@ -19,19 +19,17 @@ import base64
 import os
 import re
 import shutil
-import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import PNG_MAGIC, flowsim
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 MINIMAL = SCENARIOS / "minimal.yaml"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A4 at 96 CSS px per inch, less the report's @page margins (14 mm top, 16 mm bottom, 13 mm each side)
 MM = 96 / 25.4
 PAGE_CONTENT_W = (210 - 26) * MM
@@ -48,11 +46,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def flowsim(*args: str | Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "default"}
-    proc = subprocess.run([sys.executable, "-m", "flowsim", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+def run_ok(*args: str | Path) -> None:
+    proc = flowsim(*args)
     assert proc.returncode == 0, f"flowsim {args[0]}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -80,10 +75,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     tmp = tmp_path_factory.mktemp("browser")
     cmp_dir, run_dir = tmp / "comparison", tmp / "run"
-    flowsim("compare", SCENARIOS / "rotherham_winter_2016.yaml",
+    run_ok("compare", SCENARIOS / "rotherham_winter_2016.yaml",
             SCENARIOS / "rotherham_winter_2017_trusted_assessor.yaml", "-n", "3", "--out", cmp_dir,
             "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=30")
-    flowsim("run", MINIMAL, "-n", "3", "--out", run_dir, "--set", "simulation.duration_days=60",
+    run_ok("run", MINIMAL, "-n", "3", "--out", run_dir, "--set", "simulation.duration_days=60",
             "--set", "simulation.warmup_days=20")
     return {"comparison": write_report(cmp_dir), "run": write_report(run_dir)}
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import PNG_MAGIC
 from scipy import stats
 
 import flowsim.sweep as sweep_mod
@@ -61,7 +62,6 @@ from flowsim.sweep import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST = {"simulation.duration_days": 60, "simulation.warmup_days": 20}   # ~0.03 s a task
 P2 = "pathways.P2.services.intermediate_care.capacity"   # minimal.yaml: 26 beds, ~21 occupied (binds below ~24)
 BEDS = "acute.beds"

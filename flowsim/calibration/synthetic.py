@@ -216,19 +216,6 @@ def write_extract(out: Path, *, spells: int | None = None, days: int | None = No
 
 
 # --------------------------------------------------------------------------- CLI
-def _whole(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -238,6 +225,8 @@ def _date(text: str) -> dt.date:
 
 def add_synth_extract_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``synth-extract`` to an argparse subparsers object; its handler returns an exit code."""
+    from flowsim.cli import int_at_least  # the CLI's own argument types (imported here: the CLI imports us)
+
     p = sub.add_parser("synth-extract", help="write a SYNTHETIC patient-level extract with known parameters "
                                              "(to test fit-data; not real patient data)",
                        description="Write a clearly labelled synthetic extract of hospital spells (every row has "
@@ -246,11 +235,11 @@ def add_synth_extract_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="EXTRACT.csv",
                    help=f"CSV to write (default {DEFAULT_OUT}; the parameters go beside it as .json)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--spells", type=_whole(1), default=None, metavar="N",
+    size.add_argument("--spells", type=int_at_least(1), default=None, metavar="N",
                       help="exactly N spells over one year (365 days)")
-    size.add_argument("--days", type=_whole(7), default=None, metavar="D",
+    size.add_argument("--days", type=int_at_least(7), default=None, metavar="D",
                       help="D days of Poisson admissions at about 41 a day (default 365)")
-    p.add_argument("--seed", type=_whole(0), default=12345, help="random seed (default 12345)")
+    p.add_argument("--seed", type=int_at_least(0), default=12345, help="random seed (default 12345)")
     p.add_argument("--start", type=_date, default=dt.date(2023, 4, 1), help="first day (default 2023-04-01)")
     p.set_defaults(func=cmd_synth_extract)
     return p

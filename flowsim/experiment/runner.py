@@ -63,10 +63,15 @@ class RunResult:
     seed: int
     replications: list[ReplicationResult]
 
-    def kpi_frame(self) -> pd.DataFrame:
-        """Rows = replications, columns = KPIs."""
+    @cached_property
+    def _kpis(self) -> pd.DataFrame:
+        # built once: summaries, comparisons and files all read it
         return pd.DataFrame([r.kpis for r in self.replications],
                             index=pd.Index([r.replication for r in self.replications], name="replication"))
+
+    def kpi_frame(self) -> pd.DataFrame:
+        """Rows = replications, columns = KPIs (a shared frame: copy it before changing it)."""
+        return self._kpis
 
     def summary(self) -> pd.DataFrame:
         return summarise(self.kpi_frame())

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from flowsim.report.figures import (
     NHS_DARK_BLUE,
     NHS_DARK_GREY,
-    NHS_PALE_GREY,
     NHS_RED,
     _format_date_axis,
     _new_figure,
     _save_atomic,
+    _tidy,
 )
 from flowsim.report.sweep_figures import LINE_COLOURS
 
@@ -29,18 +30,10 @@ FOREST_KPIS = ["delayed_patients_per_day", "dtoc_delayed_days_per_quarter", "occ
                "ed_4h_breach_pct", "ed_wait_mean_hours", "total_cost"]
 
 
-def _tidy(ax: object) -> None:
-    ax.grid(color=NHS_PALE_GREY, linewidth=0.8)  # type: ignore[attr-defined]
-    ax.set_axisbelow(True)  # type: ignore[attr-defined]
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)  # type: ignore[attr-defined]
 
-
-def daily_mean(run: RunResult, column: str, window: int = 7) -> pd.Series:
-    """Mean over replications of a daily column, smoothed by a centred ``window``-day rolling mean."""
-    d = run.daily()
-    s = d.groupby("date")[column].mean().sort_index()
-    return s.rolling(window, center=True, min_periods=1).mean() if window > 1 else s
+def daily_mean(run: RunResult, column: str) -> pd.Series:
+    """Mean over replications of a daily column, by date."""
+    return run.daily().groupby("date")[column].mean().sort_index()
 
 
 def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
@@ -73,19 +66,19 @@ def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
     return _save_atomic(fig, path)
 
 
-def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,
-                      target: float | None, target_label: str) -> Path:
-    """A daily series per scenario (mean over replications, 7-day rolling) with a target line."""
-    n_reps = len(cmp.baseline.replications)
-    fig, panel = _new_figure(11, 5, heading, cmp.baseline.scenario.name,
+def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,
+                    target_label: str, n_reps: int) -> Figure:
+    """One line per scenario (first = baseline) of a daily mean over replications, smoothed by a centred
+    7-day rolling mean, with a dashed target line."""
+    fig, panel = _new_figure(11, 5, heading, title,
                              f"mean over {n_reps} replications, 7-day rolling mean; dashed red: {target_label}")
     ax = panel.subplots()
     dates = None
-    for i, (name, run) in enumerate(zip(cmp.names, cmp.runs, strict=True)):
-        s = daily_mean(run, column)
+    for i, (label, s) in enumerate(series.items()):
+        s = s.sort_index().rolling(7, center=True, min_periods=1).mean()
         dates = pd.DatetimeIndex(s.index)
-        ax.plot(dates, s.to_numpy(), color=LINE_COLOURS[i % len(LINE_COLOURS)],
-                linewidth=2.2 if i == 0 else 1.5, label=("baseline: " if i == 0 else "") + name.replace("_", " "))
+        ax.plot(dates, s.to_numpy(), color=LINE_COLOURS[i % len(LINE_COLOURS)], linewidth=2.2 if i == 0 else 1.5,
+                label=("baseline: " if i == 0 else "") + label)
     if target is not None:
         ax.axhline(target, color=NHS_RED, linestyle="--", linewidth=1.3, label=target_label)
     if dates is not None:
@@ -93,7 +86,16 @@ def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, yl
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     _tidy(ax)
-    return _save_atomic(fig, path)
+    return fig
+
+
+def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,
+                      target: float | None, target_label: str) -> Path:
+    """A daily series per scenario of a comparison, with a target line."""
+    series = {name.replace("_", " "): daily_mean(run, column)
+              for name, run in zip(cmp.names, cmp.runs, strict=True)}
+    return _save_atomic(trajectory_plot(series, heading, cmp.baseline.scenario.name, ylabel, target, target_label,
+                                        len(cmp.baseline.replications)), path)
 
 
 def comparison_figures(cmp: Comparison, diffs: pd.DataFrame, outdir: Path) -> dict[str, Path]:

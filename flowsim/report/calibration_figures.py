@@ -17,21 +17,15 @@ from flowsim.report.figures import (
     NHS_DARK_GREY,
     NHS_LIGHT_BLUE,
     NHS_ORANGE,
-    NHS_PALE_GREY,
     NHS_RED,
     _new_figure,
     _save_atomic,
+    _tidy,
 )
 
 if TYPE_CHECKING:
     from flowsim.calibration.calibrate import CalibrationResult
 
-
-def _tidy(ax: object) -> None:
-    ax.grid(color=NHS_PALE_GREY, linewidth=0.8)  # type: ignore[attr-defined]
-    ax.set_axisbelow(True)  # type: ignore[attr-defined]
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)  # type: ignore[attr-defined]
 
 
 def fit_figure(report: pd.DataFrame, path: Path, replications: int) -> Path:

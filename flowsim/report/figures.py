@@ -149,6 +149,15 @@ def _style_axes(ax: Axes) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
 
 
+def _tidy(ax: Axes) -> None:
+    """Light grid both ways, no top/right spines; unlike ``_style_axes`` it leaves the axis limits alone
+    (sweep, calibration and appraisal plots show values that are not counts from zero)."""
+    ax.grid(color=NHS_PALE_GREY, linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
 def _new_figure(width: float, height: float, heading: str, title: str, note: str) -> tuple[Figure, SubFigure]:
     """A figure on its own Agg canvas, titled, with a panel to draw in.
 

@@ -274,29 +274,12 @@ def dtoc_target_png(daily: pd.DataFrame, title: str, target: float | None, targe
 
 def trajectory_png(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,
                    target_label: str, n_reps: int) -> bytes:
-    """One daily line per scenario (7-day rolling mean) with a target line: used when a comparison was
-    written with --no-figures, so the board still sees the trajectories."""
-    from flowsim.report.appraisal_figures import _tidy
-    from flowsim.report.figures import NHS_RED, _format_date_axis, _new_figure
-    from flowsim.report.sweep_figures import LINE_COLOURS
+    """One daily line per scenario with a target line: used when a comparison was written with --no-figures,
+    so the board still sees the trajectories."""
+    from flowsim.report.appraisal_figures import trajectory_plot
 
-    fig, panel = _new_figure(11, 5, heading, title,
-                             f"mean over {n_reps} replications, 7-day rolling mean; dashed red: {target_label}")
-    ax = panel.subplots()
-    dates = None
-    for i, (name, s) in enumerate(series.items()):
-        s = s.sort_index().rolling(7, center=True, min_periods=1).mean()
-        dates = pd.DatetimeIndex(s.index)
-        ax.plot(dates, s.to_numpy(), color=LINE_COLOURS[i % len(LINE_COLOURS)], linewidth=2.2 if i == 0 else 1.5,
-                label=("baseline: " if i == 0 else "") + _pretty(name))
-    if target is not None:
-        ax.axhline(target, color=NHS_RED, linestyle="--", linewidth=1.3, label=target_label)
-    if dates is not None:
-        _format_date_axis(ax, dates)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
-    _tidy(ax)
-    return _png_bytes(fig)
+    pretty = {_pretty(name): s for name, s in series.items()}
+    return _png_bytes(trajectory_plot(pretty, heading, title, ylabel, target, target_label, n_reps))
 
 
 def _read_daily(run_dir: Path, columns: Sequence[str]) -> pd.DataFrame | None:

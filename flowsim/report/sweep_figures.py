@@ -23,11 +23,11 @@ from flowsim.report.figures import (
     NHS_DARK_GREY,
     NHS_LIGHT_BLUE,
     NHS_ORANGE,
-    NHS_PALE_GREY,
     NHS_PURPLE,
     NHS_RED,
     _new_figure,
     _save_atomic,
+    _tidy,
 )
 
 if TYPE_CHECKING:
@@ -51,12 +51,6 @@ def _grid_axes(panel: Any, n: int) -> list[Axes]:
         ax.set_visible(False)
     return list(axes[:n])
 
-
-def _tidy(ax: Axes) -> None:
-    ax.grid(color=NHS_PALE_GREY, linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
 
 
 def _labels(spec: SweepSpec) -> dict[str, str]:

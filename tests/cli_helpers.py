@@ -1,0 +1,30 @@
+"""Running the CLI as a user types it, for the subprocess tests (one copy, shared by every test module)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The caller's environment minus FLOWSIM_SCHEDULER (a user's Dask cluster must not leak into tests), with
+    this checkout importable, a headless matplotlib, and warnings shown; ``extra`` is set on top."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWSIM_SCHEDULER"}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               MPLBACKEND="Agg", PYTHONWARNINGS="default", **extra)
+    return env
+
+
+def cli_argv(args: tuple[str | Path, ...]) -> list[str]:
+    return [sys.executable, "-m", "flowsim", *map(str, args)]
+
+
+def flowsim(*args: str | Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m flowsim ARGS`` from the repository root; never raises on a non-zero exit."""
+    return subprocess.run(cli_argv(args), cwd=ROOT, env=cli_env(**env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
