@@ -207,7 +207,7 @@ def _rank(econ: pd.DataFrame) -> list[int]:
     return ranks
 
 
-def compare(baseline: Scenario, options: Sequence[Scenario], replications: int = 10, seed: int = 12345,
+def compare(baseline: Scenario, options: Sequence[Scenario], replications: int = 10, seed: int = 12345,  # noqa: PLR0913, PLR0917
             executor: Executor | None = None, workers: int | None = None, progress: bool | None = None,
             names: Sequence[str] | None = None, keep_patients: bool = True) -> Comparison:
     """Run the baseline and every option on the same seed and replications (common random numbers)."""

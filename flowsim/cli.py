@@ -118,7 +118,7 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
                    help=f"Dask scheduler, e.g. tcp://10.0.0.5:8786 (or set {SCHEDULER_ENV}); implies --executor dask")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     parser = argparse.ArgumentParser(prog="flowsim", description=(
         "Simulate patient flow through a local health and care system and where patients get stuck "
         "on the way out of hospital (delayed transfers of care)."))

@@ -144,7 +144,7 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
         from flowsim.report.figures import make_figures
 
         sc = result.scenario
-        by_pathway = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
+        by_pathway: dict[str, list[str]] = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
         for i, path in enumerate(make_figures(daily, out / "figures", sc.name, by_pathway)):
             written[f"figure{i}"] = path
     return written

@@ -254,7 +254,7 @@ class PointFactory:
         data = apply_overrides(data, overrides, lines)
         self._data, self._lines = data, lines
         self.warmup: int | None = None
-        self._paths: dict[str, tuple[str, ...]] = {}
+        self._paths: dict[str, tuple[str | int, ...]] = {}
         for where, params in (("parameters", spec.parameters),
                               ("sensitivity", spec.sensitivity.parameters if spec.sensitivity else [])):
             for i, p in enumerate(params):
@@ -386,7 +386,7 @@ class _Bar:
                         dynamic_ncols=True, leave=False)
 
     def grow(self, n: int) -> None:
-        self.bar.total = max(self.bar.total, self.bar.n + n)
+        self.bar.total = max(self.bar.total or 0, self.bar.n + n)
         self.bar.refresh()
 
     def update(self, n: int = 1) -> None:
@@ -511,7 +511,7 @@ class TargetResult:
                 f"{pe}")
 
 
-def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> TargetResult:
+def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> TargetResult:  # noqa: C901
     """Bisection for the smallest parameter value meeting the target, assuming meeting it is monotone
     in the parameter (more capacity never makes it worse).
 
@@ -641,7 +641,7 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,
+def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
               figures: bool = True, command: list[str] | None = None) -> SweepResult:
     """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``."""

@@ -191,7 +191,7 @@ TOKEN = re.compile(rb"<<|>>|<[0-9A-Fa-f\s]*>|\((?:\\.|[^\\)])*\)|/[^\s/\[\]()<>{
 OBJECT = re.compile(rb"(\d+) 0 obj\s*(<<(?:(?!endobj).)*?>>)\s*(stream\r?\n|endobj)", re.S)
 
 
-def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[tuple[int, float, float, float, float]]]]:
+def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[tuple[int, float, float, float, float]]]]:  # noqa: C901
     """For each page: its MediaBox and every image drawn on it as (object, x0, y0, x1, y1) in points.
 
     Enough of PDF for what Chromium (Skia) writes: uncompressed object dictionaries, Flate content streams,

@@ -242,7 +242,7 @@ def _cli_env() -> dict[str, str]:
             "MPLBACKEND": "Agg"}
 
 
-def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: PLR0915
     spec = _kill_spec(tmp_path / "kill.yaml")
     total = len(KILL_POINTS) * KILL_REPS
     with ProcessExecutor(2) as ex:

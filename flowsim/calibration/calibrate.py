@@ -50,6 +50,7 @@ from flowsim.experiment.runner import run_replication
 from flowsim.experiment.stats import mean_ci, nhs_quarter
 from flowsim.rundir import atomic_text, atomic_write, versions
 from flowsim.scenario.loader import (
+    LineMap,
     finish_scenario,
     format_validation_errors,
     load_raw,
@@ -161,7 +162,7 @@ class CalibrationConfig(_Spec):
                                                                  "(relative to this file)")
 
 
-def _validated(model: type[BaseModel], path: Path) -> tuple[Any, dict[str, Any]]:
+def _validated(model: type[BaseModel], path: Path) -> tuple[Any, LineMap]:
     data, lines = read_mapping(path)
     try:
         return model.model_validate(data), lines
@@ -256,7 +257,7 @@ class Problem:
         return finish_scenario(data, lines, source or str(_rel(self.path, self.config.scenario)))
 
 
-def load_problem(path: Path) -> Problem:
+def load_problem(path: Path) -> Problem:  # noqa: C901
     cfg, lines = _validated(CalibrationConfig, path)
     tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
     targets = {t.id: t for t in tset.targets}
@@ -312,7 +313,7 @@ class CalibrationResult:
 class _Evaluator:
     """Evaluates populations of candidates on the executor, on common random numbers, with a cache."""
 
-    def __init__(self, prob: Problem, executor: Executor, bar: tqdm):
+    def __init__(self, prob: Problem, executor: Executor, bar: tqdm[Any]):
         self.prob = prob
         self.ex = executor
         self.bar = bar
@@ -354,7 +355,7 @@ class _Evaluator:
         unique: dict[tuple[Any, ...], int] = {}
         for i in todo:
             unique.setdefault(keys[i], i)
-        self.bar.total = self.bar.total + len(unique) * self.prob.config.replications
+        self.bar.total = (self.bar.total or 0) + len(unique) * self.prob.config.replications
         self.bar.refresh()
         idx = list(unique.values())
         scenarios = [self.prob.build(vals[i]) for i in idx]
@@ -369,7 +370,7 @@ class _Evaluator:
         return np.array([self.cache[k] for k in keys])
 
 
-def calibrate(config_path: Path, out: Path | None = None, executor: Executor | None = None,
+def calibrate(config_path: Path, out: Path | None = None, executor: Executor | None = None,  # noqa: PLR0915, PLR0917
               progress: bool | None = None, figures: bool = True, write_scenario: Path | None = None,
               budget: tuple[int, int] | None = None, command: list[str] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``config_path``; write the fitted scenario, report and figures.
@@ -512,7 +513,7 @@ def _base_name(prob: Problem) -> str:
     return str(prob.base_data.get("name", "scenario")).replace('"', "'")
 
 
-def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, validation: Scenario | None,
+def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, validation: Scenario | None,  # noqa: PLR0917
                    figures: bool, write_scenario: Path | None, command: list[str] | None,
                    budget: tuple[int, int]) -> None:
     prob = result.problem

@@ -45,6 +45,7 @@ import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
     return header, rows, lines, digest
 
 
-def _resolve_columns(path: Path, header: list[str], mapping: dict[str, str],
+def _resolve_columns(path: Path, header: list[str], mapping: dict[str, str],  # noqa: C901
                      group_by: str | None) -> tuple[dict[str, int | None], str | None, int | None]:
     lower = {h.lower(): i for i, h in enumerate(header)}
     idx: dict[str, int | None] = {}
@@ -226,7 +227,7 @@ def _resolve_columns(path: Path, header: list[str], mapping: dict[str, str],
     return idx, group_name, group_idx
 
 
-def _parse_times(path: Path, values: list[str], lines: np.ndarray, column: str, fld: str,
+def _parse_times(path: Path, values: list[str], lines: np.ndarray, column: str, fld: str,  # noqa: C901, PLR0917
                  required: bool) -> tuple[np.ndarray, list[str]]:
     s = pd.Series(values, dtype=object).str.strip()
     blank = (s == "").to_numpy()
@@ -263,7 +264,7 @@ def _parse_times(path: Path, values: list[str], lines: np.ndarray, column: str, 
     return out, problems
 
 
-def _order_check(path: Path, lines: np.ndarray, early: np.ndarray, late: np.ndarray, cols: tuple[str, str],
+def _order_check(path: Path, lines: np.ndarray, early: np.ndarray, late: np.ndarray, cols: tuple[str, str],  # noqa: PLR0917
                  flds: tuple[str, str], what: str) -> list[str]:
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(~np.isnat(early) & ~np.isnat(late) & (late < early))
@@ -280,7 +281,7 @@ def _fmt_time(t: np.datetime64) -> str:
     return str(np.datetime_as_string(t, unit="m")).replace("T", " ")
 
 
-def read_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None) -> Extract:
+def read_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None) -> Extract:  # noqa: C901, PLR0912, PLR0915
     """Read and check an extract; raise :class:`ExtractError` listing every problem found."""
     from flowsim.calibration.synthetic import SYNTHETIC_LABEL
 
@@ -638,7 +639,7 @@ def delay_table(ex: Extract) -> pd.DataFrame:
                                        "max_days", "over_1_day_pct", "bed_days"])
 
 
-def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None,
+def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None,  # noqa: C901, PLR0912, PLR0915
                 min_los: float = DEFAULT_MIN_LOS, today: dt.date | None = None) -> FitResult:
     """Read an extract and fit arrivals, cohorts (share, pathway mix, acute LOS) and the delay table."""
     if not (min_los > 0 and math.isfinite(min_los)):
@@ -724,7 +725,7 @@ def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_b
 
 
 # --------------------------------------------------------------------------- output
-def _render_yaml(res: FitResult) -> str:
+def _render_yaml(res: FitResult) -> str:  # noqa: C901, PLR0915
     from flowsim import __version__
 
     ex, arr = res.extract, res.arrivals
@@ -850,7 +851,7 @@ def write_figures(res: FitResult, outdir: Path) -> list[Path]:
     ]
     for c in res.cohorts:
         fig = _cohort_figure(res, c)
-        written.append(atomic_write(outdir / f"los_{c.name}.png", lambda p, f=fig: _save_png(f, p)))
+        written.append(atomic_write(outdir / f"los_{c.name}.png", partial(_save_png, fig)))
     fig = _arrivals_figure(res)
     written.append(atomic_write(outdir / "arrivals.png", lambda p: _save_png(fig, p)))
     return written

@@ -112,7 +112,8 @@ class SynthParams:
         object.__setattr__(self, "hour_profile", _normalised(self.hour_profile))
 
     def arrivals(self, rate_per_day: float | None = None) -> Arrivals:
-        return Arrivals(rate_per_day=rate_per_day or self.rate_per_day, month_factors=self.month_factors,
+        return Arrivals(rate_per_day=rate_per_day or self.rate_per_day,
+                        month_factors=self.month_factors,  # type: ignore[arg-type]
                         weekday_factors=self.weekday_factors, hour_profile=self.hour_profile)
 
     def as_dict(self) -> dict[str, Any]:

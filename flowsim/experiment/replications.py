@@ -63,7 +63,7 @@ class ReplicationDecision:
         return self.n_solution is not None or self.capped
 
 
-def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
+def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,  # noqa: PLR0917
            cap: int | None = None) -> ReplicationDecision:
     """Apply the method to ``values`` (in replication order); say whether more are needed.
 
@@ -95,7 +95,7 @@ def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int 
     return ReplicationDecision(None, len(x), prec, target)
 
 
-def still_needed(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
+def still_needed(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,  # noqa: PLR0917
                  cap: int | None = None) -> int:
     """A lower bound on the further replications needed before ``decide`` can finish (0 if done)."""
     dec = decide(values, target, alpha, n0, k_limit, cap)

@@ -127,8 +127,8 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
     return lambda task: f"scenario '{scenario.name}' replication {task[2]} (seed {task[1]})"
 
 
-def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,
-              bar: tqdm) -> list[ReplicationResult]:
+def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
+              bar: tqdm[Any]) -> list[ReplicationResult]:
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
     out: list[ReplicationResult] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
@@ -137,7 +137,7 @@ def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patient
     return out
 
 
-def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,
+def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
              progress: bool | None = None, keep_patients: bool = True,
              executor: Executor | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
@@ -167,7 +167,7 @@ def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
     return [float(r.kpis[kpi]) for r in results]
 
 
-def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,
+def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,  # noqa: PLR0913, PLR0917
                           cap: int = 100, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
                           workers: int | None = None, progress: bool | None = None, keep_patients: bool = True,
                           executor: Executor | None = None) -> tuple[RunResult, ReplicationDecision]:
@@ -230,7 +230,7 @@ def with_warmup(scenario: Scenario, days: int) -> Scenario:
     return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
 
 
-def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,
+def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,  # noqa: PLR0917
                   pilot_days: int | None = None, workers: int | None = None,
                   executor: Executor | None = None, progress: bool | None = None) -> WarmupChoice:
     """Warm-up by MSER-5 on the mean daily ``kpi`` of a pilot that starts from an empty system.

@@ -95,7 +95,7 @@ def value_at(steps: Steps, t: float) -> float:
     return float(values[max(i, 0)])
 
 
-def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float,
+def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float,  # noqa: PLR0917
                   rng: np.random.Generator) -> np.ndarray:
     """Scheduled admissions: a Poisson number each weekday, at uniform times within ``hours``."""
     out = []
@@ -109,7 +109,7 @@ def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: floa
     return times[(times >= t0) & (times < t1)]
 
 
-def team_steps(
+def team_steps(  # noqa: PLR0917
     staff: Steps, weekend_staff: Steps, hours: Hours, weekend_hours: Hours | None,
     start: dt.date, t0: float, t1: float,
 ) -> Steps:
@@ -165,7 +165,7 @@ def hourly_rates(arr: Arrivals, start: dt.date, t0: float, t1: float,
     return hour_t, rate
 
 
-def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.random.Generator,
+def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.random.Generator,  # noqa: PLR0917
                   extra_surges: tuple[Surge, ...] = ()) -> np.ndarray:
     """Non-homogeneous Poisson arrivals on [t0, t1) by inverting the cumulative intensity.
 

@@ -57,7 +57,7 @@ class VisitPool(Pool):
 
     __slots__ = ("active", "end", "los", "start")
 
-    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None, index: int,
+    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None, index: int,  # noqa: PLR0917
                  home: frozenset[int] | None, start: float, end: float, los: Any):
         super().__init__(name, capacity, accepts, index, home)
         self.start = start
@@ -129,9 +129,10 @@ class Group:
         # localities: a patient tries their own locality's pools first, then the rest in listed order
         self._order: dict[int, list[Pool]] = {}
         if any(p.home for p in pools):
-            cohorts = set().union(*(p.home or frozenset() for p in pools), *(p.accepts or frozenset() for p in pools))
+            cohorts: set[int] = set().union(*(p.home or frozenset() for p in pools),
+                                            *(p.accepts or frozenset() for p in pools))
             for c in cohorts:
-                self._order[c] = sorted(pools, key=lambda p, c=c: not (p.home and c in p.home))
+                self._order[c] = sorted(pools, key=lambda p, c=c: not (p.home and c in p.home))  # type: ignore[misc]
 
     def request(self, patient: Any) -> simpy.Event | None:
         """Grant a slot now (returns None, sets ``patient.pool``) or queue (returns an event)."""

@@ -76,6 +76,18 @@ class Patient:
         "initial", "initial_stage", "remaining", "package_len",
     )
 
+    # filled by ``_Sampler.fill`` (or the elective and snapshot set-up) before the journey starts
+    cohort: int
+    pathway: str
+    acute_los: float
+    assess_dur: float
+    transfer: float
+    u_los: float
+    u_outcome: float
+    u_readmit: float
+    u_readmit_time: float
+    u_weekend: float
+
     def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
         self.id = pid
         self.person = person
@@ -137,7 +149,7 @@ class _Sampler:
             self.cum_mix.append(cum.tolist())
         assess = sc.assessment.duration if sc.assessment is not None else None
         self.assess = Buffered(assess, streams[prefix + "assessment_time"])
-        self.transfer = {p: Buffered(pw.transfer_time, streams[f"{prefix}transfer_time.{p}"])
+        self.transfer: dict[str, Buffered] = {p: Buffered(pw.transfer_time, streams[f"{prefix}transfer_time.{p}"])
                          for p, pw in sc.pathways.items()}
         self.u = Buffered(None, streams[prefix + "patient_uniforms"])
 
@@ -167,7 +179,7 @@ class _Sampler:
 class Model:
     """One replication: build with a scenario and its streams, then ``run()``."""
 
-    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):
+    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):  # noqa: PLR0915
         sc = scenario
         self.sc = sc
         sim = sc.simulation
@@ -197,6 +209,7 @@ class Model:
         env = self.env
 
         # acute beds
+        assert sc.acute is not None and sc.arrivals is not None  # full mode (pathway-only scenarios are compiled)
         self.acute_pool, self.acute = self._group("acute", sc.acute.beds)
 
         # assessment team
@@ -226,6 +239,7 @@ class Model:
                 accepts = None if svc.cohorts is None else frozenset(cohort_index[c] for c in svc.cohorts)
                 home = (frozenset(i for i, c in enumerate(sc.cohorts.values()) if c.locality == svc.locality)
                         if svc.locality is not None else None)
+                pool: Pool
                 if svc.capacity_unit == "visits":
                     assert svc.visits is not None
                     pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home,
@@ -259,9 +273,9 @@ class Model:
         self._base_weekend = {p: d.weekend_rate_for(p) for p in PATHWAYS}
         self.dis_hours = self._base_hours
         self.weekend_rate = dict(self._base_weekend)
-        self.readmission = {p: (pw.readmission.probability, pw.readmission.within_days)
+        self.readmission: dict[str, tuple[float, float]] = {p: (pw.readmission.probability, pw.readmission.within_days)
                             for p, pw in sc.pathways.items()}
-        self.needs_assessment = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
+        self.needs_assessment: dict[str, bool] = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
 
         surges = tuple(Surge(start=x.start, end=x.end, factor=x.factor or 1.0, note=x.note)
                        for x in sc.disruptions if x.kind == "demand_surge")
@@ -393,7 +407,7 @@ class Model:
             env.process(journey(p))
 
     # ------------------------------------------------------------------ start from today
-    def _start_from_snapshot(self) -> None:
+    def _start_from_snapshot(self) -> None:  # noqa: C901, PLR0912, PLR0915
         """Put the snapshot's patients in their places at t = 0; waiting patients queue longest-first."""
         init = self.sc.initial_state
         assert init is not None
@@ -402,8 +416,10 @@ class Model:
         cohort_index = {name: i for i, name in enumerate(self.sc.cohorts)}
         cohorts = list(self.sc.cohorts.values())
         service_index = {name: i for i, name in enumerate(self.service_names)}
-        rows: list[tuple[str, str | None, str | None, float | None]] = [
-            ("ed", None, None, None)] * init.ed_boarding + [("acute", None, None, None)] * init.acute_occupied
+        Row = tuple[str, str | None, str | None, float | None]
+        ed_row: Row = ("ed", None, None, None)
+        acute_row: Row = ("acute", None, None, None)
+        rows: list[Row] = [ed_row] * init.ed_boarding + [acute_row] * init.acute_occupied
         for key, node in (("waiting_for_assessment", "assessment"), ("waiting", None)):
             for pw, n in getattr(init, key).items():
                 rows += [(node or pw, None, pw, None)] * n
@@ -475,7 +491,7 @@ class Model:
         if node == "acute":
             w = w * np.array([c.acute_los.mean for c in cohorts])
         if pathway is not None:
-            services = self.sc.pathways[pathway].services
+            services = self.sc.pathways[pathway].services  # type: ignore[index]
             allowed = [services[node]] if node in services else list(services.values())
             ok = np.array([any(s.cohorts is None or n in s.cohorts for s in allowed) for n in names], dtype=float)
             mix = np.array([c.pathway_mix.get(pathway, 0.0) for c in cohorts])  # type: ignore[call-overload]
@@ -485,7 +501,7 @@ class Model:
                     w = weights
                     break
         cum = np.cumsum(w / w.sum())
-        return int(min(np.searchsorted(cum, u, side="right"), len(cum) - 1))
+        return min(int(np.searchsorted(cum, u, side="right")), len(cum) - 1)
 
     def _electives(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -538,7 +554,7 @@ class Model:
             day += 1
         return t  # unreachable with a valid scenario; never block forever
 
-    def _journey(self, p: Patient, stage: int = 0) -> Generator[simpy.Event, Any, None]:
+    def _journey(self, p: Patient, stage: int = 0) -> Generator[simpy.Event, Any, None]:  # noqa: C901, PLR0912, PLR0915
         """A stay from the ED onwards; ``stage`` > 0 joins part-way (patients already in the
         system on a start-from-today snapshot, who carry the stamps and places of earlier stages)."""
         env = self.env

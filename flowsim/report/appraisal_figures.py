@@ -66,7 +66,7 @@ def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
     return _save_atomic(fig, path)
 
 
-def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,
+def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,  # noqa: PLR0917
                     target_label: str, n_reps: int) -> Figure:
     """One line per scenario (first = baseline) of a daily mean over replications, smoothed by a centred
     7-day rolling mean, with a dashed target line."""
@@ -89,7 +89,7 @@ def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylab
     return fig
 
 
-def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,
+def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,  # noqa: PLR0917
                       target: float | None, target_label: str) -> Path:
     """A daily series per scenario of a comparison, with a target line."""
     series = {name.replace("_", " "): daily_mean(run, column)

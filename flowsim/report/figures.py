@@ -19,6 +19,7 @@ import math
 import os
 import textwrap
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -172,6 +173,7 @@ def _new_figure(width: float, height: float, heading: str, title: str, note: str
     text = textwrap.fill(f"{heading}: {title}", width=int(width * 8))
     fig.suptitle(text, fontsize=13, fontweight="bold", color=NHS_DARK_BLUE)
     panel = fig.subfigures(1, 1)
+    assert isinstance(panel, SubFigure)
     panel.suptitle(note, fontsize=9.5, color=NHS_DARK_GREY)
     return fig, panel
 
@@ -338,7 +340,7 @@ def _pretty_service(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pathway: dict[str, list[str]]) -> Figure:
+def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pathway: dict[str, list[str]]) -> Figure:  # noqa: C901, PLR0912, PLR0915
     """One row per downstream pathway: who waits for it (left), how full its services are (right).
 
     Side by side, a long queue next to services running at their capacity line
@@ -501,7 +503,7 @@ def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     n_reps = _replication_count(daily)
-    builders = (
+    builders: tuple[tuple[str, Callable[[], Figure]], ...] = (
         ("occupancy.png", lambda: _occupancy_figure(daily, title, n_reps)),
         ("delays.png", lambda: _delays_figure(daily, title, n_reps)),
         ("queues.png", lambda: _queues_figure(daily, title, n_reps, services_by_pathway)),

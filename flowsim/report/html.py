@@ -272,7 +272,7 @@ def dtoc_target_png(daily: pd.DataFrame, title: str, target: float | None, targe
     return _png_bytes(fig)
 
 
-def trajectory_png(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,
+def trajectory_png(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,  # noqa: PLR0917
                    target_label: str, n_reps: int) -> bytes:
     """One daily line per scenario with a target line: used when a comparison was written with --no-figures,
     so the board still sees the trajectories."""
@@ -631,7 +631,7 @@ def _head(label: str, body: str) -> str:
     return f'<div class="keep">{h2}{body[:end]}</div>{body[end:]}'
 
 
-def _table(head: Sequence[str], rows: Iterable[str], tid: str = "", caption: str = "", cls: str = "",
+def _table(head: Sequence[str], rows: Iterable[str], tid: str = "", caption: str = "", cls: str = "",  # noqa: PLR0917
            num_from: int = 1, widths: Sequence[int] = ()) -> str:
     """A table whose header cells from ``num_from`` on are right-aligned (numbers); ``widths`` (percent per
     column) fixes the layout so long labels get room."""
@@ -649,7 +649,7 @@ def _table(head: Sequence[str], rows: Iterable[str], tid: str = "", caption: str
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def _cell(mean: object, low: object, high: object, unit: str, attrs: str = "", extra: str = "") -> str:
+def _cell(mean: object, low: object, high: object, unit: str, attrs: str = "", extra: str = "") -> str:  # noqa: PLR0917
     ci = fmt_ci(low, high, unit)
     ci_html = f'<span class="ci">{esc(ci)}</span>' if ci else ""
     return f'<td class="num"{attrs}><span class="v">{esc(fmt(mean, unit))}</span>{ci_html}{extra}</td>'
@@ -950,7 +950,7 @@ def _kpi_groups(names: Iterable[str]) -> list[tuple[str, list[str]]]:
     return [(h, grouped[h]) for h in order if h in grouped]
 
 
-def build_run_report(d: Path) -> str:
+def build_run_report(d: Path) -> str:  # noqa: C901, PLR0915
     s = _read_json(d / "summary.json")
     sc = _read_yaml(d / "scenario.yaml")
     exp = _read_json(d / "experiment.json") if (d / "experiment.json").exists() else {}
@@ -1181,7 +1181,7 @@ def _bool(value: Any) -> bool | None:
     return None if math.isnan(x) else bool(x)
 
 
-def build_comparison_report(d: Path) -> str:
+def build_comparison_report(d: Path) -> str:  # noqa: C901, PLR0912, PLR0915
     meta = _read_json(d / "comparison.json")
     side = _read_csv(d / "side_by_side.csv")
     diffs = _read_csv(d / "differences.csv")
@@ -1553,7 +1553,7 @@ def _forest_png(diffs: pd.DataFrame, n_reps: int) -> bytes | None:
         return None
 
 
-def _fallback_trajectories(d: Path, names: Sequence[str], title: str, sc: dict[str, Any], n_reps: int,
+def _fallback_trajectories(d: Path, names: Sequence[str], title: str, sc: dict[str, Any], n_reps: int,  # noqa: PLR0917
                            dtoc: bytes | None, occ: bytes | None) -> tuple[bytes | None, bytes | None]:
     """Draw the comparison trajectories from each run's daily.csv (the comparison was written --no-figures)."""
     delayed: dict[str, pd.Series] = {}
@@ -1591,7 +1591,7 @@ SWEEP_FIGURES = (
 )
 
 
-def build_sweep_report(d: Path) -> str:
+def build_sweep_report(d: Path) -> str:  # noqa: C901, PLR0912, PLR0915
     meta = _read_json(d / "sweep.json")
     spec = _read_yaml(d / "sweep.yaml")
     summary = _read_csv(d / "summary.csv", required=False)
@@ -1721,9 +1721,9 @@ def build_sweep_report(d: Path) -> str:
     swept = "; ".join(f"{labels.get(str(p['path']), p['path'])}: "
                       + (", ".join(_short(v) for v in p["values"]) if p.get("values") else
                          f"{_short(p.get('low'))} to {_short(p.get('high'))}") for p in params)
-    fixed = spec.get("set") or {}
+    fixed_set = spec.get("set") or {}
     logic = esc(f"{spec.get('design', 'grid')} design over {len(params)} setting(s): {swept or 'none'}. "
-                + (f"Fixed changes to the base: {', '.join(f'{k} = {v}' for k, v in fixed.items())}. " if fixed
+                + (f"Fixed changes to the base: {', '.join(f'{k} = {v}' for k, v in fixed_set.items())}. " if fixed_set
                    else "") + (f"Target finder: {target.get('rule')}. " if target else "")
                 + (f"Sensitivity: {(spec.get('sensitivity') or {}).get('method')}." if spec.get("sensitivity")
                    else ""))

@@ -28,7 +28,7 @@ def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, floa
     return area, float(np.sum(e - s))
 
 
-def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
+def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901, PLR0915
     problems: list[str] = []
     T = raw.t1
     # 0. a cancelled elective never gets a bed

@@ -200,7 +200,7 @@ def _electives(rec: Records, T: float, D: int, k: dict[str, float], daily: dict[
     daily["electives_cancelled"] = np.bincount(day[cancelled[due] > 0], minlength=D)[:D]
 
 
-def _escalation(raw: RawRun, sc: Scenario, occ: Level, T: float, D: int, k: dict[str, float],
+def _escalation(raw: RawRun, sc: Scenario, occ: Level, T: float, D: int, k: dict[str, float],  # noqa: C901, PLR0917
                 daily: dict[str, np.ndarray]) -> None:
     """OPEL days, escalation beds opened and used, and the cost of the actions in force."""
     log = raw.opel_log or [(raw.t0, 1)]
@@ -245,7 +245,7 @@ def _escalation(raw: RawRun, sc: Scenario, occ: Level, T: float, D: int, k: dict
     k["escalation_actions_started"] = float(started)
 
 
-def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
+def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],  # noqa: PLR0913, PLR0917
                intervals: dict[str, tuple[np.ndarray, np.ndarray]], T: float, D: int,
                replication: int, seed: int, scenario_id: str) -> pd.DataFrame:
     """One row per day and node (pathway x locality): occupancy, capacity, queue, waits and cost.
@@ -263,7 +263,7 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
         if not pw.services:
             continue
         # nodes partition the pathway: patients by their cohort's locality, places by their service's
-        demand_locs = {c.locality for c in sc.cohorts.values() if c.pathway_mix.get(pname, 0.0) > 0}  # type: ignore[call-overload]
+        demand_locs = {c.locality for c in sc.cohorts.values() if c.pathway_mix.get(pname, 0.0) > 0}
         localities = sorted({svc.locality for svc in pw.services.values()} | demand_locs, key=lambda x: x or "")
         for locality in localities:
             names = [n for n, svc in pw.services.items() if svc.locality == locality]
@@ -338,7 +338,7 @@ def delay_intervals(rec: Records, sc: Scenario) -> dict[str, tuple[np.ndarray, n
 
 
 def reason_org(sc: Scenario) -> dict[str, str]:
-    org = {"assessment": sc.assessment.responsible if sc.assessment else "social_care",
+    org: dict[str, str] = {"assessment": sc.assessment.responsible if sc.assessment else "social_care",
            "care_home": sc.long_term_care.responsible}
     for p in ("P1", "P2", "P3"):
         org[p] = sc.pathways[p].responsible if p in sc.pathways else "nhs"
@@ -354,7 +354,7 @@ COST_PARTS = ("cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", 
               "cost_service_care", "service_capacity_cost", "escalation_cost", "cost_fixed", "cost_investment")
 
 
-def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str,
+def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str,  # noqa: PLR0915, PLR0917
             keep_patients: bool = True) -> ReplicationResult:
     """Turn one replication's raw stamps into KPIs, a daily table and stay records."""
     rec = build_records(raw)

@@ -70,8 +70,7 @@ class Level:
 
     def at(self, t: np.ndarray | float, left: bool = False) -> np.ndarray:
         """Value at ``t`` (right-continuous), or just before ``t`` with ``left=True``."""
-        side = "left" if left else "right"
-        i = np.searchsorted(self.times, t, side=side) - 1
+        i = np.searchsorted(self.times, t, side="left" if left else "right") - 1
         return np.where(i >= 0, self.levels[np.maximum(i, 0)], 0.0)
 
     def integral(self, t: np.ndarray) -> np.ndarray:
@@ -88,13 +87,14 @@ class Level:
     def _span(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Integral over each [a, b): inf where the level is unlimited for part of the span."""
         area = self.integral(b) - self.integral(a)
-        if self._inf_cum is None:
+        inf_cum = self._inf_cum
+        if inf_cum is None:
             return area
         tt = self._tt
 
         def inf_time(t: np.ndarray) -> np.ndarray:
             i = np.maximum(np.searchsorted(tt, t, side="right") - 1, 0)
-            return self._inf_cum[i] + self._inf[i] * np.maximum(t - tt[i], 0.0)
+            return inf_cum[i] + self._inf[i] * np.maximum(t - tt[i], 0.0)
 
         return np.where(inf_time(b) - inf_time(a) > 0, np.inf, area)
 
@@ -107,7 +107,7 @@ class Level:
         return float(self._span(np.array([a]), np.array([b]))[0] / (b - a))
 
 
-def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float,
+def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float,  # noqa: PLR0917
                t: np.ndarray) -> np.ndarray:
     """Visits a day committed at each time ``t`` by packages [start, end) tapering from ``first``
     to ``last`` over their ``lengths`` (visit-based P1 capacity)."""

@@ -92,7 +92,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
 SNAPSHOT_COLUMNS = ("node", "cohort", "pathway", "days")
 
 
-def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:
+def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:  # noqa: C901
     """Read ``initial_state.snapshot_file`` into ``initial_state.patients``.
 
     Done after ``extends`` and ``--set`` so an override of the file name takes effect; a relative
@@ -176,7 +176,7 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     return _deep_merge(base, data), merged_lines
 
 
-def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | None = None,
+def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | None = None,  # noqa: C901
              origin: tuple[str, int] = ("--set", 0)) -> str | None:
     """Set ``dotted.path`` in ``data`` (in place) to ``value``; return a problem text or None.
 
@@ -293,7 +293,7 @@ _CAPACITY_HELP = "a whole number >= 0, 'unlimited', or a schedule {base: N, peri
 
 def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc, Loc | None, str, str]]:
     """(path, union site, message, pydantic type) for each error, cross-field problems expanded."""
-    out = []
+    out: list[tuple[Loc, Loc | None, str, str]] = []
     for err in exc.errors(include_url=False):
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblems):

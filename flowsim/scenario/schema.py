@@ -39,7 +39,7 @@ class FieldProblems(ValueError):
     level"); carrying the path lets the loader point at the offending line.
     """
 
-    def __init__(self, items: list[tuple[tuple[str, ...], str]]):
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]):
         self.items = items
         super().__init__("; ".join(msg for _, msg in items))
 
@@ -560,7 +560,7 @@ class Scenario(Frozen):
     initial_state: InitialState | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> Scenario:
+    def _consistent(self) -> Scenario:  # noqa: C901, PLR0912
         problems: list[tuple[tuple[str | int, ...], str]] = self._mode_problems()
         if problems:
             raise FieldProblems(problems)
@@ -578,7 +578,7 @@ class Scenario(Frozen):
                              "cannot price open beds when acute.beds is 'unlimited' (the cost would be infinite)"))
         seen: dict[str, str] = {}
         for pname, pathway in self.pathways.items():
-            where = ("pathways", pname)
+            where: tuple[str | int, ...] = ("pathways", pname)
             if pname == "P0" and pathway.services:
                 problems.append(((*where, "services"), "P0 (home, no new support) cannot have services"))
             if pname != "P0" and not pathway.services:
@@ -635,7 +635,7 @@ class Scenario(Frozen):
             raise FieldProblems(problems)
         return self
 
-    def _mode_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+    def _mode_problems(self) -> list[tuple[tuple[str | int, ...], str]]:  # noqa: C901, PLR0912
         out: list[tuple[tuple[str | int, ...], str]] = []
         if self.mode == "full":
             for field_name in ("arrivals", "acute"):
@@ -672,7 +672,8 @@ class Scenario(Frozen):
             for n in loc.neighbours:
                 if n not in known or n == name:
                     out.append((("localities", name, "neighbours"), f"{n!r} is not another defined locality"))
-        where_loc = [(("demand", i, "locality"), d.locality) for i, d in enumerate(self.demand)]
+        where_loc: list[tuple[tuple[str | int, ...], str | None]] = [
+            (("demand", i, "locality"), d.locality) for i, d in enumerate(self.demand)]
         where_loc += [(("cohorts", c, "locality"), co.locality) for c, co in self.cohorts.items()]
         where_loc += [(("pathways", p, "services", s, "locality"), sv.locality)
                       for p, pw in self.pathways.items() for s, sv in pw.services.items()]
@@ -685,7 +686,7 @@ class Scenario(Frozen):
                     out.append((("pathways", p, "services", s, "capacity_unit"), "visits are for P1 services"))
         return out
 
-    def _initial_state_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    def _initial_state_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:  # noqa: C901, PLR0912
         init = self.initial_state
         assert init is not None
         out: list[tuple[tuple[str | int, ...], str]] = []
