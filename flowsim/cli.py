@@ -20,53 +20,8 @@ from pathlib import Path
 from flowsim import __version__
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import AnyExecutor, TaskError, make_executor
-from flowsim.scenario.schema import COST_FIELDS, Scenario
 
 log = logging.getLogger("flowsim")
-
-HEADLINE = [
-    "admissions_per_day", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct", "occupancy_p95_pct",
-    "days_over_92_pct", "days_over_95_pct", "days_at_100_pct",
-    "ed_boarding_mean", "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches",
-    "delayed_patients_per_day", "delayed_acute_per_day", "dtoc_delayed_days_per_quarter", "dtoc_rate_per_100k",
-    "dtoc_pct", "delayed_bed_days",
-    "delayed_per_day_assessment", "delayed_per_day_P1", "delayed_per_day_P2", "delayed_per_day_P3",
-    "delayed_per_day_care_home", "delayed_per_day_nhs", "delayed_per_day_social_care", "delayed_per_day_both",
-    "queue_mean_P1", "wait_mean_days_P1", "queue_mean_P2", "wait_mean_days_P2", "queue_mean_P3", "wait_mean_days_P3",
-    "discharges_P0", "discharges_P1", "discharges_P2", "discharges_P3", "readmissions", "deaths",
-    "long_term_care_placements",
-]
-ELECTIVE_KPIS = ["electives_scheduled", "electives_admitted", "electives_cancelled_no_bed",
-                 "electives_cancelled_escalation"]
-ESCALATION_KPIS = ["opel_days_level_1", "opel_days_level_2", "opel_days_level_3", "opel_days_level_4",
-                   "escalation_actions_started", "escalation_bed_days_opened", "escalation_bed_days_used",
-                   "escalation_cost"]
-
-
-ACUTE_FRONT_DOOR = {"admissions_per_day", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct",
-                    "occupancy_p95_pct", "days_over_92_pct", "days_over_95_pct", "days_at_100_pct", "ed_boarding_mean",
-                    "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches", "dtoc_pct", "discharges_P0",
-                    "readmissions"}
-COST_KPIS = ["cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", "cost_non_elective",
-             "cost_service_care", "service_capacity_cost", "cost_fixed", "cost_investment", "total_cost"]
-
-
-def headline(sc: Scenario) -> list[str]:
-    """The KPIs worth a line in the terminal for this scenario."""
-    names = list(HEADLINE)
-    if sc.mode == "pathway_only":  # no acute stay or front door: waits, services and costs instead
-        names = [n for n in names if n not in ACUTE_FRONT_DOOR]
-        names += [f"service_{s}_utilisation_pct" for pw in sc.pathways.values() for s in pw.services]
-    if sc.electives is not None:
-        names += ELECTIVE_KPIS
-    if sc.escalation is not None:
-        names += ESCALATION_KPIS
-    services = [s for pw in sc.pathways.values() for s in pw.services.values()]
-    priced = any(getattr(sc.costs, f) for f in COST_FIELDS)
-    if priced or any(s.unit_cost_per_day or s.cost_per_occupied_day for s in services):
-        names += COST_KPIS
-    return names
-
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``minimum``, with a plain-words error otherwise."""
@@ -279,6 +234,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
     table = result.summary()
     n = len(result.replications)
+    from flowsim.results.kpi import headline
+
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
     sys.stdout.write(f"\n{sc.name}: {n} replications, seed {args.seed}, "
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "

@@ -195,14 +195,21 @@ def test_no_grant_above_capacity(short_run) -> None:
 
 
 def unlimited_downstream_overrides(path: Path) -> list[str]:
-    """--set overrides that remove every downstream constraint of a scenario file."""
+    """--set overrides that remove every downstream constraint of a scenario file.
+
+    A place granted but not yet taken is a delay (transfer time, discharge hours, weekends), so
+    those waits go too; what is left between ready for transfer and leaving is nothing.
+    """
     raw, _ = load_raw(path)
     out = short_overrides(path)
     for pname, pw in raw.get("pathways", {}).items():
         out.append(f"pathways.{pname}.needs_assessment=false")
+        out.append(f"pathways.{pname}.transfer_time={{dist: fixed, value: 0}}")
         for sname in (pw or {}).get("services", {}) or {}:
             out.append(f"pathways.{pname}.services.{sname}.capacity=unlimited")
-    out += ["long_term_care.capacity=unlimited", "long_term_care.placement_time={dist: fixed, value: 0}"]
+    out += ["long_term_care.capacity=unlimited", "long_term_care.placement_time={dist: fixed, value: 0}",
+            "home_care.capacity=unlimited", "home_care.start_time={dist: fixed, value: 0}",
+            "discharge.hours=~", "discharge.weekend_rate=1"]
     if (raw.get("initial_state") or {}).get("snapshot_file"):
         out.append("initial_state.snapshot_file=~")  # its rows wait for assessments this test removes
     return out
@@ -221,9 +228,10 @@ def test_infinite_downstream_capacity_gives_zero_dtoc(path: Path) -> None:
     assert (kpis["dtoc_delayed_days_per_quarter"] == 0).all()
     pts = result.patients()
     # patients already waiting on a start-from-today snapshot waited before day 0: that is history
-    ready = pts[(pts["pathway"].astype(str) != "P0") & ~pts["initial"]].dropna(subset=["mffd", "slot_granted"])
+    ready = pts[(pts["pathway"].astype(str) != "P0") & ~pts["initial"]].dropna(subset=["rft", "acute_end"])
     assert len(ready) > 0
-    assert np.allclose(ready["slot_granted"], ready["mffd"], rtol=0, atol=TOL)
+    assert np.allclose(ready["slot_granted"], ready["rft"], rtol=0, atol=TOL)
+    assert np.allclose(ready["acute_end"], ready["rft"], rtol=0, atol=TOL)
 
 
 def test_minimal_has_delays_without_the_overrides() -> None:

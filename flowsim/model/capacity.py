@@ -11,6 +11,7 @@ per-patient path lean.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -116,12 +117,14 @@ class Group:
     freed slot goes to the first queued patient eligible for it.
     """
 
-    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "pools", "queue")
+    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "on_release", "pools", "queue")
 
     def __init__(self, env: simpy.Environment, name: str, pools: list[Pool]):
         self.env = env
         self.name = name
         self.pools = pools
+        # called with the pool's name after every release (escalation waits for added places to empty)
+        self.on_release: Callable[[str], None] | None = None
         self.queue: deque[tuple[Any, simpy.Event]] = deque()
         self._visits = [p for p in pools if isinstance(p, VisitPool)]
         self._simple = len(pools) == 1 and pools[0].accepts is None and not self._visits
@@ -169,6 +172,8 @@ class Group:
             pool.drop(patient)
         if self.queue:
             self._dispatch(pool)
+        if self.on_release is not None:
+            self.on_release(pool.name)
 
     def set_capacity(self, pool: Pool, capacity: float) -> None:
         pool.capacity = capacity

@@ -41,7 +41,7 @@ import yaml
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
-from flowsim.results.kpi import kpi_info
+from flowsim.results.kpi import BOARD_HEADLINE, REPORT_GROUPS, kpi_info
 from flowsim.rundir import atomic_text
 from flowsim.scenario.schema import COST_FIELDS
 
@@ -50,27 +50,7 @@ log = logging.getLogger(__name__)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEFAULT_TARGETS = {"delayed_per_100k": 9.4, "occupancy_pct": 92.0, "ed_within_4h_pct": 76.0}
 
-#: What a board reads first, in this order (those a directory lacks are skipped).
-RUN_HEADLINE = ["delayed_patients_per_day", "delayed_per_100k", "dtoc_delayed_days_per_quarter", "delayed_bed_days",
-                "occupancy_mean_pct", "days_over_92_pct", "ed_4h_breach_pct", "ed_12h_breaches", "total_cost"]
-COMPARISON_HEADLINE = ["delayed_patients_per_day", "delayed_per_100k", "dtoc_delayed_days_per_quarter",
-                       "delayed_bed_days", "occupancy_mean_pct", "days_over_92_pct", "ed_4h_breach_pct",
-                       "ed_12h_breaches", "total_cost"]
 SWEEP_HEADLINE_POINTS = 30
-
-#: Appendix groups: (heading, test on the KPI name), first match wins.
-GROUPS: tuple[tuple[str, Any], ...] = (
-    ("Delayed transfers of care", lambda k: k.startswith(("delayed", "dtoc")) or k == "mffd_bed_days"),
-    ("Hospital beds and admissions", lambda k: k.startswith(("acute_", "occupancy", "days_over", "days_at",
-                                                            "admissions", "readmissions"))),
-    ("Emergency department", lambda k: k.startswith("ed_")),
-    ("Leaving hospital: pathways", lambda k: k.startswith(("discharges_", "queue_", "wait_"))
-     or k in ("deaths", "long_term_care_placements")),
-    ("Community services", lambda k: k.startswith("service_") and k != "service_capacity_cost"),
-    ("Planned (elective) care", lambda k: k.startswith("elective")),
-    ("Escalation (OPEL)", lambda k: k.startswith(("opel", "escalation_")) and k != "escalation_cost"),
-    ("Costs", lambda k: "cost" in k),
-)
 
 #: In a section body, marks the end of what must print on the same page as the heading.
 LEAD = "<!--/lead-->"
@@ -944,9 +924,9 @@ def _standards(sc: dict[str, Any]) -> dict[str, tuple[str, float, str]]:
 def _kpi_groups(names: Iterable[str]) -> list[tuple[str, list[str]]]:
     grouped: dict[str, list[str]] = {}
     for k in names:
-        heading = next((h for h, test in GROUPS if test(k)), "Other measures")
+        heading = next((h for h, test in REPORT_GROUPS if test(k)), "Other measures")
         grouped.setdefault(heading, []).append(k)
-    order = [h for h, _ in GROUPS] + ["Other measures"]
+    order = [h for h, _ in REPORT_GROUPS] + ["Other measures"]
     return [(h, grouped[h]) for h in order if h in grouped]
 
 
@@ -995,7 +975,7 @@ def build_run_report(d: Path) -> str:  # noqa: C901, PLR0915
                     "caution and report them.</span>")
     msgs.append("These are model estimates under the assumptions listed in this report, not forecasts.")
     head_rows = []
-    for k in RUN_HEADLINE:
+    for k in BOARD_HEADLINE:
         if k not in kpis:
             continue
         info = kpis[k]
@@ -1203,7 +1183,7 @@ def build_comparison_report(d: Path) -> str:  # noqa: C901, PLR0912, PLR0915
     b = Builder(f"Option appraisal: {base_title}", "comparison")
     t = _targets(base_sc)
     board = [k for k in (meta.get("board_kpis") or []) if k in set(side["kpi"])] or list(side["kpi"])
-    headline = [k for k in COMPARISON_HEADLINE if k in board] or board[:9]
+    headline = [k for k in BOARD_HEADLINE if k in board] or board[:9]
 
     def head(n: str) -> str:
         return f"{esc(short[n])}<small>{esc(_pretty(n))}</small>"
