@@ -252,11 +252,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"Replications for {args.precision_kpi} within {args.precision:.0%}: {state}\n")
     sys.stdout.write("\n" + kpi_table_text(table, names) + "\n\n")
     quarters = result.periods("Q")
-    sys.stdout.write("DTOC delayed days by NHS quarter (midnight census, acute + community):\n")
+    sys.stdout.write("DTOC delayed days by NHS quarter (midnight census, acute + reporting community beds); "
+                     "patients not meeting the criteria to reside (NCTR) a day:\n")
     for _, q in quarters.iterrows():
         ci = "" if q["ci_low"] != q["ci_low"] else f"  [{q['ci_low']:,.0f}, {q['ci_high']:,.0f}]"
+        nctr = f"   NCTR {q['nctr_per_day']:>6,.1f} a day" if "nctr_per_day" in q else ""
         sys.stdout.write(f"  {q['period']} ({q['days']:>2} days): {q['delayed_days']:>8,.0f}{ci}"
-                         f"   {q['rate_per_100k']:>7,.1f} per 100k 18+\n")
+                         f"   {q['rate_per_100k']:>7,.1f} per 100k 18+{nctr}\n")
     sys.stdout.write(f"\nRun directory: {out}\n")
     return 1 if result.checks else 0
 

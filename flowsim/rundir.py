@@ -5,13 +5,14 @@ Layout (DESIGN.md section 5)::
     summary.json      KPIs with 95% CIs, quarters and months, scenario hash, seed, versions, command
     kpis.csv          one row per replication: the KPI values behind the CIs
     daily.csv         one row per replication x day
-    quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate)
+    quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate), NCTR, stranded, DRD delay
     monthly.csv       the same per calendar month
+    drd_bands_monthly.csv  Discharge Ready Date delay bands per month (discharges, %, delay days, CIs)
     patients.parquet  per-stay records of every replication
     nodes_daily.csv   per node (pathway x locality) and day: occupancy, capacity, queue, wait, cost quantiles
     escalation.csv    OPEL level changes and escalation actions (scenarios with escalation)
     scenario.yaml     the resolved scenario (extends and --set applied)
-    figures/*.png     occupancy fan chart, delays by reason, downstream queues
+    figures/*.png     occupancy fan chart, delays by reason, queues, NCTR by pathway, DRD bands, escalation
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     written["daily"] = atomic_write(out / "daily.csv", lambda p: daily.to_csv(p, index=False))
     written["quarterly"] = atomic_write(out / "quarterly.csv", lambda p: result.periods("Q").to_csv(p, index=False))
     written["monthly"] = atomic_write(out / "monthly.csv", lambda p: result.periods("M").to_csv(p, index=False))
+    bands = result.drd_bands("M")
+    if not bands.empty:
+        written["drd_bands"] = atomic_write(out / "drd_bands_monthly.csv", lambda p: bands.to_csv(p, index=False))
     patients = result.patients()
     written["patients"] = atomic_write(out / "patients.parquet",
                                        lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
@@ -145,7 +149,8 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
 
         sc = result.scenario
         by_pathway: dict[str, list[str]] = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
-        for i, path in enumerate(make_figures(daily, out / "figures", sc.name, by_pathway)):
+        labels = [a.label or a.kind for a in sc.escalation.actions] if sc.escalation is not None else None
+        for i, path in enumerate(make_figures(daily, out / "figures", sc.name, by_pathway, labels)):
             written[f"figure{i}"] = path
     return written
 

@@ -164,7 +164,8 @@ def metrics_from_table(p: pd.DataFrame, t: np.ndarray, core_beds: np.ndarray | f
     reporting: set[str] = set()
     if sc is not None:
         reporting = {n for pw_name, pw in sc.pathways.items() for n, s in pw.services.items() if s.reporting(pw_name)}
-    onward = p["outcome"].isin(["long_term_care", "home_with_care"]).to_numpy() & p["service"].isin(reporting).to_numpy()
+    onward = (p["outcome"].isin(["long_term_care", "home_with_care"]).to_numpy()
+              & p["service"].isin(reporting).to_numpy())
     delayed += count_just_before(np.where(onward, p["stay_end"].to_numpy(dtype=float), np.nan),
                                  p["onward_granted"].to_numpy(dtype=float), t)
     return {"acute_occupancy_pct": occ, "ed_boarding": boarding.astype(float),
@@ -790,6 +791,50 @@ def test_winter_escalation_mechanisms_act(winter_run) -> None:
     cap_wo_extra = daily["acute_beds"] - daily["escalation_beds_open"]
     assert np.allclose(cap_wo_extra[closed], 590 - 28)
     assert np.allclose(cap_wo_extra[~closed], 590)
+
+
+def test_winter_escalation_beds_do_not_flap(winter_run) -> None:
+    """Escalation beds stay open at least their minimum duration and close only when their patients have gone.
+
+    From the escalation log and the stay records alone: every spell of the acute-bed action that ended in the
+    window lasted at least min_duration_hours; at the moment it ended, the patients in acute beds fitted in the
+    beds without it (the beds were empty); and after standing down the beds closed no sooner than the
+    stand-down delay.  Power: the action ran in every replication and some spells ended (and some drained).
+    """
+    sc, result = winter_run
+    assert sc.escalation is not None
+    i, action = next((i, a) for i, a in enumerate(sc.escalation.actions)
+                     if a.kind == "add_capacity" and a.target == "acute")
+    assert action.close_when_empty and action.min_duration_hours >= 24
+    T = float(sc.simulation.duration_days)
+    pts = result.patients()
+    ended = drained = 0
+    for rep, p in pts.groupby("replication"):
+        log = escalation_of(result, rep)
+        events = action_events(log, i)
+        assert any(e == "started" for _, e in events), f"replication {rep}: the beds never opened"
+        bed_start, acute_end = p["bed_start"].to_numpy(dtype=float), p["acute_end"].to_numpy(dtype=float)
+        on = down = close = None
+        for t, e in events:
+            if e == "started":
+                on, down, close = t, None, None
+            elif e == "standing_down":
+                down = t
+            elif e == "resumed":
+                down = close = None
+            elif e == "closing":
+                close = t
+            elif e == "stopped":
+                assert on is not None and down is not None
+                assert t - on >= action.min_duration_hours / 24 - TOL
+                assert t - down >= action.stand_down_hours / 24 - TOL
+                # core beds: 590, less 28 closed for norovirus on 9-22 January 2017 (model days 100-113)
+                core = 590 - (28 if 100 <= t < 114 else 0)
+                assert count_just_before(bed_start, acute_end, np.array([t + 1e-9]))[0] <= core
+                ended += t < T
+                drained += close is not None and t > close
+                on = None
+    assert ended > 0 and drained > 0
 
 
 WINTER_OPTIONS = {

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
 from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
-from flowsim.experiment.stats import node_quantiles, period_table, summarise
+from flowsim.experiment.stats import drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse
@@ -104,7 +104,12 @@ class RunResult:
         return node_quantiles(self.nodes())
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
+        """Delayed days (DTOC), NCTR, stranded patients and DRD delays per NHS quarter ('Q') or month ('M')."""
         return period_table(self.daily(), freq, self.scenario.population_18plus)
+
+    def drd_bands(self, freq: str = "M") -> pd.DataFrame:
+        """Discharge Ready Date delay bands per month ('M') or NHS quarter ('Q'), with CIs."""
+        return drd_band_table(self.daily(), freq)
 
     @property
     def checks(self) -> list[str]:

@@ -588,11 +588,26 @@ class Model:
     # ------------------------------------------------------------------ the journey
     def _journey(self, p: Patient, stage: int = ED) -> Generator[simpy.Event, Any, None]:
         """A stay from the ED onwards; ``stage`` > ED joins part-way (patients already in the
-        system on a start-from-today snapshot, who carry the stamps and places of earlier stages)."""
-        if stage == ED:
-            yield from self._board(p)
-        if stage <= IN_ACUTE:
-            yield from self._acute_stay(p)
+        system on a start-from-today snapshot, who carry the stamps and places of earlier stages).
+
+        The ED wait and the acute stay are written out here rather than in helpers: every patient
+        passes through them, and a delegating generator frame per step costs time on the event path.
+        """
+        env = self.env
+        if stage == ED:  # wait in ED for an acute bed (first come, first served)
+            ev = self.acute.request(p)
+            if ev is not None:
+                yield ev
+            p.bed_start = env.now
+        if stage <= IN_ACUTE:  # the clinical stay, then declared fit on the next round that picks the patient up
+            yield env.timeout(p.acute_los)
+            p.clinically_fit = env.now
+            if self.rounds is not None:
+                t = self.rounds.declared(env.now)
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+            p.mffd = env.now
+            self.n_nctr += 1
         if stage <= WAITING:
             if p.pathway == "P0":
                 yield from self._home(p)
@@ -601,25 +616,6 @@ class Model:
             yield from self._get_place(p)
             yield from self._leave_acute(p)
         yield from self._downstream(p)
-
-    def _board(self, p: Patient) -> Generator[simpy.Event, Any, None]:
-        """Wait in ED for an acute bed (first come, first served)."""
-        ev = self.acute.request(p)
-        if ev is not None:
-            yield ev
-        p.bed_start = self.env.now
-
-    def _acute_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
-        """The clinical stay, then medically fit as declared on the next ward round that picks the patient up."""
-        env = self.env
-        yield env.timeout(p.acute_los)
-        p.clinically_fit = env.now
-        if self.rounds is not None:
-            t = self.rounds.declared(env.now)
-            if t > env.now:
-                yield env.timeout(t - env.now)
-        p.mffd = env.now
-        self.n_nctr += 1
 
     def _ready(self, p: Patient) -> Generator[simpy.Event, Any, None]:
         """Ready for transfer: the MDT's decision, ``ready_gap`` after medically fit (and not before now)."""
@@ -633,9 +629,13 @@ class Model:
 
     def _home(self, p: Patient) -> Generator[simpy.Event, Any, None]:
         """P0: ready, then transport and medicines (transfer time), then out within discharge hours."""
-        yield from self._ready(p)
-        yield from self._leave(p, self.env.now + p.transfer)
-        p.acute_end = self.env.now
+        env = self.env
+        t = p.mffd + p.ready_gap
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        p.rft = env.now
+        yield from self._leave(p, env.now + p.transfer)
+        p.acute_end = env.now
         self.n_nctr -= 1
         self.acute.release(self.acute_pool)
         p.outcome = HOME

@@ -49,14 +49,27 @@ NHS_AQUA_GREEN = "#00A499"
 NHS_PURPLE = "#330072"
 NHS_DARK_GREEN = "#006747"
 
-#: Delay reasons in the order they are stacked (earliest stage of the discharge
+#: DTOC SitRep reason groups in the order they are stacked (earliest stage of the discharge
 #: journey at the bottom), with the plain-English labels a board reader expects.
 DELAY_REASONS: tuple[tuple[str, str, str], ...] = (
-    ("delayed_assessment", "Assessment", NHS_PURPLE),
-    ("delayed_P1", "P1 home with support", NHS_BLUE),
-    ("delayed_P2", "P2 intermediate care bed", NHS_LIGHT_BLUE),
-    ("delayed_P3", "P3 nursing/D2A bed", NHS_AQUA_GREEN),
-    ("delayed_care_home", "Care home placement", NHS_WARM_YELLOW),
+    ("delayed_assessment", "Completion of assessment (A)", NHS_PURPLE),
+    ("delayed_non_acute_nhs", "Further non-acute NHS care: P2/P3 beds (C)", NHS_LIGHT_BLUE),
+    ("delayed_home_care", "Care package in own home: P1, home care (E)", NHS_BLUE),
+    ("delayed_care_home", "Care home placement (D)", NHS_WARM_YELLOW),
+)
+
+#: Patients not meeting the criteria to reside, stacked by discharge pathway.
+NCTR_PATHWAYS: tuple[tuple[str, str, str], ...] = (
+    ("nctr_P0", "P0 home", NHS_DARK_GREY),
+    ("nctr_P1", "P1 home with support", NHS_BLUE),
+    ("nctr_P2", "P2 intermediate care bed", NHS_LIGHT_BLUE),
+    ("nctr_P3", "P3 nursing/D2A bed", NHS_AQUA_GREEN),
+)
+
+#: Discharge Ready Date delay bands as the daily columns name them (NHS England's monthly publication).
+DRD_BANDS: tuple[tuple[str, str], ...] = (
+    ("0", "0 days"), ("1", "1 day"), ("2_3", "2-3"), ("4_6", "4-6"), ("7_13", "7-13"), ("14_20", "14-20"),
+    ("21plus", "21+"),
 )
 
 PATHWAY_LABELS: dict[str, str] = {
@@ -292,7 +305,7 @@ def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
         note += f"; dotted lines: 5–95% range of the total across {n_reps} replications"
     else:
         note += " (single replication)"
-    fig, panel = _new_figure(10, 5.8, "Patients medically fit but delayed", title, note)
+    fig, panel = _new_figure(10, 5.8, "Delayed transfers of care by SitRep reason", title, note)
     ax = panel.add_subplot()
     dates: pd.DatetimeIndex | None = None
     if reasons:
@@ -483,15 +496,114 @@ def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     return fig
 
 
+def _nctr_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Patients not meeting the criteria to reside (today's measure) by pathway, beside the 2016/17 DTOC count.
+
+    The two clocks side by side: everyone medically fit and still in an acute bed (stacked by
+    the pathway they are leaving on) against the DTOC patients among them in acute beds.  The
+    gap is what the 2016/17 return did not count: waiting to be declared ready for transfer,
+    assessments done before readiness, and P0 patients waiting for transport or discharge hours.
+    """
+    parts = [(col, label, color) for col, label, color in NCTR_PATHWAYS if col in daily.columns]
+    note = "Coloured areas: mean number at midnight, by discharge pathway"
+    note += f" (across {n_reps} replications)" if n_reps > 1 else " (single replication)"
+    fig, panel = _new_figure(10, 5.8, "Patients not meeting the criteria to reside (NCTR)", title, note)
+    ax = panel.add_subplot()
+    means = pd.DataFrame({col: _percentiles(daily, col)["mean"] for col, _, _ in parts}).fillna(0.0)
+    ax.stackplot(means.index, means.T.to_numpy(), labels=[label for _, label, _ in parts],
+                 colors=[color for _, _, color in parts], alpha=0.9, linewidth=0)
+    if "delayed_acute_midnight" in daily.columns:
+        dtoc = _percentiles(daily, "delayed_acute_midnight")
+        ax.plot(dtoc.index, dtoc["mean"], color="black", linewidth=1.3, linestyle="--",
+                label="of whom delayed transfers of care in acute beds (2016/17 SitRep)")
+    _style_axes(ax)
+    ax.set_ylabel("Patients at midnight")
+    _format_date_axis(ax, pd.DatetimeIndex(means.index))
+    panel.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=9)
+    return fig
+
+
+def _drd_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Discharge Ready Date delays by band: share of discharges (left) and delay days (right).
+
+    Totals over the whole window per replication, then the mean and its 95% confidence interval
+    across replications, so a band's bar says how sure the estimate is, not how a day varies.
+    """
+    from flowsim.experiment.stats import mean_ci
+
+    reps = daily.groupby("replication") if "replication" in daily.columns else [(0, daily)]
+    counts = np.array([[float(g[f"drd_discharges_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
+    days = np.array([[float(g[f"drd_delay_days_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
+    pct = 100.0 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    note = (f"Bars: mean over {n_reps} replications; lines: 95% confidence interval" if n_reps > 1
+            else "Single replication: no interval")
+    fig, panel = _new_figure(12, 5.2, "Discharge delays from the Discharge Ready Date", title, note)
+    axes = panel.subplots(1, 2)
+    labels = [label for _, label in DRD_BANDS]
+    for ax, values, ylabel, color in ((axes[0], pct, "% of discharges", NHS_BLUE),
+                                      (axes[1], days, "Delay days (discharge date minus DRD)", NHS_PURPLE)):
+        stats = [mean_ci(values[:, j]) for j in range(values.shape[1])]
+        m = np.array([x[0] for x in stats])
+        err = np.array([[x[0] - x[1], x[2] - x[0]] if np.isfinite(x[1]) else [0.0, 0.0] for x in stats]).T
+        ax.bar(labels, m, color=color, alpha=0.85, yerr=err, capsize=3, ecolor=NHS_DARK_GREY)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("Delay band (days)")
+        _tidy(ax)
+        ax.set_ylim(bottom=0)
+    return fig
+
+
+def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, labels: list[str]) -> Figure:
+    """When each escalation action was in force, and the escalation beds open.
+
+    A command centre reads this for flapping: an action that is on for a few hours at a time,
+    many times, shows as a ragged line well below 100%; one that is opened and kept shows as
+    long plateaus.  Each line is the share of the day the action was in force, averaged over
+    replications.
+    """
+    cols = sorted((c for c in daily.columns if c.startswith("escalation_action_")),
+                  key=lambda c: int(c.rsplit("_", 1)[1]))
+    note = "Share of each day an action was in force" + (f", mean of {n_reps} replications" if n_reps > 1 else "")
+    fig, panel = _new_figure(12, 7.5, "Escalation actions in force", title, note)
+    axes = panel.subplots(2, 1, sharex=True, height_ratios=[1.4, 1.0])
+    palette = (NHS_BLUE, NHS_RED, NHS_AQUA_GREEN, NHS_ORANGE, NHS_PURPLE, NHS_DARK_GREEN, NHS_WARM_YELLOW)
+    dates = pd.DatetimeIndex(pd.to_datetime(daily["date"]).drop_duplicates().sort_values())
+    for j, col in enumerate(cols):
+        i = int(col.rsplit("_", 1)[1])
+        name = labels[i] if i < len(labels) else f"Action {i + 1}"
+        stats = _percentiles(daily, col)
+        axes[0].step(stats.index, 100.0 * stats["mean"], where="post", color=palette[j % len(palette)],
+                     linewidth=1.4, label=textwrap.shorten(name, 60))
+    axes[0].set_ylabel("% of the day in force")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(loc="upper left", fontsize=8, frameon=False, ncol=2)
+    if "escalation_beds_open" in daily.columns:
+        beds = _percentiles(daily, "escalation_beds_open")
+        if n_reps > 1:
+            _band(axes[1], beds, NHS_BLUE, "5–95% of replications")
+        axes[1].plot(beds.index, beds["mean"], color=NHS_DARK_BLUE, linewidth=1.5,
+                     label="Escalation beds open" + _mean_suffix(n_reps))
+        axes[1].legend(loc="upper left", fontsize=8.5, frameon=False)
+    axes[1].set_ylabel("Beds open (daily mean)")
+    for ax in axes:
+        limits = ax.get_ylim()
+        _style_axes(ax)
+        ax.set_ylim(limits)
+        _format_date_axis(ax, dates)
+    axes[0].tick_params(labelbottom=False)
+    return fig
+
+
 def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
-                 services_by_pathway: dict[str, list[str]]) -> list[Path]:
+                 services_by_pathway: dict[str, list[str]], action_labels: list[str] | None = None) -> list[Path]:
     """Write the board-paper PNGs for one scenario's results and return their paths.
 
     ``daily`` is the per-(replication, day) table from ``RunResult.daily()``;
     ``title`` (normally the scenario name) goes in every heading;
     ``services_by_pathway`` maps each downstream pathway (P1-P3) to its
     services, one row of the queues figure each (pathways without a queue
-    column are skipped).  Files are written atomically, so a
+    column are skipped); ``action_labels`` name the escalation actions.
+    Files are written atomically, so a
     half-finished run never leaves a truncated PNG for someone to paste into
     a paper.
     """
@@ -508,8 +620,17 @@ def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
         ("delays.png", lambda: _delays_figure(daily, title, n_reps)),
         ("queues.png", lambda: _queues_figure(daily, title, n_reps, services_by_pathway)),
     )
+    if "nctr_midnight" in daily.columns:
+        builders = (*builders, ("nctr.png", lambda: _nctr_figure(daily, title, n_reps)))
+    drd = [f"drd_discharges_{k}" for k, _ in DRD_BANDS]
+    if all(c in daily.columns for c in drd) and float(daily[drd].to_numpy().sum()) > 0:
+        builders = (*builders, ("discharge_delays.png", lambda: _drd_figure(daily, title, n_reps)))
     if "opel_level" in daily.columns and daily["opel_level"].max() > 1:
         builders = (*builders, ("timeline.png", lambda: _timeline_figure(daily, title, n_reps)))
+    if any(c.startswith("escalation_action_") for c in daily.columns):
+        labels = list(action_labels or [])
+        builders = (*builders, ("escalation_actions.png",
+                                lambda: _escalation_actions_figure(daily, title, n_reps, labels)))
     written: list[Path] = []
     for filename, build in builders:
         written.append(_save_atomic(build(), outdir / filename))

@@ -176,7 +176,8 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
         levels[name] = (Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T),
                         Level.from_steps(*raw.capacity[name]))
     needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in rec["pathway"]])
-    wait_start = np.where(needs, rec["assess_end"], rec["mffd"])
+    # a patient starts waiting for a place once ready for transfer and (if needed) assessed
+    wait_start = np.where(needs, np.maximum(rec["assess_end"], rec["rft"]), rec["rft"])
     granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])
     for pname, pw in sc.pathways.items():
         if not pw.services:

@@ -126,7 +126,7 @@ _TABLE: tuple[tuple[str, str, str, str, bool], ...] = (
      "Days home-based (P1) clients wait for a care home or long-term home care while keeping their P1 place: "
      "nobody's bed, never a delayed bed-day.", True),
     # ---- today's measures
-    ("nctr_per_day", "Patients not meeting the criteria to reside (NCTR) per day", "patients",
+    ("nctr_per_day", "Not meeting the criteria to reside (NCTR) per day", "patients",
      f"Mean midnight census of acute patients declared medically fit and still in hospital, all pathways. {NCTR}.",
      True),
     ("nctr_bed_days", "NCTR bed-days", "bed-days",
@@ -279,13 +279,13 @@ class KPIGroup:
 
 _BANDS = tuple(f"drd_pct_{key}" for key, *_ in DRD_BANDS)
 KPI_GROUPS: tuple[KPIGroup, ...] = (
-    KPIGroup("dtoc", "Delayed transfers of care (2016/17 SitRep and BCF)", (
+    KPIGroup("dtoc", "Delayed transfers of care", (
         "delayed_patients_per_day", "delayed_acute_per_day", "delayed_nonacute_per_day",
         "dtoc_delayed_days_per_quarter", "dtoc_rate_per_100k", "delayed_per_100k", "dtoc_pct", "delayed_bed_days",
         *(f"delayed_per_day_{r}" for r in REASONS), *(f"delayed_per_day_{o}" for o in ORGS),
         "mffd_bed_days", "delay_unreported_bed_days", "waiting_at_home_days"),
         prefixes=("delayed", "dtoc"), names=("mffd_bed_days", "delay_unreported_bed_days", "waiting_at_home_days")),
-    KPIGroup("nctr", "Criteria to reside, Discharge Ready Date and stranded patients (today's measures)", (
+    KPIGroup("nctr", "Criteria to reside, discharge ready date and stranded patients", (
         "nctr_per_day", *(f"nctr_per_day_{p}" for p in PATHWAYS), "drd_avg_delay_days", *_BANDS,
         *(f"stranded_{d}_per_day" for d in STRANDED_DAYS)),
         prefixes=("nctr", "drd", "stranded")),
