@@ -170,6 +170,33 @@ def capacity_in_force(sc, target: str, cap, log: pd.DataFrame, t0: float, T: flo
     return times, capacity_at(steps, times) + extra
 
 
+def test_fitness_declared_on_ward_rounds(short_run) -> None:
+    """Where a shipped scenario has ward rounds, every non-elective patient admitted in the run is declared
+    medically fit at a round time of their day (weekday or weekend hours) and is ready for transfer no sooner;
+    the Rotherham scenarios use a profile (power: at least one shipped scenario is checked)."""
+    _, sc, result = short_run
+    pts = result.patients()
+    ok = pts.dropna(subset=["mffd"])
+    ok = ok[(ok["kind"] == "non_elective") & ~ok["initial"]]
+    assert (ok["rft"].dropna() >= ok.loc[ok["rft"].notna(), "mffd"] - TOL).all()
+    rounds = sc.acute.ward_rounds if sc.acute is not None else None  # pathway-only: no acute stay
+    if rounds is None:
+        assert np.allclose(ok["mffd"], ok["clinically_fit"], rtol=0, atol=TOL)
+        return
+    mffd = ok["mffd"].to_numpy(dtype=float)
+    assert len(mffd) > 0 and (mffd >= ok["clinically_fit"].to_numpy(dtype=float) - TOL).all()
+    weekend = (sc.simulation.start_date.weekday() + np.floor(mffd).astype(int)) % 7 >= 5
+    hour = np.round((mffd - np.floor(mffd)) * 24.0, 6)
+    on_round = np.where(weekend, np.isin(hour, np.round(rounds.weekend_hours, 6)),
+                        np.isin(hour, np.round(rounds.weekday_hours, 6)))
+    assert on_round.all(), "a patient declared fit outside the ward rounds"
+
+
+def test_shipped_rotherham_uses_ward_rounds() -> None:
+    sc = load_scenario(SCENARIOS_DIR / "rotherham_2016.yaml")
+    assert sc.acute is not None and sc.acute.ward_rounds is not None
+
+
 def test_no_grant_above_capacity(short_run) -> None:
     """Occupancy recomputed from stay intervals never exceeds the capacity in force at a grant."""
     _, sc, result = short_run

@@ -799,7 +799,8 @@ def test_winter_escalation_beds_do_not_flap(winter_run) -> None:
     From the escalation log and the stay records alone: every spell of the acute-bed action that ended in the
     window lasted at least min_duration_hours; at the moment it ended, the patients in acute beds fitted in the
     beds without it (the beds were empty); and after standing down the beds closed no sooner than the
-    stand-down delay.  Power: the action ran in every replication and some spells ended (and some drained).
+    stand-down delay.  Power: the action ran in every replication and spells ended in the window.
+    (Draining, closing to new patients until empty, is tested exactly in test_nhs_definitions.py.)
     """
     sc, result = winter_run
     assert sc.escalation is not None
@@ -808,22 +809,20 @@ def test_winter_escalation_beds_do_not_flap(winter_run) -> None:
     assert action.close_when_empty and action.min_duration_hours >= 24
     T = float(sc.simulation.duration_days)
     pts = result.patients()
-    ended = drained = 0
+    ended = 0
     for rep, p in pts.groupby("replication"):
         log = escalation_of(result, rep)
         events = action_events(log, i)
         assert any(e == "started" for _, e in events), f"replication {rep}: the beds never opened"
         bed_start, acute_end = p["bed_start"].to_numpy(dtype=float), p["acute_end"].to_numpy(dtype=float)
-        on = down = close = None
+        on = down = None
         for t, e in events:
             if e == "started":
-                on, down, close = t, None, None
+                on, down = t, None
             elif e == "standing_down":
                 down = t
             elif e == "resumed":
-                down = close = None
-            elif e == "closing":
-                close = t
+                down = None
             elif e == "stopped":
                 assert on is not None and down is not None
                 assert t - on >= action.min_duration_hours / 24 - TOL
@@ -832,9 +831,8 @@ def test_winter_escalation_beds_do_not_flap(winter_run) -> None:
                 core = 590 - (28 if 100 <= t < 114 else 0)
                 assert count_just_before(bed_start, acute_end, np.array([t + 1e-9]))[0] <= core
                 ended += t < T
-                drained += close is not None and t > close
                 on = None
-    assert ended > 0 and drained > 0
+    assert ended > 0
 
 
 WINTER_OPTIONS = {

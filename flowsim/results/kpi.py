@@ -33,6 +33,7 @@ import pandas as pd
 
 from flowsim.model.codes import Cancelled, Outcome, Stage
 from flowsim.model.model import RawRun
+from flowsim.results.checks import check_records
 from flowsim.results.delays import ORGS, REASON_LABELS, REASONS, Segment, add_delay_columns, dtoc_intervals, segments
 from flowsim.results.records import Records, build_records
 from flowsim.results.series import Level, visit_load
@@ -766,8 +767,6 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     frame.insert(0, "scenario_id", scenario_id)
     model_events = int(sum(np.count_nonzero(~np.isnan(rec[f])) for f in (
         "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted", "acute_end", "ds_end")))
-    from flowsim.results.checks import check_records  # local: checks import this module's helpers
-
     return ReplicationResult(
         replication=replication,
         seed=seed,

@@ -643,7 +643,7 @@ class Costs(Frozen):
     """
 
     acute_delay_per_day: Annotated[float, Field(ge=0)] = Field(
-        default=0.0, description="Cost of one day a medically fit patient waits in an acute bed.")
+        default=0.0, description="Cost of one DTOC day in an acute bed (ready for transfer and still there).")
     acute_occupied_bed_day: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Variable cost of an occupied G&A bed-day.")
     acute_available_bed_day: Annotated[float, Field(ge=0)] = Field(
