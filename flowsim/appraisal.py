@@ -34,19 +34,14 @@ import pandas as pd
 from flowsim.experiment.executors import Executor
 from flowsim.experiment.runner import RunResult, simulate
 from flowsim.experiment.stats import mean_ci
-from flowsim.results.kpi import kpi_info
+from flowsim.results.kpi import COMPARISON_KPIS, kpi_info
 from flowsim.rundir import atomic_text, atomic_write, versions, write_run_dir
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
 
-#: KPIs a board paper leads with (those a scenario lacks are skipped).
-BOARD_KPIS = [
-    "delayed_patients_per_day", "delayed_per_100k", "dtoc_delayed_days_per_quarter", "delayed_bed_days", "dtoc_pct",
-    "occupancy_mean_pct", "days_over_92_pct", "ed_4h_breach_pct", "ed_wait_mean_hours", "ed_12h_breaches",
-    "queue_mean_P1", "queue_mean_P2", "queue_mean_P3", "electives_cancelled_no_bed", "electives_cancelled_escalation",
-    "opel_days_level_3", "opel_days_level_4", "escalation_cost", "total_cost",
-]
+#: KPIs a board paper leads with (those a scenario lacks are skipped): the KPI registry's comparison list.
+BOARD_KPIS = list(COMPARISON_KPIS)
 BOOTSTRAP = 2000
 
 

@@ -576,7 +576,7 @@ def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, lab
                      linewidth=1.4, label=textwrap.shorten(name, 60))
     axes[0].set_ylabel("% of the day in force")
     axes[0].set_ylim(0, 105)
-    axes[0].legend(loc="upper left", fontsize=8, frameon=False, ncol=2)
+    axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=3)
     if "escalation_beds_open" in daily.columns:
         beds = _percentiles(daily, "escalation_beds_open")
         if n_reps > 1:

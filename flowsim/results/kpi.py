@@ -328,6 +328,13 @@ BOARD_HEADLINE: tuple[str, ...] = (
     "delayed_patients_per_day", "delayed_per_100k", "dtoc_delayed_days_per_quarter", "delayed_bed_days",
     "nctr_per_day", "occupancy_mean_pct", "days_over_92_pct", "ed_4h_breach_pct", "ed_12h_breaches", "total_cost")
 
+#: What an option appraisal compares side by side, in this order (those a scenario lacks are skipped).
+COMPARISON_KPIS: tuple[str, ...] = (
+    "delayed_patients_per_day", "delayed_per_100k", "dtoc_delayed_days_per_quarter", "delayed_bed_days", "dtoc_pct",
+    "nctr_per_day", "occupancy_mean_pct", "days_over_92_pct", "ed_4h_breach_pct", "ed_wait_mean_hours",
+    "ed_12h_breaches", "queue_mean_P1", "queue_mean_P2", "queue_mean_P3", "electives_cancelled_no_bed",
+    "electives_cancelled_escalation", "opel_days_level_3", "opel_days_level_4", "escalation_cost", "total_cost")
+
 #: Appendix groups for reports: (heading, test on the KPI name), first match wins.
 REPORT_GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = tuple(
     (g.title, g.__contains__) for g in KPI_GROUPS)
