@@ -103,21 +103,23 @@ class CountingEnv(simpy.Environment):
 
 
 # ============================================================================ 1. FIFO
-@pytest.mark.parametrize("pools", [
-    pytest.param(lambda: [Pool("p", 2)], id="one-pool-fast-path"),
-    pytest.param(lambda: [Pool("p", 2, accepts=frozenset({0}))], id="one-pool-with-eligibility"),
-    pytest.param(lambda: [Pool("p", 1), Pool("p", 1)], id="two-pools"),
+@pytest.mark.parametrize(("pools", "where"), [
+    pytest.param(lambda: [Pool("p", 2)], "ppppp", id="one-pool-fast-path"),
+    pytest.param(lambda: [Pool("p", 2, accepts=frozenset({0}))], "ppppp", id="one-pool-with-eligibility"),
+    pytest.param(lambda: [Pool("p", 1), Pool("q", 1)], "pqpqp", id="two-pools"),
 ])
-def test_grants_are_first_come_first_served(pools: Any) -> None:
+def test_grants_are_first_come_first_served(pools: Any, where: str) -> None:
     """Two slots, five patients arriving 0.5 days apart, each keeping a slot 3 days.
 
     a (t=0) and b (0.5) are granted at once; c (1), d (1.5), e (2) queue.  a leaves at 3 -> c;
-    b leaves at 3.5 -> d; c leaves at 6 -> e.  LIFO would give e the slot at 3.
+    b leaves at 3.5 -> d; c leaves at 6 -> e.  LIFO would give e the slot at 3.  With two one-slot pools
+    p and q, a takes p (preferred), b q, and each later patient the slot just freed: c p, d q, e p.
     """
     env = simpy.Environment()
     group = Group(env, "g", pools())
     log = run(env, group, [(Pt(n), 0.5 * i, 3.0) for i, n in enumerate("abcde")])
-    assert_log(log, [(0, "a", "p"), (0.5, "b", "p"), (3, "c", "p"), (3.5, "d", "p"), (6, "e", "p")])
+    times = (0, 0.5, 3, 3.5, 6)
+    assert_log(log, [(t, n, pool) for t, n, pool in zip(times, "abcde", where, strict=True)])
     assert all(p.busy == 0 for p in group.pools) and not group.queue
 
 
