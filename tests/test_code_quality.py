@@ -28,8 +28,11 @@ LONG_FUNCTIONS: dict[str, str] = {
     "flowsim/sweep.py:run_sweep": "plan, resume, run and write in one function; split along those seams",
 }
 MAX_CODE_LINES = 80
-#: `# noqa` exemptions from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/ and tests/.
-MAX_COMPLEXITY_EXEMPTIONS = 43
+#: noqa comments exempting a function from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/
+#: and tests/.  Only shrinks: 48 when the gate went in; 40 after calibration/fitdata.py and
+#: experiment/replications.py were split (issue 18); 35 after the model core, the KPI analysis, the
+#: checks and the table builders were split (issue 11).
+MAX_COMPLEXITY_EXEMPTIONS = 35
 
 _EXEMPTION = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR09\d\d)\b")
 
