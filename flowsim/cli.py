@@ -198,6 +198,7 @@ def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor
 def _cmd_run(args: argparse.Namespace) -> int:
     from flowsim.experiment import simulate
     from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
+    from flowsim.results.kpi import headline
     from flowsim.rundir import atomic_text, kpi_table_text, write_run_dir
     from flowsim.scenario import load_scenario
 
@@ -234,8 +235,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
     table = result.summary()
     n = len(result.replications)
-    from flowsim.results.kpi import headline
-
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
     sys.stdout.write(f"\n{sc.name}: {n} replications, seed {args.seed}, "
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "

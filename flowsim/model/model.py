@@ -485,9 +485,10 @@ class Model:
         hours = self._base_hours
         weekend = dict(self._base_weekend)
         for a in self._discharge_overrides:
-            if a.hours is not None:
+            # an extension only widens the hours: with no base hours (discharges at any time) it has none to widen
+            if a.hours is not None and hours is not None:
                 h = (a.hours.start / 24.0, a.hours.end / 24.0)
-                hours = h if hours is None else (min(hours[0], h[0]), max(hours[1], h[1]))
+                hours = (min(hours[0], h[0]), max(hours[1], h[1]))
             if a.weekend_rate is not None:
                 weekend = {p: max(r, a.weekend_rate) for p, r in weekend.items()}
         self.dis_hours = hours
