@@ -30,7 +30,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,8 +45,9 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
-from flowsim.experiment.runner import choose_warmup, run_replication, simulate_to_precision
-from flowsim.experiment.stats import mean_ci
+from flowsim.experiment.runner import WarmupChoice, choose_warmup, run_replication, simulate_to_precision
+from flowsim.experiment.stats import bounded_ci, mean_ci
+from flowsim.results.kpi import kpi_range
 from flowsim.rundir import atomic_text, atomic_write, versions
 from flowsim.scenario.loader import (
     LineMap,
@@ -623,6 +624,11 @@ class SweepResult:
     computed: int = 0                   # tasks run by this call (the rest were resumed)
     seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+    warmup_choice: WarmupChoice | None = None   # when this call chose the warm-up by MSER-5
+
+
+#: Draws a sweep's figures into a directory (the presentation layer passes one in: the domain draws nothing).
+SweepDrawer = Callable[[SweepResult, Path], Mapping[str, Path]]
 
 
 def _spec_fingerprint(spec: SweepSpec) -> str:
@@ -635,7 +641,7 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     for pid, grp in table.groupby(_ID, sort=False):
         base = {_ID: pid, **{n: grp[n].iloc[0] for n in names}}
         for k in kpis:
-            m, lo, hi = mean_ci(grp[k].to_numpy(dtype=float))
+            m, lo, hi = bounded_ci(grp[k].to_numpy(dtype=float), *kpi_range(k))
             rows.append({**base, "kpi": k, "mean": m, "ci_low": lo, "ci_high": hi,
                          "sd": float(grp[k].std(ddof=1)) if len(grp) > 1 else float("nan"), "n": len(grp)})
     return pd.DataFrame(rows)
@@ -643,8 +649,11 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
 
 def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
-              figures: bool = True, command: list[str] | None = None) -> SweepResult:
-    """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``."""
+              draw: SweepDrawer | None = None, command: list[str] | None = None) -> SweepResult:
+    """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``.
+
+    ``draw`` (from the presentation layer, e.g. ``flowsim.report.sweep_figures.draw_sweep``) adds the figures
+    before the sweep is marked complete; without it none is drawn."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
     out = out or Path("outputs") / "sweeps" / (spec.name or spec_path.stem)
@@ -670,16 +679,13 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     show = sys.stderr.isatty() if progress is None else progress
 
     # warm-up: the scenario's own, a fixed number, or MSER-5 on a pilot (remembered for --resume)
+    choice = None
     if spec.warmup == "auto":
         days = old_meta.get("warmup", {}).get("warmup_days") if old_meta.get("warmup", {}).get("method") else None
         warm_info: dict[str, Any]
         if days is None:
             choice = choose_warmup(factory.base.scenario, spec.warmup_kpi, spec.seed, executor=ex, progress=show)
             days, warm_info = choice.days, choice.as_dict()
-            if figures:
-                from flowsim.report.sweep_figures import warmup_figure
-
-                warmup_figure(choice, out / "figures" / "warmup.png")
         else:
             warm_info = old_meta["warmup"]
         factory.set_warmup(int(days))
@@ -816,17 +822,16 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         files["target_csv"] = atomic_write(out / "target.csv", lambda p: ev.to_csv(p, index=False))
         files["target"] = atomic_text(out / "target.json",
                                       json.dumps(target_result.as_dict(), indent=2, default=float) + "\n")
-    if figures:
-        from flowsim.report.sweep_figures import sweep_figures
-
-        files.update(sweep_figures(spec, summary, target_result, sens_table, out / "figures"))
     seconds = time.perf_counter() - t0
+    result = SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
+                         sens_table, runner.computed, seconds, files, choice)
+    if draw is not None:
+        files.update(draw(result, out / "figures"))
     meta.update(status="complete", tasks_run_this_call=runner.computed, seconds_this_call=round(seconds, 2),
                 target=target_result.as_dict() if target_result else None)
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     files["meta"] = meta_path
-    return SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
-                       sens_table, runner.computed, seconds, files)
+    return result
 
 
 def _design_table(store: Store, spec: SweepSpec, design: list[Point], replications: int) -> pd.DataFrame:

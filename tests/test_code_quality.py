@@ -22,17 +22,13 @@ PACKAGE = ROOT / "flowsim"
 #: Functions longer than MAX_CODE_LINES today (qualified name -> why it is allowed for now).  Only shrinks.
 LONG_FUNCTIONS: dict[str, str] = {
     "flowsim/model/model.py:Model.__init__": "builds every pool of the model; split with the engine rework",
-    "flowsim/report/html.py:_stress_table": "string-built report; replaced by templates (issue 14)",
-    "flowsim/report/html.py:build_run_report": "string-built report; replaced by templates (issue 14)",
-    "flowsim/report/html.py:build_comparison_report": "string-built report; replaced by templates (issue 14)",
-    "flowsim/report/html.py:build_sweep_report": "string-built report; replaced by templates (issue 14)",
     "flowsim/results/kpi.py:_kpis": "the KPI registry literal; becomes a table of definitions",
     "flowsim/results/kpi.py:analyse": "every KPI in one function; split by measure family",
     "flowsim/sweep.py:run_sweep": "plan, resume, run and write in one function; split along those seams",
 }
 MAX_CODE_LINES = 80
 #: `# noqa` exemptions from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/ and tests/.
-MAX_COMPLEXITY_EXEMPTIONS = 48
+MAX_COMPLEXITY_EXEMPTIONS = 39
 
 _EXEMPTION = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR09\d\d)\b")
 

@@ -11,14 +11,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import simpy
 
-from flowsim.scenario.schema import Escalation, LevelRule
+from flowsim.model.capacity import Group, Pool
+from flowsim.scenario.schema import Action, Escalation, LevelRule
 
-if TYPE_CHECKING:
-    from flowsim.model.model import Model
+
+class EscalationHost(Protocol):
+    """What the controller needs from the model: live state to read and the two action hooks.
+
+    A protocol rather than an import of ``Model``, because the model creates the controller: importing it back
+    would tie the two modules into a circle."""
+
+    env: simpy.Environment
+    t0: float
+    t1: float
+    n_delayed: int
+    acute_pool: Pool
+    acute: Group
+
+    def start_action(self, action: Action) -> None:
+        """Put an escalation action into force."""
+
+    def stop_action(self, action: Action) -> None:
+        """Take an escalation action out of force."""
 
 #: Action log events, in the order an action can go through them.
 REQUESTED, STARTED, STOPPED, CANCELLED = "requested", "started", "stopped", "cancelled"
@@ -27,7 +45,7 @@ REQUESTED, STARTED, STOPPED, CANCELLED = "requested", "started", "stopped", "can
 class EscalationController:
     """Evaluates the OPEL level for one replication and drives the actions of each level."""
 
-    def __init__(self, model: Model, spec: Escalation):
+    def __init__(self, model: EscalationHost, spec: Escalation):
         self.m = model
         self.spec = spec
         self.level = 1

@@ -23,7 +23,9 @@ Conventions (NHS):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,8 @@ ORGS: tuple[str, ...] = ("nhs", "social_care", "both")
 
 @dataclass(frozen=True)
 class KPI:
+    """A KPI's definition: what a reader sees (label, unit, NHS definition) and which way is worse."""
+
     label: str
     unit: str
     definition: str
@@ -166,7 +170,82 @@ def service_kpi(name: str) -> KPI:
 
 
 def kpi_info(name: str) -> KPI:
+    """The definition of ``name``: from the registry, or built for a per-service KPI."""
     return KPIS.get(name) or service_kpi(name)
+
+
+def kpi_range(name: str) -> tuple[float | None, float | None]:
+    """The values ``name`` can take: every flowsim KPI is a count, a time, a rate, a share or a cost, so none is
+    negative, and shares (unit '%...') are at most 100.  Confidence intervals are kept inside this range
+    (``flowsim.experiment.stats.bounded_ci``)."""
+    return 0.0, 100.0 if kpi_info(name).unit.startswith("%") else None
+
+
+# ----------------------------------------------------------------------------------------- groups and modes
+
+#: Report groups: (heading, test on the KPI name); the first match wins, the rest are "Other measures".
+KPI_GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("Delayed transfers of care", lambda k: k.startswith(("delayed", "dtoc")) or k == "mffd_bed_days"),
+    ("Hospital beds and admissions", lambda k: k.startswith(("acute_", "occupancy", "days_over", "days_at",
+                                                            "admissions", "readmissions"))),
+    ("Emergency department", lambda k: k.startswith("ed_")),
+    ("Leaving hospital: pathways", lambda k: k.startswith(("discharges_", "queue_", "wait_"))
+     or k in ("deaths", "long_term_care_placements")),
+    ("Community services", lambda k: k.startswith("service_") and k != "service_capacity_cost"),
+    ("Planned (elective) care", lambda k: k.startswith("elective")),
+    ("Escalation (OPEL)", lambda k: k.startswith(("opel", "escalation_")) and k != "escalation_cost"),
+    ("Costs", lambda k: "cost" in k),
+)
+OTHER_GROUP = "Other measures"
+
+
+def kpi_group(name: str) -> str:
+    """The report heading ``name`` is listed under."""
+    return next((heading for heading, test in KPI_GROUPS if test(name)), OTHER_GROUP)
+
+
+#: Measures of the hospital's front door and beds: a pathway-only scenario has no acute stay (its "acute bed"
+#: is only where a medically fit patient waits, with unlimited beds), so it does not model them.
+ACUTE_KPIS = frozenset({
+    "admissions_per_day", "readmissions", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct",
+    "occupancy_p95_pct", "days_over_92_pct", "days_over_95_pct", "days_at_100_pct", "ed_boarding_mean",
+    "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches", "dtoc_pct", "discharges_P0",
+    "cost_acute_occupied", "cost_acute_capacity", "cost_non_elective"})
+ELECTIVE_KPIS = ("electives_scheduled", "electives_admitted", "electives_cancelled_no_bed",
+                 "electives_cancelled_escalation")
+ESCALATION_KPIS = ("opel_days_level_1", "opel_days_level_2", "opel_days_level_3", "opel_days_level_4",
+                   "escalation_actions_started", "escalation_bed_days_opened", "escalation_bed_days_used",
+                   "escalation_cost")
+
+
+@dataclass(frozen=True)
+class Modelled:
+    """What a scenario models, as far as the KPIs are concerned (from a Scenario or its resolved YAML)."""
+
+    mode: str = "full"
+    electives: bool = True
+    escalation: bool = True
+
+    @classmethod
+    def of(cls, scenario: Scenario | dict[str, Any]) -> Modelled:
+        """Read the three facts off a scenario object or its plain-data form."""
+        if isinstance(scenario, dict):
+            return cls(str(scenario.get("mode") or "full"), scenario.get("electives") is not None,
+                       scenario.get("escalation") is not None)
+        return cls(scenario.mode, scenario.electives is not None, scenario.escalation is not None)
+
+
+def kpi_applies(name: str, modelled: Modelled) -> bool:
+    """Whether a scenario that models ``modelled`` measures ``name`` at all.
+
+    The model computes every KPI for every scenario (a pathway-only run has an "occupancy" of its waiting
+    patients in unlimited beds, a run without escalation spends every day at OPEL 1); a report or a terminal
+    table that showed them would judge what the scenario does not model ("0% waited over 4 hours: met")."""
+    if modelled.mode == "pathway_only" and name in ACUTE_KPIS:
+        return False
+    if not modelled.electives and name in ELECTIVE_KPIS:
+        return False
+    return modelled.escalation or name not in ESCALATION_KPIS
 
 
 @dataclass(frozen=True)
