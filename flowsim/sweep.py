@@ -98,6 +98,7 @@ class Parameter(_Spec):
 
     @property
     def name(self) -> str:
+        """The parameter's label, or its dotted path."""
         return self.label or self.path
 
 
@@ -134,6 +135,7 @@ class Target(_Spec):
 
     @property
     def threshold(self) -> float:
+        """The threshold the KPI must meet (``at_most`` or ``at_least``)."""
         return self.at_most if self.at_most is not None else self.at_least  # type: ignore[return-value]
 
 
@@ -226,12 +228,14 @@ def point_id(values: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Point:
+    """One design point: its values, id, scenario and the scenario's content hash."""
     values: dict[str, Any]
     scenario: Scenario
     id: str
     scenario_id: str
 
     def describe(self) -> str:
+        """The point's values as 'path=value, ...'."""
         return ", ".join(f"{k}={v}" for k, v in self.values.items()) or "base scenario"
 
 
@@ -273,12 +277,14 @@ class PointFactory:
         return f"{source}:{line}" if line else source
 
     def set_warmup(self, days: int) -> None:
+        """Use ``days`` of warm-up for every point built from now on."""
         set_path(self._data, "simulation.warmup_days", int(days), self._lines)
         self.warmup = int(days)
         self._cache.clear()
         self.base = self.build({})
 
     def build(self, values: dict[str, Any]) -> Point:
+        """The point for ``values`` (dotted path -> value) on the base scenario, validated."""
         values = {k: _canon(v) for k, v in values.items()}
         pid = point_id(values)
         hit = self._cache.get(pid)
@@ -343,9 +349,11 @@ class Store:
         self.parts = root / "parts"
 
     def path(self, pid: str, replication: int) -> Path:
+        """Where the result of (point, replication) is stored."""
         return self.parts / pid / f"r{replication:06d}.parquet"
 
     def done(self) -> set[tuple[str, int]]:
+        """Every (point, replication) already stored."""
         out = set()
         if self.parts.is_dir():
             for f in self.parts.glob("*/r*.parquet"):
@@ -364,12 +372,14 @@ class Store:
         return n
 
     def write(self, pid: str, replication: int, row: dict[str, Any]) -> None:
+        """Store one result atomically (temporary file, then rename)."""
         path = self.path(pid, replication)
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist([row])
         atomic_write(path, lambda p: pq.write_table(table, p))
 
     def read(self, keys: Iterable[tuple[str, int]]) -> pd.DataFrame:
+        """Stored results for ``keys`` as one table."""
         files = [self.path(pid, r) for pid, r in sorted(keys)]
         if not files:
             return pd.DataFrame()
@@ -446,6 +456,7 @@ class Runner:
         self.required = {}
 
     def values(self, point: Point, replications: int, kpi: str) -> np.ndarray:
+        """The KPI's value in each of ``n`` replications of ``point`` (running what is missing)."""
         self.ensure([point], replications)
         frame = self.store.read((point.id, r) for r in range(replications))
         if kpi not in frame.columns:
@@ -475,6 +486,7 @@ class TargetResult:
     replications: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The target finder's answer as plain data, for ``target.json``."""
         t = self.target
         ev = self.evaluations.set_index("value")
 
@@ -499,6 +511,7 @@ class TargetResult:
         }
 
     def sentence(self) -> str:
+        """The answer in one sentence, for the terminal."""
         t = self.target
         sense = "<=" if t.at_most is not None else ">="
         name = t.label or t.parameter

@@ -243,7 +243,7 @@ def test_sweep_stdout(shipped_sweep: tuple[subprocess.CompletedProcess[str], Pat
     lines = proc.stdout.splitlines()
     assert any(re.match(r"Sweep 'rotherham_intermediate_care': 8 replications per point, seed 12345, "
                         r"warm-up 30 days; \d+ tasks run now", ln) for ln in lines), proc.stdout
-    start = lines.index("delayed_patients_per_day: mean [95% CI]")
+    start = lines.index("Delayed patients per day (patients): mean [95% CI]")
     assert "Intermediate care beds (P2)" in lines[start + 1] and "P1 packages" in lines[start + 1]
     rows = lines[start + 2:start + 14]
     summary = pd.read_csv(out / "summary.csv")

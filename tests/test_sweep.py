@@ -215,9 +215,21 @@ def test_tidy_table_summary_and_figures(grid_serial) -> None:
     means = table.groupby("point_id")[GRID_KPIS].mean()
     for _, row in summary.iterrows():
         assert row["mean"] == pytest.approx(means.loc[row["point_id"], row["kpi"]], rel=1e-12, abs=1e-12)
-    # the 95% t interval: half-width t(0.975, n-1) * sd / sqrt(n)
+    # the 95% t interval, built on the log scale (counts: never negative) or the logit scale (occupancy %: between
+    # 0 and 100) and transformed back: mean * exp(+-h / mean) and 100 * expit(logit(p) +- h / (100 p (1 - p)))
     half = stats.t.ppf(0.975, GRID_REPS - 1) * summary["sd"] / math.sqrt(GRID_REPS)
-    np.testing.assert_allclose(summary["ci_high"] - summary["mean"], half, rtol=1e-9, atol=1e-12)
+    m = summary["mean"]
+    share = summary["kpi"] == "occupancy_mean_pct"
+    p = m / 100
+    with np.errstate(divide="ignore", invalid="ignore"):  # both branches are computed; zeros are not compared
+        logit = np.log(p / (1 - p))
+        z = half / (100 * p * (1 - p))
+        hi = np.where(share, 100 / (1 + np.exp(-(logit + z))), m * np.exp(half / m))
+        lo = np.where(share, 100 / (1 + np.exp(-(logit - z))), m * np.exp(-half / m))
+    varies = summary["sd"] > 0
+    np.testing.assert_allclose(summary.loc[varies, "ci_high"], hi[varies], rtol=1e-9)
+    np.testing.assert_allclose(summary.loc[varies, "ci_low"], lo[varies], rtol=1e-9)
+    assert (summary["ci_low"] >= 0).all() and (summary.loc[share, "ci_high"] <= 100).all()
 
     figs = res.out / "figures"
     for name in ("response_acute_beds.png", "response_pathways_P2_services_intermediate_care_capacity.png",
@@ -805,7 +817,7 @@ def test_lhs_sweep_end_to_end(tmp_path: Path) -> None:
                       kpis=["delayed_patients_per_day"],
                       parameters=[{"path": P2, "low": 15, "high": 30, "integer": True},
                                   {"path": "arrivals.rate_per_day", "low": 18, "high": 22}])
-    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False)
+    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False, draw=draw_sweep)
     loaded, _, _ = load_spec(spec)
     expected = design_points(loaded)
     assert len(res.table) == 4 and res.table["point_id"].nunique() == 4

@@ -103,10 +103,12 @@ class Target(_Spec):
 
     @property
     def scale(self) -> float:
+        """The observation's standard deviation: ``sd`` if given, else ``rel_sd`` times the observed value."""
         return self.sd if self.sd is not None else abs(self.value) * self.rel_sd
 
 
 class TargetSet(_Spec):
+    """A targets file: observed quantities, each with its source, read off a simulation the same way."""
     name: str
     description: str = ""
     targets: list[Target] = Field(min_length=1)
@@ -134,6 +136,7 @@ class FreeParameter(_Spec):
 
 
 class Optimiser(_Spec):
+    """The optimiser and its budget (population size per parameter, generations, tolerance)."""
     method: Literal["differential_evolution"] = "differential_evolution"
     popsize: Annotated[int, Field(ge=2, le=100)] = 5
     maxiter: Annotated[int, Field(ge=1, le=1000)] = 6
@@ -147,6 +150,7 @@ class Validation(_Spec):
 
 
 class CalibrationConfig(_Spec):
+    """A calibration file: the scenario, the free parameters, fitted and held-out targets, budget."""
     name: str | None = None
     description: str = ""
     scenario: str = Field(min_length=1, description="scenario to calibrate, relative to this file")
@@ -246,6 +250,7 @@ class Problem:
 
     def build(self, values: dict[str, Any], data: dict[str, Any] | None = None,
               lines: dict[Any, Any] | None = None, source: str | None = None) -> Scenario:
+        """The scenario with ``values`` (dotted path -> value) set on top of the base, validated."""
         data = copy.deepcopy(self.base_data if data is None else data)
         lines = dict(self.base_lines if lines is None else lines)
         problems = []
@@ -260,6 +265,7 @@ class Problem:
 
 
 def load_problem(path: Path) -> Problem:  # noqa: C901
+    """Read and check a calibration file and its targets; every problem is one error line."""
     cfg, lines = _validated(CalibrationConfig, path)
     tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
     targets = {t.id: t for t in tset.targets}

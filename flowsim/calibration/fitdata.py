@@ -145,6 +145,7 @@ class Extract:
 
     @property
     def n(self) -> int:
+        """Number of spells in the extract."""
         return len(self.lines)
 
 
@@ -373,6 +374,7 @@ class CandidateFit:
     sd: float
 
     def frozen(self) -> Any:
+        """The fitted distribution as a frozen scipy distribution (for densities and quantiles)."""
         fam = _SCIPY[self.family]
         return fam(*self.params[:-1], loc=0, scale=self.params[-1])
 
@@ -430,6 +432,7 @@ def fit_los(x: np.ndarray) -> list[CandidateFit]:
 # --------------------------------------------------------------------------- fitting: arrivals
 @dataclass(frozen=True)
 class ArrivalFit:
+    """The fitted arrivals profile: rate per day and month, weekday and hour factors, with counts."""
     rate_per_day: float
     mean_per_day: float
     n: int
@@ -507,6 +510,7 @@ def fit_arrivals(admission: np.ndarray, date_only: bool = False) -> ArrivalFit:
 # --------------------------------------------------------------------------- fitting: the whole extract
 @dataclass(frozen=True)
 class CohortFit:
+    """One cohort's share, pathway mix and acute length-of-stay candidates, best (lowest AIC) first."""
     name: str
     value: str  # the group's value in the extract
     age_band: str | None
@@ -520,11 +524,13 @@ class CohortFit:
 
     @property
     def winner(self) -> CandidateFit:
+        """The candidate with the lowest AIC."""
         return self.candidates[0]
 
 
 @dataclass(frozen=True)
 class FitResult:
+    """Everything ``fit_extract`` found, and the scenario fragment it writes."""
     extract: Extract
     arrivals: ArrivalFit
     cohorts: list[CohortFit]
@@ -554,6 +560,7 @@ class FitResult:
         return {"arrivals": arrivals, "cohorts": cohorts}
 
     def aic_table(self) -> pd.DataFrame:
+        """Every cohort's candidates with their parameters and AIC, as a table."""
         rows = []
         for c in self.cohorts:
             best = c.winner.aic
@@ -567,6 +574,7 @@ class FitResult:
         return pd.DataFrame(rows)
 
     def factor_table(self) -> pd.DataFrame:
+        """The month, weekday and hour factors with the admissions behind each, as a table."""
         a = self.arrivals
         rows = [{"factor": "month", "key": m, "value": a.month_factors.get(m, float("nan")),
                  "admissions": a.month_counts[m], "days": a.month_days[m]} for m in MONTHS]
@@ -577,6 +585,7 @@ class FitResult:
         return pd.DataFrame(rows)
 
     def fragment_yaml(self) -> str:
+        """The scenario fragment (YAML text), each fitted value marked FITTED with its source."""
         return _render_yaml(self)
 
 

@@ -110,11 +110,13 @@ class SynthParams:
         object.__setattr__(self, "hour_profile", _normalised(self.hour_profile))
 
     def arrivals(self, rate_per_day: float | None = None) -> Arrivals:
+        """The generating arrivals profile as a scenario ``Arrivals`` (validated like any scenario)."""
         return Arrivals(rate_per_day=rate_per_day or self.rate_per_day,
                         month_factors=self.month_factors,  # type: ignore[arg-type]
                         weekday_factors=self.weekday_factors, hour_profile=self.hour_profile)
 
     def as_dict(self) -> dict[str, Any]:
+        """The generating parameters as plain data, for the sidecar JSON."""
         return asdict(self)
 
 

@@ -336,9 +336,11 @@ class Model:
 
     # ------------------------------------------------------------------ escalation actions
     def start_action(self, action: Any) -> None:
+        """Put an escalation action into force (called by the escalation controller)."""
         self._toggle(action, +1)
 
     def stop_action(self, action: Any) -> None:
+        """Take an escalation action out of force (called by the escalation controller)."""
         self._toggle(action, -1)
 
     def _toggle(self, action: Any, sign: int) -> None:
@@ -636,6 +638,7 @@ class Model:
 
     # ------------------------------------------------------------------ run
     def run(self) -> RawRun:
+        """Run the replication to its end and return the raw stamps and logs."""
         self.env.run(until=self.t1)
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1

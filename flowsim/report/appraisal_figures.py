@@ -26,6 +26,8 @@ from flowsim.report.figures import (
 )
 from flowsim.report.sweep_figures import LINE_COLOURS
 from flowsim.results.kpi import Modelled, kpi_applies
+from flowsim.scenario.loader import scenario_to_dict
+from flowsim.scenario.provenance import title as scenario_title
 
 if TYPE_CHECKING:
     from flowsim.appraisal import Comparison
@@ -105,7 +107,9 @@ def trajectory_series(cmp: Comparison, column: str, heading: str, ylabel: str, t
                       target_label: str) -> Figure:
     """A daily series per scenario of a comparison (each under its display name), with a target line."""
     series = {name: daily_mean(run, column) for name, run in zip(cmp.names, cmp.runs, strict=True)}
-    return trajectory_plot(series, heading, cmp.names[0], ylabel, target, target_label, len(cmp.baseline.replications))
+    # the baseline's display name, and how many settings the run changed in its file (if any)
+    title = scenario_title({**scenario_to_dict(cmp.baseline.scenario), "name": cmp.names[0]})
+    return trajectory_plot(series, heading, title, ylabel, target, target_label, len(cmp.baseline.replications))
 
 
 def comparison_plots(cmp: Comparison) -> dict[str, Figure]:

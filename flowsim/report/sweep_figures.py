@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 LINE_COLOURS = [NHS_BLUE, NHS_ORANGE, NHS_AQUA_GREEN, NHS_PURPLE, NHS_RED, NHS_LIGHT_BLUE, NHS_DARK_GREY]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name-safe form of a parameter path (the response figure of ``path`` is response_<slug>.png)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "x"
 
 
@@ -209,8 +210,8 @@ def sweep_figures(spec: SweepSpec, summary: pd.DataFrame, target: TargetResult |
             for p in params:
                 varying = [q for q in params if q != p and summary[q].nunique() > 1]
                 by = varying[0] if len(varying) == 1 else None
-                files[f"figure_response_{_slug(p)}"] = response_figure(
-                    spec, summary, outdir / f"response_{_slug(p)}.png", p, by)
+                files[f"figure_response_{slug(p)}"] = response_figure(
+                    spec, summary, outdir / f"response_{slug(p)}.png", p, by)
             if len(params) >= 2:
                 files["figure_heatmap"] = heatmap_figure(spec, summary, outdir / "heatmap.png", params[0], params[1])
     if target is not None:

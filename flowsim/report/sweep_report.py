@@ -11,7 +11,7 @@ from flowsim.report.common import assumptions, cost_table, footer, how_to_read, 
 from flowsim.report.format import fmt, fmt_ci, num
 from flowsim.report.sources import SweepSource
 from flowsim.report.stress import StressFacts, stress_table
-from flowsim.report.sweep_figures import _slug as slug
+from flowsim.report.sweep_figures import slug
 from flowsim.report.view import Cell, Column, Masthead, Page, Rich, Row, Table, b, bullets, columns, data, todo
 from flowsim.results.kpi import kpi_info
 

@@ -29,6 +29,8 @@ def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, floa
 
 
 def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901, PLR0915
+    """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
+    force and work conservation."""
     problems: list[str] = []
     T = raw.t1
     # 0. a cancelled elective never gets a bed

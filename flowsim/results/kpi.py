@@ -417,6 +417,7 @@ def delay_intervals(rec: Records, sc: Scenario) -> dict[str, tuple[np.ndarray, n
 
 
 def reason_org(sc: Scenario) -> dict[str, str]:
+    """The organisation responsible for each delay reason (NHS, social care or both), from the scenario."""
     org: dict[str, str] = {"assessment": sc.assessment.responsible if sc.assessment else "social_care",
            "care_home": sc.long_term_care.responsible}
     for p in ("P1", "P2", "P3"):

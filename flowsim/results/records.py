@@ -63,6 +63,7 @@ class Records:
 
 
 def build_records(raw: RawRun) -> Records:
+    """One replication's patient stamps as column arrays."""
     pts = raw.patients
     cols: dict[str, np.ndarray] = {
         "id": np.fromiter((p.id for p in pts), dtype=np.int64, count=len(pts)),

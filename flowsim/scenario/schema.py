@@ -264,6 +264,7 @@ class Discharge(Frozen):
     weekend_rate: Probability | dict[PathwayName, Probability] = 1.0
 
     def weekend_rate_for(self, pathway: str) -> float:
+        """The weekend discharge rate of ``pathway`` (1 when not given)."""
         if isinstance(self.weekend_rate, dict):
             return float(self.weekend_rate.get(pathway, 1.0))  # type: ignore[call-overload]
         return float(self.weekend_rate)
