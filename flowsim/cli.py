@@ -553,7 +553,7 @@ def _cmd_fit_data(args: argparse.Namespace) -> int:
     from flowsim.report.fitdata_figures import write_figures
     from flowsim.rundir import atomic_text
 
-    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, args.min_los)
+    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, min_los=args.min_los)
     out = args.out or args.extract.with_name(f"{args.extract.stem}_fitted.yaml")
     atomic_text(out, res.fragment_yaml())
     w = sys.stdout.write

@@ -27,8 +27,11 @@ LONG_FUNCTIONS: dict[str, str] = {
     "flowsim/sweep.py:run_sweep": "plan, resume, run and write in one function; split along those seams",
 }
 MAX_CODE_LINES = 80
-#: `# noqa` exemptions from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/ and tests/.
-MAX_COMPLEXITY_EXEMPTIONS = 39
+#: noqa comments exempting a function from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/
+#: and tests/.  Only shrinks: 48 when the gate went in; 40 after calibration/fitdata.py and
+#: experiment/replications.py were split (issue 18); 31 after the report builders became templates and the
+#: queues figure, the CLI parser and the commands were split (issue 14).
+MAX_COMPLEXITY_EXEMPTIONS = 31
 
 _EXEMPTION = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR09\d\d)\b")
 

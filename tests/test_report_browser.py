@@ -167,7 +167,7 @@ def test_headline_table_and_every_image_visible(visit: tuple[str, Visit], tmp_pa
     headline = page.locator("table#headline")
     assert headline.count() == 1 and headline.is_visible()
     rows = page.locator("table#headline tbody tr")
-    assert rows.count() >= 5
+    assert rows.count() >= {"sweep": 2}.get(kind, 5)   # the tiny sweep has two points
     box = headline.bounding_box()
     assert box is not None and box["width"] > 400 and box["height"] > 100
     assert page.locator("h1").inner_text().strip()
