@@ -165,9 +165,8 @@ def _dominator(i: int, pts: Sequence[Effects]) -> tuple[str, str]:
         more = _better(other.avoided, me.avoided, higher=True)
         worse = _better(me.net_cost, other.net_cost, higher=False) or _better(me.avoided, other.avoided, higher=True)
         if (cheaper or more) and not worse:
-            who = "the baseline" if other.name == BASELINE else other.name
-            why = " and ".join(w for w, yes in ((f"{who} costs less", cheaper),
-                                                (f"{who} avoids more delayed bed-days", more)) if yes)
+            why = " and ".join(w for w, yes in (("it costs less", cheaper),
+                                                ("it avoids more delayed bed-days", more)) if yes)
             rest = ("" if cheaper and more else "; on the other measure the difference is within chance")
             return other.name, f"{why} (paired 95% intervals){rest}"
     return "", ""
