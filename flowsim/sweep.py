@@ -46,7 +46,7 @@ from tqdm import tqdm
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
 from flowsim.experiment.runner import WarmupChoice, choose_warmup, run_replication, simulate_to_precision
-from flowsim.experiment.stats import bounded_ci, mean_ci
+from flowsim.experiment.stats import bounded_ci
 from flowsim.results.kpi import kpi_range
 from flowsim.rundir import atomic_text, atomic_write, versions
 from flowsim.scenario.loader import (
@@ -569,7 +569,7 @@ def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> Targ
     rows = []
     for v in sorted(cache):
         x = cache[v]
-        m, lo_ci, hi_ci = mean_ci(x)
+        m, lo_ci, hi_ci = bounded_ci(x, *kpi_range(target.kpi))  # printed: kept inside the KPI's range
         rows.append({"value": v, "mean": m, "ci_low": lo_ci, "ci_high": hi_ci,
                      "bound": one_sided_bound(x, target.confidence, upper), "n": len(x)})
     ev = pd.DataFrame(rows)
