@@ -613,6 +613,16 @@ def test_comparison_tolerates_new_columns(dirs: dict[str, Path], tmp_path: Path)
     assert original is not None and again is not None and original.text() == again.text()
 
 
+def test_comparison_written_before_the_rule_is_not_judged(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """An economics.csv without the rule's words (an older flowsim) is not reinterpreted: the report says so."""
+    copy = tmp_path / "old"
+    shutil.copytree(dirs["comparison"], copy, ignore=shutil.ignore_patterns("report.html", "patients.parquet"))
+    econ = pd.read_csv(copy / "economics.csv")
+    econ.drop(columns=["cost_verdict", "delay_verdict", "frontier"]).to_csv(copy / "economics.csv", index=False)
+    text = section(parse(write_report(copy).read_text(encoding="utf-8")), "economics").text()
+    assert "written by an older flowsim, before the decision rule" in text and "saves" not in text
+
+
 # --------------------------------------------------------------------------------------------- sweep
 
 

@@ -538,6 +538,9 @@ def build(src: ComparisonSource) -> Page:
         options=options_table(src), how=how_to_read(n_reps, paired=True))
     if decision is not None:
         page.add("economics", "Value for money", **economics(src, decision))
+    elif src.econ is not None and not src.econ.empty:  # written before the decision rule: say so, judge nothing
+        page.add("economics", "Value for money", stale="This comparison was written by an older flowsim, before "
+                 "the decision rule; run flowsim compare again to see value for money judged by it.")
     page.add("standards", "National standards", tables=standards_tables(src))
     page.add("differences", "Differences from the baseline", options=differences(src, board))
     page.add("charts", "Charts", figures=charts(src, page, board))

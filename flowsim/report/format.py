@@ -80,12 +80,6 @@ def fmt_ci(low: object, high: object, unit: str = "") -> str:
     return f"{fmt(lo, unit)} to {fmt(hi, unit)}"
 
 
-def with_ci(mean: object, low: object, high: object, unit: str = "") -> str:
-    """'21.5 (15.9 to 27.1)', or the mean alone when there is no interval."""
-    ci = fmt_ci(low, high, unit)
-    return f"{fmt(mean, unit)} ({ci})" if ci else fmt(mean, unit)
-
-
 def verdict(low: float, high: float, threshold: float, sense: str) -> str:
     """'met' / 'missed' when the 95% CI lies wholly on one side of the threshold, else 'uncertain'."""
     if not (math.isfinite(low) and math.isfinite(high)):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,8 +244,3 @@ def columns(*specs: str | tuple[str, str], numeric_from: int = 1) -> list[Column
         label, sub = spec if isinstance(spec, tuple) else (spec, "")
         out.append(Column(label, sub, i >= numeric_from))
     return out
-
-
-def text_cells(values: Sequence[str]) -> tuple[Cell, ...]:
-    """Plain text cells."""
-    return tuple(Cell(value=v) for v in values)
