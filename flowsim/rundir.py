@@ -12,7 +12,7 @@ Layout (DESIGN.md section 5)::
     nodes_daily.csv   per node (pathway x locality) and day: occupancy, capacity, queue, wait, cost quantiles
     escalation.csv    OPEL level changes and escalation actions (scenarios with escalation)
     scenario.yaml     the resolved scenario (extends and --set applied)
-    figures/*.png     occupancy fan chart, delays by reason, queues, NCTR by pathway, DRD bands, escalation
+    figures/*.png     drawn by the presentation layer when it passes ``draw`` (the domain draws nothing)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ import pandas as pd
 
 from flowsim.experiment.runner import RunResult
 from flowsim.results.kpi import KPIS, kpi_info
-from flowsim.scenario.loader import scenario_to_yaml
+from flowsim.scenario.loader import scenario_to_dict, scenario_to_yaml
+from flowsim.scenario.provenance import describe_overrides, initial_conditions, render_assumptions
 
 PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
 
@@ -57,11 +58,17 @@ def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
     return path
 
 
+#: Draws a run's figures into a directory and returns the files (the presentation layer passes one in).
+RunDrawer = Callable[[RunResult, Path], Sequence[Path]]
+
+
 def atomic_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def versions() -> dict[str, str]:
+    """Python's and every key package's version, for the reproducibility record of each output."""
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
         try:
@@ -88,17 +95,17 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         kpis[str(name)] = {"label": info.label, "unit": info.unit, "definition": info.definition,
                            **stats, "n": int(row["n"])}
     reps = result.replications
+    data = scenario_to_dict(sc)
     return {
         "scenario": sc.name,
         "scenario_hash": result.scenario_id,
         "seed": result.seed,
         "replications": len(reps),
+        "overrides": describe_overrides(data),
         "window": {"start_date": sc.simulation.start_date.isoformat(),
                    "end_date": sc.simulation.end_date.isoformat(),
                    "warmup_days": sc.simulation.warmup_days,
-                   "initial_conditions": ("given by initial_state (start from today), no warm-up"
-                                          if sc.initial_state is not None
-                                          else "empty system at the start of the warm-up")},
+                   "initial_conditions": initial_conditions(data)},
         "confidence_level": 0.95,
         "kpis": kpis,
         "quarters": [{k: _clean(v) for k, v in r.items()} for r in result.periods("Q").to_dict("records")],
@@ -112,13 +119,18 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         "versions": versions(),
         "command": command if command is not None else sys.argv,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "assumptions": list(sc.assumptions),
+        "assumptions": render_assumptions(data),
+        "patients_kept": any(r.patients is not None for r in reps),
     }
 
 
 def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None,
-                  figures: bool = True) -> dict[str, Path]:
-    """Write all run outputs into ``out``; returns the paths written, by role."""
+                  draw: RunDrawer | None = None) -> dict[str, Path]:
+    """Write all run outputs into ``out``; returns the paths written, by role.
+
+    ``draw`` (from the presentation layer, e.g. ``flowsim.report.figures.draw_run``) adds the figures after the
+    data files; without it none is drawn.  ``patients.parquet`` is written only when the run kept its per-stay
+    records (``--no-patients`` drops them for long runs)."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     daily = result.daily()
@@ -135,8 +147,9 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     if not bands.empty:
         written["drd_bands"] = atomic_write(out / "drd_bands_monthly.csv", lambda p: bands.to_csv(p, index=False))
     patients = result.patients()
-    written["patients"] = atomic_write(out / "patients.parquet",
-                                       lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
+    if not patients.empty:
+        written["patients"] = atomic_write(out / "patients.parquet",
+                                           lambda p: patients.to_parquet(p, index=False, engine="pyarrow"))
     written["scenario"] = atomic_text(out / "scenario.yaml", scenario_to_yaml(result.scenario))
     nodes = result.node_summary()
     if not nodes.empty:
@@ -144,13 +157,8 @@ def write_run_dir(result: RunResult, out: Path, command: list[str] | None = None
     escalation = result.escalation()
     if not escalation.empty:
         written["escalation"] = atomic_write(out / "escalation.csv", lambda p: escalation.to_csv(p, index=False))
-    if figures:
-        from flowsim.report.figures import make_figures
-
-        sc = result.scenario
-        by_pathway: dict[str, list[str]] = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
-        labels = [a.label or a.kind for a in sc.escalation.actions] if sc.escalation is not None else None
-        for i, path in enumerate(make_figures(daily, out / "figures", sc.name, by_pathway, labels)):
+    if draw is not None:
+        for i, path in enumerate(draw(result, out / "figures")):
             written[f"figure{i}"] = path
     return written
 

@@ -67,9 +67,13 @@ class Executor(Protocol):
     workers: int
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
-            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]: ...
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(task))`` as each task finishes; a failure raises TaskError naming ``label(task)``."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the workers."""
+        ...
 
 
 def _unwrap(index: int, result: Any, tasks: Sequence[Any], label: Callable[[Any], str]) -> tuple[int, Any]:
@@ -87,10 +91,12 @@ class SerialExecutor:
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Run each task in turn, in this process."""
         for i, task in enumerate(tasks):
             yield _unwrap(i, _guarded(fn, task), tasks, label)
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
     def __enter__(self) -> SerialExecutor:
@@ -118,6 +124,7 @@ class ProcessExecutor:
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Run the tasks on the process pool; results come back as they finish."""
         if self.workers == 1 or len(tasks) <= 1:
             yield from SerialExecutor().run(fn, tasks, label)
             return
@@ -143,6 +150,7 @@ class ProcessExecutor:
                 fut.cancel()
 
     def close(self) -> None:
+        """Shut the pool down."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -186,6 +194,7 @@ class DaskExecutor:
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Submit the tasks to the Dask cluster; results come back as they finish."""
         from distributed import as_completed
 
         futures = [self._client.submit(_guarded, fn, t, pure=False) for t in tasks]
@@ -203,6 +212,7 @@ class DaskExecutor:
             self._client.cancel([f for f in futures if not f.done()])
 
     def close(self) -> None:
+        """Close the client, and the LocalCluster if this executor started it."""
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()

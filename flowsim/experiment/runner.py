@@ -27,10 +27,12 @@ from flowsim.experiment.replications import ReplicationDecision, decide, still_n
 from flowsim.experiment.stats import drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
-from flowsim.results.kpi import ReplicationResult, analyse
+from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
+from flowsim.results.records import TIME_FIELDS
 from flowsim.rng import Streams
 from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict
 from flowsim.scenario.pathway_only import compile_scenario
+from flowsim.scenario.provenance import override_record
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,11 @@ def _task(args: tuple[Scenario, int, int, str, bool]) -> ReplicationResult:
 
 @dataclass(frozen=True)
 class RunResult:
-    """All replications of one scenario, with tables built on demand."""
+    """All replications of one scenario, with tables built on demand.
+
+    ``scenario`` is the scenario as run (``extends``, ``--set`` and warm-up choices applied, and recorded in
+    its ``overrides``); ``scenario_id`` its content hash; replication ``r`` used seed ``(seed, r)``.
+    """
 
     scenario: Scenario
     scenario_id: str
@@ -74,7 +80,11 @@ class RunResult:
         return self._kpis
 
     def summary(self) -> pd.DataFrame:
-        return summarise(self.kpi_frame())
+        """KPI x (mean, ci_low, ci_high, sd, p5, p50, p95, n) over replications.
+
+        The 95% intervals respect each KPI's range (never a negative count, never a share above 100%): see
+        ``flowsim.experiment.stats.bounded_ci``; the percentiles describe the spread of single runs."""
+        return summarise(self.kpi_frame(), bounds=kpi_range)
 
     @cached_property
     def _daily(self) -> pd.DataFrame:
@@ -86,8 +96,17 @@ class RunResult:
         return self._daily
 
     def patients(self) -> pd.DataFrame:
+        """One row per stay of every replication (empty if the run was made with ``keep_patients=False``).
+
+        Model times are days from ``simulation.start_date`` 00:00 (negative in the warm-up, NaN if the stay had
+        not reached that point when the run ended); each has a calendar ``<field>_datetime`` beside it (to the
+        second), and ``warmup`` marks stays that arrived during the warm-up (before ``start_date``), whose
+        KPIs count only the part inside the results window.  Patients given by ``initial_state`` are marked
+        ``initial`` instead."""
         frames = [r.patients for r in self.replications if r.patients is not None]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if not frames:
+            return pd.DataFrame()
+        return with_calendar(pd.concat(frames, ignore_index=True), self.scenario.simulation.start_date)
 
     def escalation(self) -> pd.DataFrame:
         """OPEL level changes and action events of every replication (empty without escalation)."""
@@ -104,7 +123,12 @@ class RunResult:
         return node_quantiles(self.nodes())
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
-        """Delayed days (DTOC), NCTR, stranded patients and DRD delays per NHS quarter ('Q') or month ('M')."""
+        """Delayed days (DTOC, midnight census summed), NCTR, stranded patients and DRD delays per period, with
+        95% CIs and BCF rates.
+
+        ``freq``: ``'Q'``/``'quarter'`` (NHS quarters, April-June = Q1), ``'M'``/``'month'``, ``'Y'``/``'year'``
+        (NHS financial years, April to March) or ``'W'``/``'week'`` (weeks commencing Monday); anything else
+        raises ValueError.  Periods cut by the window's edges say how many days they cover."""
         return period_table(self.daily(), freq, self.scenario.population_18plus)
 
     def drd_bands(self, freq: str = "M") -> pd.DataFrame:
@@ -113,10 +137,27 @@ class RunResult:
 
     @property
     def checks(self) -> list[str]:
+        """Every invariant violation of every replication (empty when the run is sound)."""
         return [f"replication {r.replication}: {c}" for r in self.replications for c in r.checks]
 
 
+def with_calendar(patients: pd.DataFrame, start: dt.date) -> pd.DataFrame:
+    """Per-stay records with a calendar datetime beside each model time and the warm-up flag (see
+    ``RunResult.patients``)."""
+    out = patients.copy()
+    origin = pd.Timestamp(start)
+    for f in TIME_FIELDS:
+        if f in out.columns:
+            at = (origin + pd.to_timedelta(out[f], unit="D")).dt.round("s")
+            out.insert(out.columns.get_loc(f) + 1, f"{f}_datetime", at)
+    if "arrival" in out.columns:
+        initial = out["initial"].astype(bool) if "initial" in out.columns else False
+        out["warmup"] = (out["arrival"] < 0) & ~initial
+    return out
+
+
 def default_workers(replications: int) -> int:
+    """One process per core, but never more than there are replications to run."""
     return max(1, min(replications, available_cores()))
 
 
@@ -224,14 +265,20 @@ class WarmupChoice:
     mser: MserResult
 
     def as_dict(self) -> dict[str, Any]:
+        """The choice as plain data, for ``experiment.json`` and ``sweep.json``."""
         return {"warmup_days": self.days, "method": "MSER-5", "kpi": self.kpi, "pilot_days": self.pilot_days,
                 "pilot_replications": self.pilot_replications, "reliable": self.mser.reliable}
 
 
-def with_warmup(scenario: Scenario, days: int) -> Scenario:
-    """The scenario with ``simulation.warmup_days`` replaced (validated like any other change)."""
+def with_warmup(scenario: Scenario, days: int, source: str = "--warmup") -> Scenario:
+    """The scenario with ``simulation.warmup_days`` replaced (validated like any other change, and recorded in
+    ``overrides`` so the outputs say the run's warm-up is not the file's)."""
     data = scenario_to_dict(scenario)
+    was = data["simulation"]["warmup_days"]
     data["simulation"]["warmup_days"] = int(days)
+    if int(days) != was:
+        data["overrides"] = [*data.get("overrides", []), override_record("simulation.warmup_days", int(days), was,
+                                                                         source)]
     return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
 
 

@@ -33,6 +33,7 @@ class Pool:
         self.home = home  # cohorts of this pool's own locality: served before neighbours' patients
 
     def admits(self, cohort: int) -> bool:
+        """Whether patients of ``cohort`` may use this pool."""
         return self.accepts is None or cohort in self.accepts
 
     def room(self, patient: Any, now: float) -> bool:
@@ -40,6 +41,7 @@ class Pool:
         return self.busy < self.capacity and (self.accepts is None or patient.cohort in self.accepts)
 
     def take(self, patient: Any, now: float) -> None:
+        """Give ``patient`` a slot (the caller has checked there is room)."""
         self.busy += 1
         patient.pool = self
 
@@ -67,6 +69,7 @@ class VisitPool(Pool):
         self.active: dict[int, tuple[float, float]] = {}  # patient id -> (package start, length)
 
     def rate(self, t0: float, length: float, now: float) -> float:
+        """Visits a day at ``now`` for a package started at ``t0`` lasting ``length`` days (linear taper)."""
         frac = 1.0 if length <= 0 else min(max((now - t0) / length, 0.0), 1.0)
         return self.start + (self.end - self.start) * frac
 
@@ -75,10 +78,12 @@ class VisitPool(Pool):
         return sum(self.rate(t0, length, now) for t0, length in self.active.values())
 
     def room(self, patient: Any, now: float) -> bool:
+        """Can this pool take ``patient`` now: eligible, and their first day's visits fit?"""
         return ((self.accepts is None or patient.cohort in self.accepts)
                 and self.load(now) + self.start <= self.capacity + 1e-9)
 
     def take(self, patient: Any, now: float) -> None:
+        """Give ``patient`` a package and commit its visits."""
         length = float(self.los.ppf(np.array([patient.u_los]))[0])
         patient.remaining = patient.package_len = length
         self.add(patient.id, now, length)
@@ -86,9 +91,11 @@ class VisitPool(Pool):
         patient.pool = self
 
     def add(self, pid: int, t0: float, length: float) -> None:
+        """Commit a package's visits (also used for patients already in place at the start)."""
         self.active[pid] = (t0, length)
 
     def drop(self, patient: Any) -> None:
+        """Forget a departing patient's package."""
         self.active.pop(patient.id, None)
 
     def next_room(self, now: float) -> float | None:
@@ -167,6 +174,7 @@ class Group:
         return False
 
     def release(self, pool: Pool, patient: Any = None) -> None:
+        """Free ``patient``'s slot and hand it to the first queued patient who may use it."""
         pool.busy -= 1
         if patient is not None:
             pool.drop(patient)
@@ -176,6 +184,7 @@ class Group:
             self.on_release(pool.name)
 
     def set_capacity(self, pool: Pool, capacity: float) -> None:
+        """Change a pool's capacity (never evicting anyone) and fill any room it makes."""
         pool.capacity = capacity
         if self.queue:
             self._dispatch(pool)

@@ -443,9 +443,11 @@ class Model:
         return values
 
     def start_action(self, action: Action) -> None:
+        """Put an escalation action into force (called by the escalation controller)."""
         self._toggle(action, +1)
 
     def stop_action(self, action: Action) -> None:
+        """Take an escalation action out of force (called by the escalation controller)."""
         self._toggle(action, -1)
 
     def places_in_use(self, action: Action) -> bool:
@@ -455,6 +457,8 @@ class Model:
         return pool.busy > pool.capacity + 1e-9
 
     def watch_release(self, target: str, callback: Callable[[], bool]) -> None:
+        """Call ``callback`` after each release of a place at ``target`` until it returns True (close-when-empty
+        escalation actions end when the last patient in the places they added has left)."""
         group, _ = self._pools[target]
         self._watchers.setdefault(target, []).append(callback)
         group.on_release = self._released
@@ -844,6 +848,7 @@ class Model:
 
     # ------------------------------------------------------------------ run
     def run(self) -> RawRun:
+        """Run the replication to its end and return the raw stamps and logs."""
         self.env.run(until=self.t1)
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1

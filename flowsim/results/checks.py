@@ -98,6 +98,8 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
 
 
 def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901
+    """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
+    force, work conservation and the bed census."""
     problems: list[str] = []
     T = raw.t1
     # 0. a cancelled elective never gets a bed

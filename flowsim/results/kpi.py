@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,8 @@ STRANDED_DAYS: tuple[int, ...] = (7, 14, 21)
 
 @dataclass(frozen=True)
 class KPI:
+    """A KPI's definition: what a reader sees (label, unit, NHS definition) and which way is worse."""
+
     label: str
     unit: str
     definition: str
@@ -251,6 +254,7 @@ def service_kpi(name: str) -> KPI:
 
 
 def kpi_info(name: str) -> KPI:
+    """The definition of ``name``: from the registry, or built for a per-service KPI."""
     return KPIS.get(name) or service_kpi(name)
 
 
@@ -368,9 +372,67 @@ def headline(sc: Scenario) -> list[str]:
     return names
 
 
+OTHER_GROUP = "Other measures"
+
+
 def group_of(name: str) -> str:
-    """The heading of the group a KPI belongs to ('Other measures' if none)."""
-    return next((g.title for g in KPI_GROUPS if name in g), "Other measures")
+    """The heading of the group a KPI belongs to (``OTHER_GROUP`` if none)."""
+    return next((g.title for g in KPI_GROUPS if name in g), OTHER_GROUP)
+
+
+#: The report heading ``name`` is listed under (an alias kept for the presentation layer).
+kpi_group = group_of
+
+
+def kpi_range(name: str) -> tuple[float | None, float | None]:
+    """The values ``name`` can take: every flowsim KPI is a count, a time, a rate, a share or a cost, so none is
+    negative, and shares (unit '%...') are at most 100.  Confidence intervals are kept inside this range
+    (``flowsim.experiment.stats.bounded_ci``)."""
+    return 0.0, 100.0 if kpi_info(name).unit.startswith("%") else None
+
+
+#: Costs of the hospital's front door and beds, which a pathway-only scenario does not have.
+_ACUTE_COSTS = frozenset({"cost_acute_occupied", "cost_acute_capacity", "cost_non_elective"})
+
+
+@dataclass(frozen=True)
+class Modelled:
+    """What a scenario models, as far as the KPIs are concerned (from a Scenario or its resolved YAML)."""
+
+    mode: str = "full"
+    electives: bool = True
+    escalation: bool = True
+
+    @classmethod
+    def of(cls, scenario: Scenario | dict[str, Any]) -> Modelled:
+        """Read the three facts off a scenario object or its plain-data form."""
+        if isinstance(scenario, dict):
+            return cls(str(scenario.get("mode") or "full"), scenario.get("electives") is not None,
+                       scenario.get("escalation") is not None)
+        return cls(scenario.mode, scenario.electives is not None, scenario.escalation is not None)
+
+
+def kpi_applies(name: str, modelled: Modelled) -> bool:
+    """Whether a scenario that models ``modelled`` measures ``name`` at all.
+
+    The model computes every KPI for every scenario (a pathway-only run has an "occupancy" of its waiting
+    patients in unlimited beds, a run without escalation spends every day at OPEL 1); a report or a terminal
+    table that showed them would judge what the scenario does not model ("0% waited over 4 hours: met").
+    The groups' ``applies`` decide, with the acute-only measures of other groups."""
+    pathway_only = modelled.mode == "pathway_only"
+    if pathway_only and (name in ACUTE_ONLY or name in _ACUTE_COSTS):
+        return False
+    if name == "escalation_cost" and not modelled.escalation:  # a cost grouped with costs, measured by escalation
+        return False
+    group = next((g for g in KPI_GROUPS if name in g), None)
+    applies = group.applies if group is not None else "always"
+    if applies == "acute":
+        return not pathway_only
+    if applies == "electives":
+        return modelled.electives
+    if applies == "escalation":
+        return modelled.escalation
+    return True
 
 
 # --------------------------------------------------------------------------------------------- results

@@ -73,7 +73,8 @@ class Records:
 
 
 def build_records(raw: RawRun) -> Records:
-    """Stamps as columns.  Delay columns are added by ``flowsim.results.delays.add_delay_columns``."""
+    """One replication's patient stamps as column arrays.  Delay columns are added by
+    ``flowsim.results.delays.add_delay_columns``."""
     pts = raw.patients
     n = len(pts)
     cols: dict[str, np.ndarray] = {

@@ -11,11 +11,12 @@ Time unit is days; hours of the day appear only where a field's name says so.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flowsim.scenario.distributions import Distribution, Fixed
+from flowsim.scenario.provenance import placeholder_problems
 
 PathwayName = Literal["P0", "P1", "P2", "P3"]
 PATHWAYS: tuple[str, ...] = ("P0", "P1", "P2", "P3")
@@ -47,6 +48,8 @@ class FieldProblems(ValueError):
 
 
 class Frozen(BaseModel):
+    """Base of every scenario part: unknown fields are errors, and nothing changes after validation."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -335,6 +338,7 @@ class Discharge(Frozen):
     weekend_rate: Probability | dict[PathwayName, Probability] = 1.0
 
     def weekend_rate_for(self, pathway: str) -> float:
+        """The weekend discharge rate of ``pathway`` (1 when not given)."""
         if isinstance(self.weekend_rate, dict):
             return float(self.weekend_rate.get(pathway, 1.0))  # type: ignore[call-overload]
         return float(self.weekend_rate)
@@ -631,6 +635,8 @@ class DemandProfile(Frozen):
 
 COST_FIELDS = ("acute_delay_per_day", "acute_occupied_bed_day", "acute_available_bed_day", "non_elective_admission",
                "fixed_per_day", "investment_one_off")
+#: Fields of ``costs`` a note may explain: the prices above and the value the appraisal puts on a delayed bed-day.
+NOTED_COST_FIELDS = (*COST_FIELDS, "value_per_delayed_bed_day")
 
 
 class Costs(Frozen):
@@ -656,14 +662,19 @@ class Costs(Frozen):
                                  "assessment staff), for every day reported.")
     investment_one_off: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="One-off investment this scenario needs (set-up, recruitment, equipment).")
+    value_per_delayed_bed_day: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="What the board is willing to pay to avoid one delayed bed-day, over and above "
+                                  "the cash the costs above already count (patients' deconditioning and harm). Not a "
+                                  "cost: the option appraisal uses it for net monetary benefit and the probability "
+                                  "each option is best; unset, it reports neither.")
     notes: dict[str, str] = Field(default_factory=dict,
                                   description="Source or 'ASSUMPTION: ...' for each cost field, by field name.")
 
     @model_validator(mode="after")
     def _known_notes(self) -> Costs:
-        unknown = [k for k in self.notes if k not in COST_FIELDS]
+        unknown = [k for k in self.notes if k not in NOTED_COST_FIELDS]
         if unknown:
-            raise FieldProblems([(("notes", k), f"not a cost field; allowed: {', '.join(COST_FIELDS)}")
+            raise FieldProblems([(("notes", k), f"not a cost field; allowed: {', '.join(NOTED_COST_FIELDS)}")
                                  for k in unknown])
         return self
 
@@ -690,7 +701,20 @@ class Simulation(Frozen):
 
     @property
     def end_date(self) -> dt.date:
+        """The day after the last reported day (the results window is ``[start_date, end_date)``)."""
         return self.start_date + dt.timedelta(days=self.duration_days)
+
+
+class Override(Frozen):
+    """One change made for a run on top of the scenario file (``--set``, ``--warmup``).
+
+    Kept in the resolved scenario so that every output generated from it (terminal, figure titles, report
+    header, assumptions, checklist) can say that the run is not the file as written, and what changed."""
+
+    path: str = Field(min_length=1, description="Dotted field path, as given to --set.")
+    value: Any = Field(description="The value used in this run.")
+    was: Any = Field(default=None, description="The value the scenario file gave (null: not set there).")
+    source: str = Field(default="--set", description="Where the change came from (--set, --warmup).")
 
 
 class Scenario(Frozen):
@@ -721,6 +745,9 @@ class Scenario(Frozen):
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
     initial_state: InitialState | None = None
+    overrides: list[Override] = Field(
+        default_factory=list, description="Written by flowsim, not by hand: the changes a run made to the file "
+                                          "(--set, --warmup), so outputs can show them.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:  # noqa: C901, PLR0912
@@ -794,6 +821,14 @@ class Scenario(Frozen):
                                      "cancel_electives needs an 'electives' section"))
         if self.initial_state is not None:
             problems.extend(self._initial_state_problems(services))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _assumption_fields(self) -> Scenario:
+        """Every ``{field}`` an assumption quotes must be a field of the scenario (see ``provenance``)."""
+        problems = placeholder_problems(self.assumptions, lambda: self.model_dump(mode="json", by_alias=True))
         if problems:
             raise FieldProblems(problems)
         return self
