@@ -7,15 +7,24 @@ one field and then call ``validate_dict``; every call returns a fresh deep copy.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = ROOT / "scenarios"
 MINIMAL = SCENARIOS_DIR / "minimal.yaml"
+
+# Property-based tests draw the same examples on every run (derandomize: examples follow from the test itself, no
+# example database), so a red CI run is reproduced by running the suite again.  HYPOTHESIS_PROFILE=explore draws
+# fresh examples for a local search for new counterexamples.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 def base_scenario_dict(
     *,

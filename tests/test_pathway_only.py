@@ -725,13 +725,8 @@ def cost_scenarios() -> dict[str, dict[str, Any]]:
 
 
 def _rotherham() -> Scenario:
-    if not ROTHERHAM_PATHWAY_ONLY.exists():
-        pytest.skip(f"{ROTHERHAM_PATHWAY_ONLY.relative_to(ROOT)} is not in the repository yet "
-                    "(being written separately); its cost identities are not checked")
     sc = load_scenario(ROTHERHAM_PATHWAY_ONLY)
-    assert sc.mode == "pathway_only"
-    if sc.simulation.duration_days > 365:  # keep the test fast; the identities do not depend on length
-        sc = load_scenario(ROTHERHAM_PATHWAY_ONLY, overrides=["simulation.duration_days=365"])
+    assert sc.mode == "pathway_only" and sc.simulation.duration_days == 365
     return sc
 
 
