@@ -10,6 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+#: The winter comparison several modules read through conftest's ``winter_compare`` session fixture (appraisal
+#: numbers, the board report, the browser checks): the 2016/17 winter baseline and two options, 3 paired
+#: replications of 60 days after a 30-day warm-up.
+WINTER_COMPARE_FILES = [ROOT / "scenarios" / "rotherham_winter_2016.yaml",
+                        ROOT / "scenarios" / "rotherham_winter_2017_reablement.yaml",
+                        ROOT / "scenarios" / "rotherham_winter_2017_trusted_assessor.yaml"]
+WINTER_COMPARE_REPS, WINTER_COMPARE_DAYS, WINTER_COMPARE_WARMUP = 3, 60, 30
+#: The small test calibration conftest's ``small_calibration`` runs once (smallest budget).
+SMALL_CALIBRATION = ROOT / "tests" / "calibration" / "small.yaml"
+
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The caller's environment minus FLOWSIM_SCHEDULER (a user's Dask cluster must not leak into tests), with

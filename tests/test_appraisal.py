@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import PNG_MAGIC, flowsim
+from cli_helpers import PNG_MAGIC, WINTER_COMPARE_DAYS, WINTER_COMPARE_FILES, WINTER_COMPARE_REPS, flowsim
 from scipy import stats
 
 from flowsim import load_scenario, simulate
@@ -471,18 +471,16 @@ def show(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
 
 
-CLI_FILES = ["scenarios/rotherham_winter_2016.yaml", "scenarios/rotherham_winter_2017_reablement.yaml",
-             "scenarios/rotherham_winter_2017_trusted_assessor.yaml"]
-CLI_NAMES = [yaml.safe_load((ROOT / f).read_text(encoding="utf-8"))["name"] for f in CLI_FILES]
-CLI_REPS, CLI_DAYS = 3, 45
+CLI_FILES = [str(f) for f in WINTER_COMPARE_FILES]
+CLI_NAMES = [yaml.safe_load(f.read_text(encoding="utf-8"))["name"] for f in WINTER_COMPARE_FILES]
+CLI_REPS, CLI_DAYS = WINTER_COMPARE_REPS, WINTER_COMPARE_DAYS
 
 
 @pytest.fixture(scope="module")
-def cli_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("compare") / "winter"
-    proc = flowsim("compare", *CLI_FILES, "-n", str(CLI_REPS), "--set", f"simulation.duration_days={CLI_DAYS}",
-                   "--out", out)
-    return proc, out
+def cli_compare(winter_compare: tuple[subprocess.CompletedProcess[str], Path]
+                ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The session's winter comparison (conftest): the board report and browser tests read the same one."""
+    return winter_compare
 
 
 def test_cli_compare_prints_differences_economics_and_standards(
