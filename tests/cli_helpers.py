@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,3 +40,30 @@ def flowsim(*args: str | Path, timeout: float = 300, **env: str) -> subprocess.C
     """``python -m flowsim ARGS`` from the repository root; never raises on a non-zero exit."""
     return subprocess.run(cli_argv(args), cwd=ROOT, env=cli_env(**env), capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def flowsim_in_process(capsys: Any, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``flowsim.cli.main(ARGS)`` in this process, its exit code and output captured like ``flowsim(...)``'s.
+
+    For tests where a subprocess proves nothing more than the code path (argument checks, validation messages,
+    small runs): each saves a second or more of start-up.  An exception that escaped ``main`` fails the test
+    with its traceback, as a traceback on a subprocess's stderr would.  Exit codes, the absence of tracebacks
+    and the console script are still checked in real subprocesses (test_cli.py)."""
+    from flowsim.cli import main
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    dask_logging = os.environ.get("DASK_LOGGING__DISTRIBUTED")
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for h in root.handlers[:]:  # main's logging.basicConfig: leave logging as it was
+            if h not in handlers:
+                root.removeHandler(h)
+        if dask_logging is None:
+            os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["flowsim", *map(str, args)], code, out, err)
