@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import PNG_MAGIC, WINTER_COMPARE_DAYS, WINTER_COMPARE_FILES, WINTER_COMPARE_REPS, flowsim
+from cli_helpers import (
+    PNG_MAGIC,
+    WINTER_COMPARE_DAYS,
+    WINTER_COMPARE_FILES,
+    WINTER_COMPARE_REPS,
+    flowsim_in_process,
+)
 from scipy import stats
 
 from flowsim import load_scenario, simulate
@@ -612,12 +618,15 @@ def test_cli_differences_and_economics_by_hand_from_kpis_csv(
 
 
 @pytest.mark.parametrize("problem", ["missing", "invalid"])
-def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path: Path) -> None:
+def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (``flowsim.cli.main``): the subprocess compare of the session fixture shows exit codes and
+    tracebacks end to end."""
     bad = tmp_path / "bad_option.yaml"
     if problem == "invalid":
         bad.write_text(f"extends: {WINTER_BASE}\nname: bad option\ncosts:\n  fixed_per_day: -5\n", encoding="utf-8")
     out = tmp_path / "never"
-    proc = flowsim("compare", WINTER_BASE, WINTER_OPTIONS[0], bad, "-n", "2", "--out", out, timeout=60)
+    proc = flowsim_in_process(capsys, "compare", WINTER_BASE, WINTER_OPTIONS[0], bad, "-n", "2", "--out", out)
     assert proc.returncode == 2, show(proc)
     assert "Traceback" not in proc.stderr, show(proc)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("flowsim: error: ")]
@@ -628,8 +637,8 @@ def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path:
     assert proc.stdout == ""
 
 
-def test_cli_compare_needs_an_option() -> None:
-    proc = flowsim("compare", WINTER_BASE, timeout=60)
+def test_cli_compare_needs_an_option(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = flowsim_in_process(capsys, "compare", WINTER_BASE)
     assert proc.returncode == 2, show(proc)
     assert "the following arguments are required: options" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -643,3 +643,27 @@ def test_shipped_fitted_scenario(shipped) -> None:
                               text)) >= 1, p
     assert text.count("# FITTED (") == len(cfg["free"])
     assert not math.isnan(meta["out_of_sample_mean_abs_error_pct"])
+
+
+def test_shipped_calibration_results_follow_from_its_evaluations(shipped) -> None:
+    """What the shipped calibration reports is what its own evaluations and fitted run say, recomputed here:
+    the fitted values are the evaluation with the lowest objective, the reported objective is that minimum,
+    each 95% set spans the candidates within chi2(k, 0.95) of it, and each target's error is
+    (simulated - observed) / observed."""
+    out, proc = shipped
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
+    cfg = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    paths = [p["path"] for p in cfg["free"]]
+    evals = pd.read_csv(out / "evaluations.csv")
+    assert len(evals) >= 2 * len(paths)   # the initial population (popsize 2 x parameters) at least
+    best = evals.loc[evals["objective"].idxmin()]
+    assert meta["objective"] == pytest.approx(best["objective"], rel=1e-12)
+    assert {p: meta["fitted"][p] for p in paths} == {p: int(best[p]) for p in paths}
+    inside = evals[evals["objective"] <= evals["objective"].min() + stats.chi2.ppf(0.95, len(paths))]
+    for p in paths:
+        assert meta["intervals_95"][p] == [inside[p].min(), inside[p].max()], p
+    rep = pd.read_csv(out / "fit_report.csv")
+    np.testing.assert_allclose(rep["error_pct"], 100 * (rep["simulated"] - rep["observed"]) / rep["observed"],
+                               rtol=1e-9)
+    assert ((rep["ci_low"] <= rep["simulated"]) & (rep["simulated"] <= rep["ci_high"])).all()
