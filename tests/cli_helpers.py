@@ -36,8 +36,11 @@ def cli_argv(args: tuple[str | Path, ...]) -> list[str]:
     return [sys.executable, "-m", "flowsim", *map(str, args)]
 
 
-def flowsim(*args: str | Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m flowsim ARGS`` from the repository root; never raises on a non-zero exit."""
+def flowsim(*args: str | Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m flowsim ARGS`` from the repository root; never raises on a non-zero exit.
+
+    ``timeout`` guards against a hang, not a slow machine: the shipped calibration and sweep took over 300 s
+    under ``-n 2`` on a 2-core VM shared with another suite, so the default is 900 s."""
     return subprocess.run(cli_argv(args), cwd=ROOT, env=cli_env(**env), capture_output=True, text=True,
                           timeout=timeout, check=False)
 

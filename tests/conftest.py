@@ -109,7 +109,7 @@ def winter_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess
     out = tmp_path_factory.mktemp("winter_compare") / "winter"
     proc = flowsim("compare", *WINTER_COMPARE_FILES, "-n", str(WINTER_COMPARE_REPS),
                    "--set", f"simulation.duration_days={WINTER_COMPARE_DAYS}",
-                   "--set", f"simulation.warmup_days={WINTER_COMPARE_WARMUP}", "--out", out, timeout=600)
+                   "--set", f"simulation.warmup_days={WINTER_COMPARE_WARMUP}", "--out", out)
     return proc, out
 
 
@@ -117,6 +117,6 @@ def winter_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess
 def small_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``flowsim calibrate`` of the small test calibration with the smallest budget, once per session."""
     out = tmp_path_factory.mktemp("small_calibration") / "calibration"
-    proc = flowsim("calibrate", SMALL_CALIBRATION, "--budget", "2,1", "--out", out, timeout=600)
+    proc = flowsim("calibrate", SMALL_CALIBRATION, "--budget", "2,1", "--out", out)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return out

@@ -122,7 +122,7 @@ def test_schema_is_json_schema(run_cli) -> None:
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     proc = flowsim("run", MINIMAL, "--replications", "2", "--seed", "3", "--out", out,
-                   "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=20", timeout=300)
+                   "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=20")
     return proc, out
 
 
