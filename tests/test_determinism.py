@@ -79,8 +79,9 @@ def test_streams_differ_by_name_replication_and_seed() -> None:
     for other in (make_stream(7, 3, "b"), make_stream(7, 4, "a"), make_stream(8, 3, "a")):
         assert not np.array_equal(other.random(100), base)
     assert stream_key("arrivals") == stream_key("arrivals")  # stable, not Python's salted hash
-    with pytest.raises(ValueError):
-        make_stream(-1, 0, "a")
+    for seed, rep in ((-1, 0), (0, -1)):  # either negative is refused, with the reason
+        with pytest.raises(ValueError, match=r"^seed and replication must be non-negative integers$"):
+            make_stream(seed, rep, "a")
 
 
 def _fingerprint(seed: int, replication: int, name: str) -> tuple[int, int]:
