@@ -32,8 +32,11 @@ rounds, places granted but not taken (transfer times and discharge hours), repor
 beds with care-home and home-care waits, an assessment attributed by shares; and Rotherham from a start-from-today
 snapshot (patients joining in ED, acute, assessment, waiting and already in a service).
 
-Planted bugs this test caught (each tried locally, never committed): the midnight census read at the previous
-midnight (``_Run.midnights`` from 0): every census measure fails; see the README's verification section.
+Planted bugs these tests caught (each tried locally, never committed): the midnight census read at the previous
+midnight (``_Run.midnights`` from 0: every census measure fails); a place granted but not taken ending the delay
+(the pathway segment ending at ``slot_granted``); stranded patients counted a day early; the Discharge Ready Date
+delay rounded up from the exact time; every bed-based provider taken to report to the SitRep.  Not caught: ED waits
+not censored at the window's end, because nobody is still boarding at the end of these runs.
 """
 
 from __future__ import annotations
