@@ -57,6 +57,7 @@ def flowsim_in_process(capsys: Any, *args: str | Path) -> subprocess.CompletedPr
     root = logging.getLogger()
     handlers = list(root.handlers)
     dask_logging = os.environ.get("DASK_LOGGING__DISTRIBUTED")
+    scheduler = os.environ.pop("FLOWSIM_SCHEDULER", None)  # as cli_env: a user's Dask cluster must not leak in
     capsys.readouterr()
     try:
         code = main([str(a) for a in args])
@@ -68,5 +69,7 @@ def flowsim_in_process(capsys: Any, *args: str | Path) -> subprocess.CompletedPr
                 root.removeHandler(h)
         if dask_logging is None:
             os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+        if scheduler is not None:
+            os.environ["FLOWSIM_SCHEDULER"] = scheduler
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["flowsim", *map(str, args)], code, out, err)
