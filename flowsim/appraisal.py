@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor
 from flowsim.experiment.runner import RunResult, simulate
 from flowsim.experiment.stats import mean_ci
 from flowsim.results.kpi import kpi_info
-from flowsim.rundir import atomic_text, atomic_write, versions, write_run_dir
+from flowsim.rundir import OutputDir, atomic_text, atomic_write, claim_output, finish_output, versions, write_run_dir
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
@@ -225,12 +226,20 @@ def compare(baseline: Scenario, options: Sequence[Scenario], replications: int =
     return Comparison(runs[0], runs[1:], unique)
 
 
-def write_comparison(cmp: Comparison, out: Path, command: list[str] | None = None, figures: bool = True,
-                     files: Sequence[str] = ()) -> dict[str, Path]:
-    """A comparison directory: each scenario's run directory under runs/, plus the side-by-side tables."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_comparison(cmp: Comparison, target: Path | OutputDir, command: list[str] | None = None,
+                     figures: bool = True, files: Sequence[str] = ()) -> dict[str, Path]:
+    """A comparison directory: each scenario's run directory under runs/, plus the side-by-side tables.
+
+    ``target`` is a directory (claimed here, and marked complete at the end) or an ``OutputDir`` the
+    caller claimed and will finish.
+    """
+    claimed = target if isinstance(target, OutputDir) else claim_output(target, "comparison", command=command,
+                                                                         what="")
+    out = claimed.path
     written: dict[str, Path] = {}
     for name, run in zip(cmp.names, cmp.runs, strict=True):
+        if name in ("", ".", "..") or Path(name).name != name:  # a name picks a directory, never a place
+            raise FlowsimError(f"scenario name {name!r} cannot name a directory under runs/; rename the file")
         write_run_dir(run, out / "runs" / name, command=command, figures=figures)
     diffs = cmp.differences()
     side = cmp.side_by_side()
@@ -265,4 +274,6 @@ def write_comparison(cmp: Comparison, out: Path, command: list[str] | None = Non
         from flowsim.report.appraisal_figures import comparison_figures
 
         written.update(comparison_figures(cmp, diffs, out / "figures"))
+    if not isinstance(target, OutputDir):
+        finish_output(claimed)
     return written

@@ -16,11 +16,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
-from flowsim.experiment.executors import AnyExecutor, TaskError, make_executor
-from flowsim.scenario.schema import COST_FIELDS, Scenario
+
+if TYPE_CHECKING:  # the CLI imports the domain when a command runs, so start-up (and a Ctrl-C in it) is cheap
+    from flowsim.experiment.executors import AnyExecutor
+    from flowsim.experiment.runner import RunResult
+    from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger("flowsim")
 
@@ -53,6 +57,8 @@ COST_KPIS = ["cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", "
 
 def headline(sc: Scenario) -> list[str]:
     """The KPIs worth a line in the terminal for this scenario."""
+    from flowsim.scenario.schema import COST_FIELDS
+
     names = list(HEADLINE)
     if sc.mode == "pathway_only":  # no acute stay or front door: waits, services and costs instead
         names = [n for n in names if n not in ACUTE_FRONT_DOOR]
@@ -84,7 +90,20 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive_int = int_at_least(1)
-_seed = int_at_least(0)
+MAX_SEED = 2**63 - 1  # seeds are written to int64 columns (kpis.csv, parquet)
+
+
+def _seed(text: str) -> int:
+    value = int_at_least(0)(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED:,} (2**63 - 1), got {value:,}")
+    return value
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str = "--out") -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace what an earlier flowsim command wrote in {what} (flowsim never deletes or "
+                        "replaces files it did not write)")
 
 
 def _replications(text: str) -> int | str:
@@ -116,6 +135,8 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="serial, a local process pool (default), or Dask (a LocalCluster unless --scheduler)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help=f"Dask scheduler, e.g. tcp://10.0.0.5:8786 (or set {SCHEDULER_ENV}); implies --executor dask")
+    g.add_argument("--dashboard", default=None, metavar="ADDRESS",
+                   help="with a local Dask cluster: serve its dashboard at ADDRESS, e.g. :8787 (off by default)")
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
@@ -145,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
                      help="run directory (default outputs/<scenario>-<timestamp>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a scenario field, e.g. --set acute.beds=450 (repeatable)")
+    _add_overwrite(run)
     _add_executor_args(run)
     run.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     run.add_argument("--all-kpis", action="store_true", help="print every KPI, not just the headline set")
@@ -155,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     mode = sw.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted sweep in the same output directory (finished tasks are kept)")
-    mode.add_argument("--fresh", action="store_true", help="discard earlier results in the output directory")
+    mode.add_argument("--fresh", "--overwrite", dest="fresh", action="store_true",
+                      help="discard earlier results in the output directory (only files flowsim wrote)")
     sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                     help="override a field of the base scenario (repeatable)")
     sw.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
@@ -170,12 +193,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     cmp.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a field in every scenario, e.g. --set simulation.duration_days=90 (repeatable)")
     cmp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_overwrite(cmp)
     _add_executor_args(cmp)
 
     rep = sub.add_parser("report", help="write a board-ready HTML report of a run, sweep or comparison directory")
     rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep or compare")
     rep.add_argument("--out", type=Path, default=None, metavar="FILE",
                      help="the HTML file (default DIRECTORY/report.html)")
+    _add_overwrite(rep, "--out FILE")
 
     cal = sub.add_parser("calibrate", help="fit free scenario parameters to observed targets, with held-out checks")
     cal.add_argument("config", type=Path, help="calibration configuration YAML (see calibration/)")
@@ -186,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     cal.add_argument("--budget", default=None, metavar="POPSIZE,MAXITER",
                      help="override the optimiser budget, e.g. 2,1 for a quick check")
     cal.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_overwrite(cal, "--out and --write-scenario")
     _add_executor_args(cal)
 
     from flowsim.calibration.fitdata import add_fit_data_parser
@@ -231,23 +257,37 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor:
-    """The executor the flags ask for; a local pool no wider than ``tasks``."""
+    """The executor the flags ask for; a local pool no wider than ``tasks``.
+
+    Work sent to a remote Dask cluster is announced, whichever of --scheduler or the environment
+    chose it: results computed elsewhere should never be a surprise.  summary.json records it too.
+    """
+    from flowsim.experiment.executors import make_executor
+
     workers = args.workers
     if workers is None and tasks is not None and args.executor != "dask" and not args.scheduler:
         from flowsim.experiment.runner import default_workers
 
         workers = default_workers(tasks)
-    return make_executor(args.executor, workers, args.scheduler)
+    ex = make_executor(args.executor, workers, args.scheduler, args.dashboard)
+    info = ex.describe()
+    if info.get("scheduler_from"):
+        sys.stderr.write(f"flowsim: running on the Dask scheduler at {info['scheduler']} ({info['workers']} workers; "
+                         f"chosen by {info['scheduler_from']})\n")
+    if info.get("dashboard"):
+        sys.stderr.write(f"flowsim: Dask dashboard at {info['dashboard']}\n")
+    return ex
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from flowsim.experiment import simulate
     from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
-    from flowsim.rundir import atomic_text, kpi_table_text, write_run_dir
+    from flowsim.rundir import atomic_text, claim_output, finish_output, write_run_dir
     from flowsim.scenario import load_scenario
 
     sc = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("outputs") / f"{args.scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    claimed = claim_output(out, "run", overwrite=args.overwrite, command=_command())  # before anything runs
     extra: dict[str, object] = {}
     auto_reps = args.replications == "auto"
     with _executor(args, args.max_replications if auto_reps else args.replications) as ex:
@@ -265,18 +305,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.info("running %s: %s replications, seed %d on %s", sc.name, args.replications, args.seed, ex.name)
         if auto_reps:
             result, decision = simulate_to_precision(sc, args.precision_kpi, args.precision, args.seed,
-                                                     cap=args.max_replications, executor=ex)
+                                                     cap=args.max_replications, executor=ex, parts=out / PARTS)
             extra["replications"] = {"method": "Hoad et al. (2010) confidence-interval method",
                                      "kpi": args.precision_kpi, "precision": args.precision,
                                      "n_solution": decision.n_solution, "n_used": decision.n_used,
                                      "capped": decision.capped, "achieved": decision.precision[-1]}
         else:
-            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex)
+            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, parts=out / PARTS)
     for problem in result.checks:
         log.error("internal check failed (please report): %s", problem)
-    write_run_dir(result, out, command=["flowsim", *sys.argv[1:]], figures=not args.no_figures)
+    write_run_dir(result, claimed, command=_command(), figures=not args.no_figures)
     if extra:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
+    _print_run(args, result, out, extra)
+    result.release()  # the run directory holds every table now
+    finish_output(claimed)
+    return 1 if result.checks else 0
+
+
+#: Where a run keeps each replication's tables until the run directory's files are written.
+PARTS = ".parts"
+
+
+def _command() -> list[str]:
+    return ["flowsim", *sys.argv[1:]]
+
+
+def _print_run(args: argparse.Namespace, result: RunResult, out: Path, extra: dict[str, object]) -> None:
+    from flowsim.rundir import kpi_table_text
+
+    sc = result.scenario
     table = result.summary()
     n = len(result.replications)
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
@@ -286,7 +344,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if "warmup" in extra:
         plot = "" if args.no_figures else f" (plot: {out / 'figures' / 'warmup.png'})"
         sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days{plot}\n")
-    if auto_reps:
+    if "replications" in extra:
         info = extra["replications"]
         assert isinstance(info, dict)
         state = (f"not settled within the cap of {n} (precision {info['achieved']:.1%} at the cap; it must hold "
@@ -301,7 +359,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"  {q['period']} ({q['days']:>2} days): {q['delayed_days']:>8,.0f}{ci}"
                          f"   {q['rate_per_100k']:>7,.1f} per 100k 18+\n")
     sys.stdout.write(f"\nRun directory: {out}\n")
-    return 1 if result.checks else 0
 
 
 def _short(value: object) -> str:
@@ -348,19 +405,21 @@ def _fmt(x: float) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from flowsim.appraisal import compare, write_comparison
+    from flowsim.rundir import claim_output, finish_output
     from flowsim.scenario import load_scenario
 
     paths = [args.baseline, *args.options]
     scenarios = [load_scenario(p, args.overrides) for p in paths]  # every file checked before anything runs
     out = args.out or Path("outputs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    claimed = claim_output(out, "comparison", overwrite=args.overwrite, command=_command())
     with _executor(args, args.replications) as ex:
         result = compare(scenarios[0], scenarios[1:], args.replications, args.seed, executor=ex,
                          names=[p.stem for p in paths])
     bad = [c for run in result.runs for c in run.checks]
     for problem in bad:
         log.error("internal check failed (please report): %s", problem)
-    write_comparison(result, out, command=["flowsim", *sys.argv[1:]], figures=not args.no_figures,
-                     files=[str(p) for p in paths])
+    write_comparison(result, claimed, command=_command(), figures=not args.no_figures, files=[str(p) for p in paths])
+    finish_output(claimed)
     w = sys.stdout.write
     w(f"\nOptions against '{result.names[0]}': {args.replications} paired replications each, seed {args.seed} "
       "(common random numbers)\n")
@@ -390,7 +449,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from flowsim.report.html import detect_kind, write_report
+    from flowsim.rundir import check_complete, guard_file, is_flowsim_report
 
+    check_complete(args.directory)  # never a report of an interrupted or mixed directory
+    if args.out is not None and not args.out.is_dir():
+        guard_file(args.out, args.overwrite, is_flowsim_report, "--out")
     kind = detect_kind(args.directory)
     path = write_report(args.directory, args.out)
     sys.stdout.write(f"Report of the {kind} in {args.directory}: {path}\n")
@@ -398,7 +461,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from flowsim.calibration.calibrate import calibrate
+    from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
+    from flowsim.rundir import claim_output, finish_output, guard_file
 
     budget = None
     if args.budget:
@@ -410,9 +474,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             raise FlowsimError(f"--budget: expected POPSIZE,MAXITER with POPSIZE >= 2 and MAXITER >= 1, "
                                f"got {args.budget!r}") from None
         budget = (pop, it)
+    prob = load_problem(args.config)
+    prob.build({})  # a bad configuration or scenario is reported before anything is written
+    if args.write_scenario is not None:
+        guard_file(args.write_scenario, args.overwrite, is_fitted_scenario, "--write-scenario")
+    claimed = claim_output(args.out or default_output(prob), "calibration", overwrite=args.overwrite,
+                           command=_command())
     with _executor(args) as ex:
-        res = calibrate(args.config, args.out, executor=ex, figures=not args.no_figures,
-                        write_scenario=args.write_scenario, budget=budget, command=["flowsim", *sys.argv[1:]])
+        res = calibrate(args.config, claimed, executor=ex, figures=not args.no_figures,
+                        write_scenario=args.write_scenario, budget=budget, command=_command())
+    finish_output(claimed)
     w = sys.stdout.write
     cfg = res.problem.config
     w(f"\nCalibration '{cfg.name or args.config.stem}': {len(res.evaluations)} candidates x {cfg.replications} "
@@ -432,6 +503,27 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code: 0 done, 1 a check or task failed, 2 a user mistake, 130 interrupted.
+
+    Ctrl-C at any moment (parsing, loading, running, writing, shutting workers down) ends with one
+    line and 130; an output directory being written is left without its completion marker, so it
+    never looks complete.  Called as the program (``argv`` None), a second Ctrl-C during the exit
+    is ignored so the clean-up cannot turn into a traceback.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if argv is None:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stderr.write("flowsim: interrupted (an output directory being written is left marked incomplete)\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    from flowsim.experiment.executors import TaskError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -458,9 +550,6 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             sys.stderr.write(f"flowsim: error: {line}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("flowsim: interrupted; files already written are complete\n")
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +46,7 @@ from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
 from flowsim.experiment.runner import choose_warmup, run_replication, simulate_to_precision
 from flowsim.experiment.stats import mean_ci
-from flowsim.rundir import atomic_text, atomic_write, versions
+from flowsim.rundir import atomic_text, atomic_write, claim_output, finish_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
     apply_overrides,
@@ -647,22 +646,20 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
-    out = out or Path("outputs") / "sweeps" / (spec.name or spec_path.stem)
+    factory = PointFactory(spec, spec_path, overrides, spec_lines)  # every scenario checked before any write
+    # the spec's name chooses what the directory is called, never where it is (a slug under outputs/sweeps)
+    out = out or Path("outputs") / "sweeps" / slug(spec.name or spec_path.stem, "sweep")
     store = Store(out)
     meta_path = out / "sweep.json"
     existing = store.done()
     if existing and not resume and not fresh:
         raise FlowsimError(f"{out} already holds {len(existing)} results of a sweep; add --resume to continue it, "
                            f"or --fresh to discard them and start again")
-    if fresh and out.exists():
-        shutil.rmtree(store.parts, ignore_errors=True)
-        meta_path.unlink(missing_ok=True)
-        existing = set()
+    claimed = claim_output(out, "sweep", overwrite=fresh, resume=resume, command=command, what="")
+    existing = store.done()
     old_meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
     if store.clean_temporaries():
         log.info("removed partial files left by an interrupted run")
-
-    factory = PointFactory(spec, spec_path, overrides, spec_lines)
     if old_meta and old_meta.get("seed") != spec.seed:
         raise FlowsimError(f"{out}: the sweep was started with seed {old_meta.get('seed')}, now {spec.seed}; "
                            "results would mix seeds (use --fresh, or another --out)")
@@ -825,6 +822,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
                 target=target_result.as_dict() if target_result else None)
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     files["meta"] = meta_path
+    finish_output(claimed)
     return SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
                        sens_table, runner.computed, seconds, files)
 

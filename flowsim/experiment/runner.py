@@ -12,10 +12,11 @@ import difflib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
+from flowsim.experiment.parts import TABLES, PartStore
 from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
 from flowsim.experiment.stats import node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
@@ -54,20 +56,75 @@ def _task(args: tuple[Scenario, int, int, str, bool]) -> ReplicationResult:
     return run_replication(*args)
 
 
+class ReplicationRecord:
+    """One replication as a run keeps it: KPIs, checks and timings in memory, its tables on disk.
+
+    ``daily``, ``patients``, ``escalation`` and ``nodes`` read the replication's stored table each
+    time they are asked for (``None`` when the replication has none), like the fields of the
+    ``ReplicationResult`` it came from.
+    """
+
+    __slots__ = ("_store", "checks", "kernel_events", "kpis", "model_events", "replication", "seconds", "seed")
+
+    def __init__(self, res: ReplicationResult, store: PartStore):
+        self.replication = res.replication
+        self.seed = res.seed
+        self.kpis = res.kpis
+        self.checks = list(res.checks)
+        self.kernel_events = res.kernel_events
+        self.model_events = res.model_events
+        self.seconds = res.seconds
+        self._store = store
+        for table in TABLES:
+            store.write(table, res.replication, getattr(res, table))
+
+    def _table(self, table: str) -> pd.DataFrame | None:
+        return self._store.read_one(table, self.replication)
+
+    @property
+    def daily(self) -> pd.DataFrame:
+        frame = self._table("daily")
+        return frame if frame is not None else pd.DataFrame()
+
+    @property
+    def patients(self) -> pd.DataFrame | None:
+        return self._table("patients")
+
+    @property
+    def escalation(self) -> pd.DataFrame | None:
+        return self._table("escalation")
+
+    @property
+    def nodes(self) -> pd.DataFrame | None:
+        return self._table("nodes")
+
+
 @dataclass(frozen=True)
 class RunResult:
-    """All replications of one scenario, with tables built on demand."""
+    """All replications of one scenario, with tables built on demand.
+
+    Only the KPIs of each replication are held in memory; the per-replication tables (days, stays,
+    nodes, escalation events) live in ``store`` and are read when a method asks for them, so memory
+    does not grow with the number of replications.  Every table is assembled in replication order.
+    ``execution`` records where the replications ran (executor, workers, Dask scheduler).
+    """
 
     scenario: Scenario
     scenario_id: str
     seed: int
-    replications: list[ReplicationResult]
+    replications: list[ReplicationRecord]
+    store: PartStore = field(repr=False, compare=False, default_factory=PartStore)
+    execution: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def _order(self) -> list[int]:
+        return [r.replication for r in self.replications]
 
     @cached_property
     def _kpis(self) -> pd.DataFrame:
         # built once: summaries, comparisons and files all read it
         return pd.DataFrame([r.kpis for r in self.replications],
-                            index=pd.Index([r.replication for r in self.replications], name="replication"))
+                            index=pd.Index(self._order, name="replication"))
 
     def kpi_frame(self) -> pd.DataFrame:
         """Rows = replications, columns = KPIs (a shared frame: copy it before changing it)."""
@@ -76,39 +133,52 @@ class RunResult:
     def summary(self) -> pd.DataFrame:
         return summarise(self.kpi_frame())
 
-    @cached_property
-    def _daily(self) -> pd.DataFrame:
-        # built once: summaries, period tables, figures and CSVs all read it
-        return pd.concat([r.daily for r in self.replications], ignore_index=True)
+    def daily(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows = replication x day (read from the stored parts; ``columns`` reads only those)."""
+        return self.store.concat("daily", self._order, columns)
 
-    def daily(self) -> pd.DataFrame:
-        """Rows = replication x day (a shared frame: copy it before changing it)."""
-        return self._daily
+    def daily_frames(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The daily table one replication at a time, in replication order (constant memory)."""
+        return self.store.frames("daily", self._order, columns)
 
     def patients(self) -> pd.DataFrame:
-        frames = [r.patients for r in self.replications if r.patients is not None]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self.store.concat("patients", self._order)
 
     def escalation(self) -> pd.DataFrame:
         """OPEL level changes and action events of every replication (empty without escalation)."""
-        frames = [r.escalation for r in self.replications if r.escalation is not None]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self.store.concat("escalation", self._order)
 
     def nodes(self) -> pd.DataFrame:
         """Per replication, day and node (pathway x locality): occupancy, queue, waits, cost."""
-        frames = [r.nodes for r in self.replications if r.nodes is not None and not r.nodes.empty]
+        frames = [f for f in self.store.frames("nodes", self._order) if not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def node_summary(self) -> pd.DataFrame:
-        """Per day and node: mean and 5/50/95th percentiles across replications."""
-        return node_quantiles(self.nodes())
+        """Per day and node: mean and 5/50/95th percentiles across replications (one node at a time)."""
+        first = next(self.store.frames("nodes", self._order[:1], ["node"]), None)
+        if first is None or first.empty:
+            return pd.DataFrame()
+        parts = []
+        for node in pd.unique(first["node"]):
+            frames = [f[f["node"] == node] for f in self.store.frames("nodes", self._order)]
+            parts.append(node_quantiles(pd.concat(frames, ignore_index=True)))
+        return pd.concat(parts, ignore_index=True).sort_values(
+            ["node", "pathway", "locality", "date", "day"], kind="stable").reset_index(drop=True)
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
-        return period_table(self.daily(), freq, self.scenario.population_18plus)
+        return period_table(self.daily(PERIOD_COLUMNS), freq, self.scenario.population_18plus)
 
     @property
     def checks(self) -> list[str]:
         return [f"replication {r.replication}: {c}" for r in self.replications for c in r.checks]
+
+    def release(self) -> None:
+        """Delete the stored tables (after a run directory holds them); the tables are gone afterwards."""
+        self.store.remove()
+
+
+#: The daily columns the period tables read.
+PERIOD_COLUMNS = ("date", "day", "replication", "delayed_midnight", "delayed_acute_midnight", "occupancy_pct")
 
 
 def default_workers(replications: int) -> int:
@@ -128,38 +198,43 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
 
 
 def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
-              bar: tqdm[Any]) -> list[ReplicationResult]:
+              bar: tqdm[Any], store: PartStore) -> list[ReplicationRecord]:
+    """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
-    out: list[ReplicationResult] = []
+    out: list[ReplicationRecord] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
-        out.append(res)
+        out.append(ReplicationRecord(res, store))
         bar.update()
     return out
 
 
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
              progress: bool | None = None, keep_patients: bool = True,
-             executor: Executor | None = None) -> RunResult:
+             executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
     ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    Each replication's tables are stored under ``parts`` (a temporary directory by default) as
+    they arrive, so memory stays flat however many replications run (see ``RunResult``).
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     sid = scenario_hash(scenario)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=replications, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
+    store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store)
+            execution = ex.describe()
     finally:
         bar.close()
     results.sort(key=lambda r: r.replication)
-    return RunResult(scenario, sid, seed, results)
+    return RunResult(scenario, sid, seed, results, store, execution)
 
 
-def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
+def _kpi_values(results: list[ReplicationRecord], kpi: str) -> list[float]:
     if results and kpi not in results[0].kpis:
         close = difflib.get_close_matches(kpi, list(results[0].kpis), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `flowsim run --all-kpis` lists them"
@@ -170,7 +245,8 @@ def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
 def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,  # noqa: PLR0913, PLR0917
                           cap: int = 100, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
                           workers: int | None = None, progress: bool | None = None, keep_patients: bool = True,
-                          executor: Executor | None = None) -> tuple[RunResult, ReplicationDecision]:
+                          executor: Executor | None = None, *, parts: Path | None = None
+                          ) -> tuple[RunResult, ReplicationDecision]:
     """Run replications until the CI of ``kpi`` is within ``precision`` of its mean (Hoad et al. 2010).
 
     Replications run in batches as wide as the executor; the decision reads them in index order and
@@ -181,7 +257,8 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
     sid = scenario_hash(scenario)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=n0 + k_limit, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
-    results: list[ReplicationResult] = []
+    results: list[ReplicationRecord] = []
+    store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, cap) as ex:
             while True:
@@ -192,19 +269,22 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
                 batch = min(max(need, ex.workers), cap - len(results))
                 bar.total = max(bar.total, len(results) + batch)
                 bar.refresh()
-                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex, bar)
+                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex,
+                                bar, store)
                 results.extend(sorted(new, key=lambda r: r.replication))
+            execution = ex.describe()
     finally:
         bar.close()
     decision = decide(_kpi_values(results, kpi), precision, alpha, n0, k_limit, cap)
     kept = results[: decision.n_used]
+    store.drop([r.replication for r in results[decision.n_used:]])
     if decision.capped:
         log.warning("replications: the cap of %d was reached before %s was within %.1f%% (reached %.1f%%)",
                     cap, kpi, 100 * precision, 100 * decision.precision[-1])
     else:
         log.info("replications: %d needed for %s within %.1f%% (confirmed over %d more)",
                  decision.n_solution, kpi, 100 * precision, decision.n_used - (decision.n_solution or 0))
-    return RunResult(scenario, sid, seed, kept), decision
+    return RunResult(scenario, sid, seed, kept, store, execution), decision
 
 
 @dataclass(frozen=True)

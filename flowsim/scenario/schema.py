@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flowsim.scenario.distributions import Distribution, Fixed
 from flowsim.scenario.types import (
     MAX_DATE,
+    MAX_RATE,
     MIN_DATE,
     Change,
     Count,
@@ -953,7 +954,11 @@ def _volume_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
     else:
         where = ("demand",)
         growth = max(1.0, (1.0 + sc.demand_profile.annual_growth) ** years)
-        rate = sum(d.rate_per_day for d in sc.demand) * growth
+        total = sum(d.rate_per_day for d in sc.demand)
+        if total > MAX_RATE:  # the streams become one arrival process in the model
+            return [(where, f"the demand streams add up to {total:,.6g} patients a day; allowed: at most "
+                            f"{MAX_RATE:,.0f} a day in all")]
+        rate = total * growth
     if sc.electives is not None:
         rate += sc.electives.rate_per_weekday * 5 / 7
     surge = max([1.0, *(s.factor for s in (sc.arrivals.surges if sc.arrivals else [])),
