@@ -280,14 +280,31 @@ def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flowsim.experiment import simulate
-    from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
-    from flowsim.rundir import atomic_text, claim_output, finish_output, write_run_dir
+    from flowsim.rundir import abandon_on_error, atomic_text, claim_output, finish_output, write_run_dir
     from flowsim.scenario import load_scenario
 
     sc = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("outputs") / f"{args.scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     claimed = claim_output(out, "run", overwrite=args.overwrite, command=_command())  # before anything runs
+    with abandon_on_error(claimed):  # a mistake found before any output leaves nothing behind
+        result, extra = _simulate_run(args, sc, out)
+    for problem in result.checks:
+        log.error("internal check failed (please report): %s", problem)
+    write_run_dir(result, claimed, command=_command(), figures=not args.no_figures)
+    if extra:
+        atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
+    _print_run(args, result, out, extra)
+    result.release()  # the run directory holds every table now
+    finish_output(claimed)
+    return 1 if result.checks else 0
+
+
+def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[RunResult, dict[str, object]]:
+    """Warm-up (fixed or MSER-5) and replications (fixed or to a precision), as the flags ask."""
+    from flowsim.experiment import simulate
+    from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
+    from flowsim.rundir import PARTS
+
     extra: dict[str, object] = {}
     auto_reps = args.replications == "auto"
     with _executor(args, args.max_replications if auto_reps else args.replications) as ex:
@@ -312,19 +329,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                      "capped": decision.capped, "achieved": decision.precision[-1]}
         else:
             result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, parts=out / PARTS)
-    for problem in result.checks:
-        log.error("internal check failed (please report): %s", problem)
-    write_run_dir(result, claimed, command=_command(), figures=not args.no_figures)
-    if extra:
-        atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
-    _print_run(args, result, out, extra)
-    result.release()  # the run directory holds every table now
-    finish_output(claimed)
-    return 1 if result.checks else 0
-
-
-#: Where a run keeps each replication's tables until the run directory's files are written.
-PARTS = ".parts"
+    return result, extra
 
 
 def _command() -> list[str]:
@@ -341,6 +346,10 @@ def _print_run(args: argparse.Namespace, result: RunResult, out: Path, extra: di
     sys.stdout.write(f"\n{sc.name}: {n} replications, seed {args.seed}, "
                      f"{sc.simulation.start_date} to {sc.simulation.end_date} "
                      f"(after {sc.simulation.warmup_days} warm-up days)\n")
+    for where, count, cap, unit in sc.start_overflow():  # only when initial_state.allow_over_capacity
+        sys.stdout.write(f"Start above capacity ({'.'.join(map(str, where))}): {count:,} patients in {cap:,} {unit}, "
+                         "allowed by initial_state.allow_over_capacity; nobody new is admitted there until "
+                         "occupancy falls below capacity\n")
     if "warmup" in extra:
         plot = "" if args.no_figures else f" (plot: {out / 'figures' / 'warmup.png'})"
         sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days{plot}\n")
@@ -405,14 +414,14 @@ def _fmt(x: float) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from flowsim.appraisal import compare, write_comparison
-    from flowsim.rundir import claim_output, finish_output
+    from flowsim.rundir import abandon_on_error, claim_output, finish_output
     from flowsim.scenario import load_scenario
 
     paths = [args.baseline, *args.options]
     scenarios = [load_scenario(p, args.overrides) for p in paths]  # every file checked before anything runs
     out = args.out or Path("outputs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
     claimed = claim_output(out, "comparison", overwrite=args.overwrite, command=_command())
-    with _executor(args, args.replications) as ex:
+    with abandon_on_error(claimed), _executor(args, args.replications) as ex:
         result = compare(scenarios[0], scenarios[1:], args.replications, args.seed, executor=ex,
                          names=[p.stem for p in paths])
     bad = [c for run in result.runs for c in run.checks]
@@ -462,7 +471,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
-    from flowsim.rundir import claim_output, finish_output, guard_file
+    from flowsim.rundir import abandon_on_error, claim_output, finish_output, guard_file
 
     budget = None
     if args.budget:
@@ -480,7 +489,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         guard_file(args.write_scenario, args.overwrite, is_fitted_scenario, "--write-scenario")
     claimed = claim_output(args.out or default_output(prob), "calibration", overwrite=args.overwrite,
                            command=_command())
-    with _executor(args) as ex:
+    with abandon_on_error(claimed), _executor(args) as ex:
         res = calibrate(args.config, claimed, executor=ex, figures=not args.no_figures,
                         write_scenario=args.write_scenario, budget=budget, command=_command())
     finish_output(claimed)

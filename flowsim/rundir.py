@@ -16,6 +16,7 @@ Layout (DESIGN.md section 5)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -26,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -91,6 +92,7 @@ class OutputDir:
     path: Path
     kind: str
     run_id: str
+    created: bool = False  # the directory did not exist before the claim
 
 
 def slug(text: str, fallback: str = "output") -> str:
@@ -159,8 +161,8 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
 
     Refuses a file, an unwritable place, a non-empty directory flowsim did not write, and one it did
     write unless ``overwrite`` (which clears flowsim's own files first) or ``resume`` (same kind; the
-    directory becomes incomplete again until the command finishes).  ``what`` names the option in
-    messages (``--out``).
+    directory is reopened with ``reopen_output`` and is incomplete until the command finishes).
+    ``what`` names the option in messages (``--out``).
     """
     where = _describe(path, what)
     if path.exists() and not path.is_dir():
@@ -171,8 +173,7 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
             raise FlowsimError(f"{where}: is not empty and was not written by flowsim (no {OWNER}); flowsim writes "
                                "only into a new or empty directory: choose another, or empty it yourself")
         old_kind, complete = found
-        if resume and old_kind == kind:
-            (path / COMPLETE).unlink(missing_ok=True)
+        if resume and old_kind == kind:  # the caller reopens it (reopen_output) once its checks pass
             owner = _read_marker(path / OWNER) or {}
             return OutputDir(path, kind, str(owner.get("run_id")))
         if not overwrite:
@@ -180,6 +181,7 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
             raise FlowsimError(f"{where}: already holds a flowsim {old_kind} ({state}); add --overwrite to replace "
                                "it, or choose another directory")
         _clear(path, what)
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         run_id = uuid.uuid4().hex
@@ -189,7 +191,41 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
         atomic_text(path / OWNER, json.dumps(owner, indent=2) + "\n")
     except OSError as exc:
         raise FlowsimError(f"{where}: cannot write there ({exc.strerror or exc})") from None
-    return OutputDir(path, kind, run_id)
+    return OutputDir(path, kind, run_id, created)
+
+
+#: Where a run keeps each replication's tables until its files are written (then removed).
+PARTS = ".parts"
+#: Scratch entries a command keeps in its directory until its outputs are written.
+SCRATCH = (PARTS,)
+
+
+@contextlib.contextmanager
+def abandon_on_error(out: OutputDir) -> Iterator[OutputDir]:
+    """Undo the claim when a user mistake surfaces before any output was written ("nothing written").
+
+    Only the marker and scratch are removed (and the directory, if the claim created it); a directory
+    that already holds outputs stays as it is, incomplete.
+    """
+    try:
+        yield out
+    except FlowsimError:
+        entries = list(out.path.iterdir()) if out.path.is_dir() else []
+        if all(e.name in (OWNER, *SCRATCH) or e.name.endswith(".tmp") for e in entries):
+            for e in entries:
+                if e.is_dir():
+                    shutil.rmtree(e)
+                else:
+                    e.unlink(missing_ok=True)
+            if out.created:
+                with contextlib.suppress(OSError):
+                    out.path.rmdir()
+        raise
+
+
+def reopen_output(out: OutputDir) -> None:
+    """Mark a resumed directory incomplete again, before the first new write."""
+    (out.path / COMPLETE).unlink(missing_ok=True)
 
 
 def _manifest(path: Path) -> dict[str, int]:

@@ -44,9 +44,9 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
-from flowsim.experiment.runner import choose_warmup, run_replication, simulate_to_precision
+from flowsim.experiment.runner import check_warmup_auto, choose_warmup, run_replication, simulate_to_precision
 from flowsim.experiment.stats import mean_ci
-from flowsim.rundir import atomic_text, atomic_write, claim_output, finish_output, slug, versions
+from flowsim.rundir import atomic_text, atomic_write, claim_output, finish_output, reopen_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
     apply_overrides,
@@ -640,6 +640,18 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def _check_points(spec: SweepSpec, factory: PointFactory) -> None:
+    """Build every design and sensitivity point once, so an invalid one stops the sweep before it writes."""
+    if spec.warmup == "auto":
+        check_warmup_auto(factory.base.scenario)
+    for values in design_points(spec):
+        factory.build(values)
+    if spec.sensitivity is not None:
+        problem, x = sensitivity_design(spec.sensitivity, spec.seed)
+        for row in x:
+            factory.build(dict(zip(problem["names"], map(_canon, row.tolist()), strict=True)))
+
+
 def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
               figures: bool = True, command: list[str] | None = None) -> SweepResult:
@@ -655,14 +667,15 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     if existing and not resume and not fresh:
         raise FlowsimError(f"{out} already holds {len(existing)} results of a sweep; add --resume to continue it, "
                            f"or --fresh to discard them and start again")
-    claimed = claim_output(out, "sweep", overwrite=fresh, resume=resume, command=command, what="")
-    existing = store.done()
+    _check_points(spec, factory)  # a bad grid value is a user mistake: found before anything is written
     old_meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
-    if store.clean_temporaries():
-        log.info("removed partial files left by an interrupted run")
     if old_meta and old_meta.get("seed") != spec.seed:
         raise FlowsimError(f"{out}: the sweep was started with seed {old_meta.get('seed')}, now {spec.seed}; "
                            "results would mix seeds (use --fresh, or another --out)")
+    claimed = claim_output(out, "sweep", overwrite=fresh, resume=resume, command=command, what="")
+    existing = store.done()
+    if store.clean_temporaries():
+        log.info("removed partial files left by an interrupted run")
     ex = executor or SerialExecutor()
     show = sys.stderr.isatty() if progress is None else progress
 
@@ -742,7 +755,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         "points": {**old_points, **{p.id: p.scenario_id for p in [*design, *sens_points]}},
         "status": "running", "versions": versions(), "command": command if command is not None else sys.argv,
     }
-    out.mkdir(parents=True, exist_ok=True)
+    reopen_output(claimed)  # from here on a resumed sweep is incomplete until it finishes again
     atomic_text(out / "sweep.yaml", spec_path.read_text(encoding="utf-8"))
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     if already:

@@ -310,6 +310,13 @@ def with_warmup(scenario: Scenario, days: int) -> Scenario:
     return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
 
 
+def check_warmup_auto(scenario: Scenario) -> None:
+    """A scenario that starts from a snapshot has no warm-up to choose."""
+    if scenario.initial_state is not None:
+        raise FlowsimError("warm-up auto: this scenario starts from a snapshot (initial_state), so it has no "
+                           "warm-up to choose; remove initial_state or give a fixed warm-up")
+
+
 def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,  # noqa: PLR0917
                   pilot_days: int | None = None, workers: int | None = None,
                   executor: Executor | None = None, progress: bool | None = None) -> WarmupChoice:
@@ -320,9 +327,7 @@ def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int =
     series twice the candidate length.  Its replications use seeds the main run never uses
     for those indices (``seed`` + 1,000,003), so the pilot cannot bias the results.
     """
-    if scenario.initial_state is not None:
-        raise FlowsimError("warm-up auto: this scenario starts from a snapshot (initial_state), so it has no "
-                           "warm-up to choose; remove initial_state or give a fixed warm-up")
+    check_warmup_auto(scenario)
     horizon = pilot_days or max(365, scenario.simulation.duration_days)
     data = scenario_to_dict(scenario)
     start = scenario.simulation.start_date - dt.timedelta(days=horizon)

@@ -128,16 +128,24 @@ Growth = Annotated[float, Range(-0.5, 1.0, "annual growth, e.g. 0.02 for 2% a ye
 Seed = Annotated[int, Range(0, 2**63 - 1, "a random seed", integer=True)]
 
 
+_DATE_HELP = f"allowed: a real date written as YYYY-MM-DD, from {MIN_DATE} to {MAX_DATE}"
+
+
 def _date(value: Any) -> Any:
     """Dates are written as text (2024-04-01); a bare number would be read as seconds since 1970."""
-    if isinstance(value, (bool, int, float)):
-        raise ValueError(f"allowed: a date written as YYYY-MM-DD from {MIN_DATE} to {MAX_DATE}")
-    return value
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("date_type", _DATE_HELP)
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise PydanticCustomError("date_parsing", _DATE_HELP) from None
 
 
 def _date_range(value: dt.date) -> dt.date:
     if not MIN_DATE <= value <= MAX_DATE:
-        raise ValueError(f"allowed: a date from {MIN_DATE} to {MAX_DATE}")
+        raise ValueError(_DATE_HELP)
     return value
 
 
