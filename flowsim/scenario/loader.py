@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from flowsim.errors import ScenarioError
 from flowsim.scenario.safeyaml import LineMap, Loc, Unreadable, YamlSyntaxError, load_value, parse_yaml, read_text
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import MAX_COUNT
 
 _MAX_EXTENDS_DEPTH = 16
 
@@ -287,7 +288,8 @@ def _where(loc: Loc, lines: LineMap, default_source: str) -> str:
 
 
 _CAPACITY_FIELDS = ("beds", "capacity", "staff", "weekend_staff")
-_CAPACITY_HELP = "a whole number >= 0, 'unlimited', or a schedule {base: N, periods: [{start, end, set|add}]}"
+_CAPACITY_HELP = (f"a whole number from 0 to {MAX_COUNT:,}, 'unlimited', or a schedule "
+                  "{base: N, periods: [{start, end, set|add}]}")
 
 
 def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc, Loc | None, str, str]]:
@@ -310,11 +312,13 @@ def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc,
     return out
 
 
-def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
-    raw = _raw_problems(exc, data)
-    # At a union (capacity: number | 'unlimited' | schedule; distributions by 'dist'), pydantic reports
-    # every member that failed.  Keep the members that matched the input's type; if none did, say
-    # what the union allows.
+def _resolve_unions(raw: list[tuple[Loc, Loc | None, str, str]], data: dict[str, Any]
+                    ) -> tuple[set[int], dict[int, str]]:
+    """At a union (capacity: number | 'unlimited' | schedule; a probability or a mapping of them),
+    pydantic reports every member that failed.  Keep what the member matching the input's shape said:
+    for a mapping or list, the problems inside it; for a capacity that is not a schedule, what a capacity
+    may be; otherwise the members that got past the type, or all members' words in one line.
+    Returns (errors to drop, replacement messages)."""
     sites: dict[Loc, list[int]] = {}
     for i, (_, site, _, _) in enumerate(raw):
         if site is not None:
@@ -322,16 +326,25 @@ def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, s
     drop: set[int] = set()
     replace: dict[int, str] = {}
     for site, idx in sites.items():
-        is_capacity = bool(site) and site[-1] in _CAPACITY_FIELDS
+        value = _value_at(data, site)
+        inside = [i for i in idx if len(raw[i][0]) > len(site)]
         relevant = [i for i in idx if raw[i][3] not in _TYPE_ERRORS]
-        if is_capacity and not isinstance(_value_at(data, site), dict):
+        if bool(site) and site[-1] in _CAPACITY_FIELDS and not isinstance(value, dict):
             drop.update(idx[1:])  # a bad number or word: say what a capacity may be
             replace[idx[0]] = f"allowed: {_CAPACITY_HELP}"
+        elif isinstance(value, (dict, list)) and inside:
+            drop.update(i for i in idx if i not in inside)
         elif relevant:
             drop.update(i for i in idx if i not in relevant)
         elif len(idx) > 1:
             drop.update(idx[1:])
             replace[idx[0]] = "; ".join(dict.fromkeys(raw[i][2] for i in idx))
+    return drop, replace
+
+
+def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
+    raw = _raw_problems(exc, data)
+    drop, replace = _resolve_unions(raw, data)
     grouped: dict[Loc, list[str]] = {}
     for i, (loc, _, msg, _) in enumerate(raw):
         if i not in drop:

@@ -151,7 +151,7 @@ def _date_range(value: dt.date) -> dt.date:
 
 def _text(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
-        raise ValueError("must not be blank")
+        raise ValueError("must not be blank; allowed: text with at least one visible character")
     return value
 
 
