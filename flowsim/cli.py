@@ -9,12 +9,13 @@ return 2 with no traceback; anything else is a bug and is allowed to raise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -514,14 +515,22 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit code: 0 done, 1 a check or task failed, 2 a user mistake, 130 interrupted.
 
-    Ctrl-C at any moment (parsing, loading, running, writing, shutting workers down) ends with one
+    Ctrl-C at any moment (loading, parsing, running, writing, shutting workers down) ends with one
     line and 130; an output directory being written is left without its completion marker, so it
-    never looks complete.  Called as the program (``argv`` None), a second Ctrl-C during the exit
-    is ignored so the clean-up cannot turn into a traceback.
+    never looks complete.  While the numerical libraries load, Ctrl-C is held until they have
+    loaded: interrupted inside a compiled module's start-up, Python turns it into an ImportError (or
+    dies of the signal) instead of a KeyboardInterrupt.  Called as the program (``argv`` None), a
+    second Ctrl-C during the exit is ignored so the clean-up cannot turn into a traceback.
     """
     try:
-        return _main(argv)
-    except KeyboardInterrupt:
+        with _interrupt_deferred():
+            import flowsim.experiment.executors  # noqa: F401  (numpy, pandas, scipy: most of start-up)
+
+            parser = build_parser()
+        return _main(parser, argv)
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         if argv is None:
             import signal
 
@@ -530,10 +539,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _main(argv: list[str] | None) -> int:
+def _interrupted(exc: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error it caused (an import it broke reports ImportError)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C for the duration (main thread only) and raise it as KeyboardInterrupt afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     from flowsim.experiment.executors import TaskError
 
-    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="flowsim: %(levelname)s: %(message)s")
