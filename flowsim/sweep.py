@@ -58,6 +58,7 @@ from flowsim.scenario.loader import (
     set_path,
 )
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import Finite, Range, Seed
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ class Parameter(_Spec):
     path: str = Field(min_length=1, description="dotted scenario path, as for --set")
     label: str | None = None
     values: list[float | int | str] | None = Field(default=None, min_length=1)
-    low: float | None = None
-    high: float | None = None
+    low: Finite | None = None
+    high: Finite | None = None
     integer: bool = Field(default=False, description="round sampled values to whole numbers")
 
     @model_validator(mode="after")
@@ -103,8 +104,8 @@ class AutoReplications(_Spec):
     """Replications by the confidence-interval method (Hoad et al. 2010) on the base scenario."""
 
     kpi: str = "delayed_patients_per_day"
-    precision: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    max: Annotated[int, Field(ge=3, le=10_000)] = 100
+    precision: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.05
+    max: Annotated[int, Range(3, 10_000, integer=True)] = 100
 
 
 class Target(_Spec):
@@ -113,14 +114,14 @@ class Target(_Spec):
     parameter: str = Field(min_length=1)
     label: str | None = None
     kpi: str
-    at_most: float | None = None
-    at_least: float | None = None
-    low: float
-    high: float
+    at_most: Finite | None = None
+    at_least: Finite | None = None
+    low: Finite
+    high: Finite
     integer: bool = True
-    tolerance: Annotated[float, Field(gt=0)] | None = None
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    replications: Annotated[int, Field(ge=2)] | None = None
+    tolerance: Annotated[float, Range(0, 1e15, low_open=True)] | None = None
+    confidence: Annotated[float, Range(0.5, 1, low_open=True, high_open=True)] = 0.95
+    replications: Annotated[int, Range(2, 100_000, integer=True)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Target:
@@ -141,10 +142,10 @@ class Sensitivity(_Spec):
     method: Literal["morris", "sobol"] = "morris"
     parameters: list[Parameter] = Field(min_length=2)
     kpis: list[str] = Field(default_factory=lambda: ["delayed_patients_per_day"], min_length=1)
-    trajectories: Annotated[int, Field(ge=2, le=1000)] = 10
-    levels: Annotated[int, Field(ge=2, le=20)] = 4
-    samples: Annotated[int, Field(ge=2, le=65536)] = 64
-    replications: Annotated[int, Field(ge=1)] = 2
+    trajectories: Annotated[int, Range(2, 1000, integer=True)] = 10
+    levels: Annotated[int, Range(2, 20, integer=True)] = 4
+    samples: Annotated[int, Range(2, 65536, integer=True)] = 64
+    replications: Annotated[int, Range(1, 100_000, integer=True)] = 2
 
     @model_validator(mode="after")
     def _check(self) -> Sensitivity:
@@ -164,12 +165,12 @@ class SweepSpec(_Spec):
     description: str = ""
     base: str = Field(min_length=1, description="base scenario, relative to the sweep file")
     set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides of the base, by dotted path")
-    seed: Annotated[int, Field(ge=0)] = 12345
-    replications: Annotated[int, Field(ge=1, le=100_000)] | AutoReplications = 10
-    warmup: Annotated[int, Field(ge=0, le=3660)] | Literal["scenario", "auto"] = "scenario"
+    seed: Seed = 12345
+    replications: Annotated[int, Range(1, 100_000, integer=True)] | AutoReplications = 10
+    warmup: Annotated[int, Range(0, 3660, integer=True)] | Literal["scenario", "auto"] = "scenario"
     warmup_kpi: str = "delayed_midnight"
     design: Literal["grid", "lhs"] = "grid"
-    samples: Annotated[int, Field(ge=2, le=100_000)] | None = None
+    samples: Annotated[int, Range(2, 100_000, integer=True)] | None = None
     parameters: list[Parameter] = Field(default_factory=list)
     kpis: list[str] = Field(default_factory=lambda: list(DEFAULT_KPIS), min_length=1)
     target: Target | None = None

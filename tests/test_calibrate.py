@@ -486,7 +486,7 @@ BAD_CONFIGS = {
     "integer_log": ("integer: true, label", "integer: true, transform: log, label", "transform: log",
                     ["free.0.transform", "continuous parameters only"]),
     "unknown_weight": ("seed: 5", "seed: 5\nweights: {nope: 2}", None, ["weights.nope", "unknown target"]),
-    "popsize": ("popsize: 3", "popsize: 1", "popsize: 1", ["optimiser.popsize", "greater than or equal to 2"]),
+    "popsize": ("popsize: 3", "popsize: 1", "popsize: 1", ["optimiser.popsize", "a whole number from 2 to 100"]),
 }
 
 

@@ -59,6 +59,7 @@ from flowsim.scenario.loader import (
     set_path,
 )
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import Finite, Range, Seed
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,9 @@ class Target(_Spec):
     numerator: str | None = None
     denominator: str | None = None
     period: str | None = None
-    value: float
-    sd: Annotated[float, Field(gt=0)] | None = None
-    rel_sd: Annotated[float, Field(gt=0)] = 0.1
+    value: Finite
+    sd: Annotated[float, Range(0, 1e15, "the observation's standard deviation", low_open=True)] | None = None
+    rel_sd: Annotated[float, Range(0, 1e15, low_open=True)] = 0.1
     source: str = Field(min_length=1, description="where the number comes from (document and line)")
 
     @model_validator(mode="after")
@@ -114,8 +115,8 @@ class FreeParameter(_Spec):
     """A scenario field to fit, by dotted path, within bounds (``log`` searches on a log scale)."""
 
     path: str = Field(min_length=1)
-    low: float
-    high: float
+    low: Finite
+    high: Finite
     integer: bool = False
     transform: Literal["none", "log"] = "none"
     label: str | None = None
@@ -133,9 +134,9 @@ class FreeParameter(_Spec):
 
 class Optimiser(_Spec):
     method: Literal["differential_evolution"] = "differential_evolution"
-    popsize: Annotated[int, Field(ge=2, le=100)] = 5
-    maxiter: Annotated[int, Field(ge=1, le=1000)] = 6
-    tol: Annotated[float, Field(ge=0)] = 0.0
+    popsize: Annotated[int, Range(2, 100, integer=True)] = 5
+    maxiter: Annotated[int, Range(1, 1000, integer=True)] = 6
+    tol: Annotated[float, Range(0, 1e15)] = 0.0
 
 
 class Validation(_Spec):
@@ -150,12 +151,12 @@ class CalibrationConfig(_Spec):
     scenario: str = Field(min_length=1, description="scenario to calibrate, relative to this file")
     targets: str = Field(min_length=1, description="targets file, relative to this file")
     set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides applied before fitting")
-    seed: Annotated[int, Field(ge=0)] = 2016
-    replications: Annotated[int, Field(ge=2, le=1000)] = 4
+    seed: Seed = 2016
+    replications: Annotated[int, Range(2, 1000, integer=True)] = 4
     free: list[FreeParameter] = Field(min_length=1)
     fit: list[str] | None = Field(default=None, description="target ids in the fit (default: all not held out)")
     held_out: list[str] = Field(default_factory=list)
-    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    weights: dict[str, Annotated[float, Range(0, 1e15, low_open=True)]] = Field(default_factory=dict)
     optimiser: Optimiser = Field(default_factory=Optimiser)
     validation: Validation | None = None
     write_scenario: str | None = Field(default=None, description="file name for a copy of the fitted scenario "

@@ -42,7 +42,9 @@ MAX_DATE = dt.date(2199, 12, 31)
 
 
 def _fmt(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,g}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.0f}" if x.is_integer() else f"{x:,g}"
 
 
 def _text_number(text: str) -> str:
@@ -126,6 +128,8 @@ Population = Annotated[int, Range(1, MAX_POPULATION, "people", integer=True)]
 Threshold = Annotated[float, Range(0, MAX_THRESHOLD, "a threshold on live state")]
 Growth = Annotated[float, Range(-0.5, 1.0, "annual growth, e.g. 0.02 for 2% a year")]
 Seed = Annotated[int, Range(0, 2**63 - 1, "a random seed", integer=True)]
+#: Any finite number (bounds and thresholds in sweep and calibration files).
+Finite = Annotated[float, Range(-1e15, 1e15, "a finite number")]
 
 
 _DATE_HELP = f"allowed: a real date written as YYYY-MM-DD, from {MIN_DATE} to {MAX_DATE}"
