@@ -296,10 +296,10 @@ def test_recovery_intervals_follow_the_stated_rule(recovery) -> None:
 
 def test_fitted_scenario_extends_loads_and_carries_provenance(recovery) -> None:
     case, res = recovery
-    path = case / "fitted.yaml"
+    path = case / "out" / "fitted.yaml"  # the config's write_scenario: a name inside the output directory
     text = path.read_text(encoding="utf-8")
     data = yaml.safe_load(text)
-    assert data["extends"] == "scenarios/base.yaml"  # relative to the fitted file, so the pair can move together
+    assert data["extends"] == "../scenarios/base.yaml"  # relative to the fitted file
     fitted = load_scenario(path)
     assert fitted.assessment.staff == res.best[STAFF]
     assert fitted.pathways["P2"].services["intermediate_care"].capacity == res.best[IC]
@@ -317,7 +317,7 @@ def test_fitted_scenario_extends_loads_and_carries_provenance(recovery) -> None:
                             lines[0]), lines[0]
     # the copy in the output directory is the same text
     assert (case / "out" / "fitted_scenario.yaml").read_text(encoding="utf-8") == text
-    assert res.files["scenario"] == case / "fitted.yaml"
+    assert res.files["scenario"] == case / "out" / "fitted.yaml"
 
 
 def test_fit_report_csv(recovery) -> None:

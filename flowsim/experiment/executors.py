@@ -101,17 +101,29 @@ def _worker_init(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Hold Ctrl-C while worker processes may be forked, so a new worker cannot receive it before its
-    start-up has set it to be ignored (the parent gets it as soon as the block ends)."""
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C while worker processes may be forked; raise it as KeyboardInterrupt afterwards.
+
+    Two holes are closed.  A new worker must not get Ctrl-C before its start-up has set it to be
+    ignored: the signal stays blocked (the mask is inherited by a forked or spawned child) and the
+    Python handler only records it (a forked child inherits that too).  And the parent must not get
+    it inside ``os.fork``'s after-fork handlers, where Python prints "Exception ignored" and drops the
+    KeyboardInterrupt (the run would carry on as if nothing happened): a signal delivered to another
+    thread of this process is still handled in the main thread, so blocking alone is not enough.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    hit: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, handler)
+    if hit:
+        raise KeyboardInterrupt
 
 
 def available_cores() -> int:
@@ -199,7 +211,7 @@ class ProcessExecutor:
         try:
             while nxt < len(tasks) or pending:
                 while nxt < len(tasks) and len(pending) < 2 * self.workers:
-                    with _sigint_blocked():  # a submit may fork a worker
+                    with _sigint_held():  # a submit may fork a worker
                         pending[pool.submit(_guarded, fn, tasks[nxt])] = nxt
                     nxt += 1
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
