@@ -31,8 +31,10 @@ LONG_FUNCTIONS: dict[str, str] = {
     "flowsim/sweep.py:run_sweep": "plan, resume, run and write in one function; split along those seams",
 }
 MAX_CODE_LINES = 80
-#: `# noqa` exemptions from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/ and tests/.
-MAX_COMPLEXITY_EXEMPTIONS = 47
+#: noqa comments exempting a function from the complexity and size rules (C901, PLR09xx) in flowsim/, benchmarks/
+#: and tests/.  Only shrinks: 48 when the gate went in; 40 after calibration/fitdata.py and
+#: experiment/replications.py were split (issue 18); 39 after the snapshot reader was split (issue 15).
+MAX_COMPLEXITY_EXEMPTIONS = 39
 
 _EXEMPTION = re.compile(r"#\s*noqa:[^#\n]*\b(C901|PLR09\d\d)\b")
 

@@ -43,7 +43,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -151,7 +151,25 @@ class Extract:
         return len(self.lines)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
+@dataclass(frozen=True)
+class _Csv:
+    """The extract's cells as read, before any parsing: what every reading check reports against."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    lines: np.ndarray  # the CSV line each row starts on (the header is line 1)
+    sha256: str
+
+    def cells(self, i: int | None) -> list[str]:
+        """Column ``i`` (blank everywhere when the column is absent)."""
+        return [""] * len(self.rows) if i is None else [rec[i] for rec in self.rows]
+
+    def shown(self) -> str:
+        return ", ".join(self.header) or "none"
+
+
+def _read_csv(path: Path) -> _Csv:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -183,55 +201,60 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
             prev = reader.line_num
     except csv.Error as exc:
         raise ExtractError([f"{path}:{reader.line_num}: not valid CSV ({exc})"]) from None
-    return header, rows, lines, digest
+    return _Csv(path, header, rows, np.asarray(lines, dtype=int), digest)
 
 
-def _resolve_columns(path: Path, header: list[str], mapping: dict[str, str],  # noqa: C901
-                     group_by: str | None) -> tuple[dict[str, int | None], str | None, int | None]:
-    lower = {h.lower(): i for i, h in enumerate(header)}
+def _field_columns(src: _Csv, mapping: dict[str, str]) -> tuple[dict[str, int | None], list[str]]:
+    """Each field's column: the one ``--columns`` names (a problem if absent), else the default or an alias."""
+    lower = {h.lower(): i for i, h in enumerate(src.header)}
     idx: dict[str, int | None] = {}
     problems = []
-    shown = ", ".join(header) or "none"
     for f in FIELDS:
         if f in mapping:
-            i = lower.get(mapping[f].lower())
-            if i is None:
-                problems.append(f"{path}:1: no column {mapping[f]!r} (given by --columns {f}={mapping[f]}); "
-                                f"the header has: {shown}")
-            idx[f] = i
+            idx[f] = lower.get(mapping[f].lower())
+            if idx[f] is None:
+                problems.append(f"{src.path}:1: no column {mapping[f]!r} (given by --columns {f}={mapping[f]}); "
+                                f"the header has: {src.shown()}")
             continue
-        names = (DEFAULT_COLUMNS[f], *ALIASES[f])
-        found = [lower[n] for n in names if n in lower]
+        found = [lower[n] for n in (DEFAULT_COLUMNS[f], *ALIASES[f]) if n in lower]
         idx[f] = found[0] if found else None
+    return idx, problems
+
+
+def _group_index(src: _Csv, idx: dict[str, int | None], group_by: str | None) -> tuple[int | None, list[str]]:
+    """The grouping column: the age band by default, another column by name or field, or none."""
+    if group_by is None or group_by == "age_band":
+        return idx["age_band"], []
+    if group_by.lower() == "none":
+        return None, []
+    lower = {h.lower(): i for i, h in enumerate(src.header)}
+    i = idx[group_by] if group_by in FIELDS else lower.get(group_by.lower())
+    if i is None:
+        return None, [f"{src.path}:1: --group-by {group_by!r}: no such column; the header has: {src.shown()} "
+                      "(or 'none' for one cohort)"]
+    return i, []
+
+
+def _resolve_columns(src: _Csv, mapping: dict[str, str],
+                     group_by: str | None) -> tuple[dict[str, int | None], str | None, int | None]:
+    """Column index of each field, and the grouping column's name and index; every problem at once."""
+    idx, problems = _field_columns(src, mapping)
     required = ["admission", "medically_fit", "pathway"]
-    group_field: str | None = "age_band" if group_by in (None, "age_band") else None
-    if group_field:
+    if group_by in (None, "age_band"):
         required.append("age_band")
     for f in required:
         if idx[f] is None and f not in mapping:
-            problems.append(f"{path}:1: missing column {DEFAULT_COLUMNS[f]!r} ({FIELD_HELP[f]}); the header has: "
-                            f"{shown}; name yours with --columns {f}=YOUR_COLUMN")
-    group_idx: int | None = None
-    group_name: str | None = None
-    if group_field:
-        group_idx = idx["age_band"]
-    elif group_by is not None and group_by.lower() != "none":
-        group_idx = idx[group_by] if group_by in FIELDS else lower.get(group_by.lower())
-        if group_idx is None:
-            problems.append(f"{path}:1: --group-by {group_by!r}: no such column; the header has: {shown} "
-                            "(or 'none' for one cohort)")
-    if group_idx is not None:
-        group_name = header[group_idx]
+            problems.append(f"{src.path}:1: missing column {DEFAULT_COLUMNS[f]!r} ({FIELD_HELP[f]}); the header "
+                            f"has: {src.shown()}; name yours with --columns {f}=YOUR_COLUMN")
+    group_idx, group_problems = _group_index(src, idx, group_by)
+    problems += group_problems
     if problems:
         raise ExtractError(problems)
-    return idx, group_name, group_idx
+    return idx, (src.header[group_idx] if group_idx is not None else None), group_idx
 
 
-def _parse_times(path: Path, values: list[str], lines: np.ndarray, column: str, fld: str,  # noqa: C901, PLR0917
-                 required: bool) -> tuple[np.ndarray, list[str]]:
-    s = pd.Series(values, dtype=object).str.strip()
-    blank = (s == "").to_numpy()
-    filled = s[~blank]
+def _best_datetimes(filled: pd.Series) -> pd.Series | None:
+    """Parse with the one accepted format (ISO first, then day-first) that reads the most values."""
     best: pd.Series | None = None
     for fmt in ("ISO8601", *_DAYFIRST):
         try:
@@ -244,121 +267,142 @@ def _parse_times(path: Path, values: list[str], lines: np.ndarray, column: str, 
             best = parsed
         if not best.isna().any():
             break
+    return best
+
+
+def _row_problems(src: _Csv, rows: np.ndarray, column: str, problem: Callable[[int], str], more: str) -> list[str]:
+    """One message per offending row (the first ``_MAX_REPORTED``), then a count of the rest."""
+    out = [f"{src.path}:{src.lines[k]}: column {column!r} {problem(k)}" for k in rows[:_MAX_REPORTED]]
+    if len(rows) > _MAX_REPORTED:
+        out.append(f"{src.path}: column {column!r}: {len(rows) - _MAX_REPORTED} more {more}")
+    return out
+
+
+def _parse_times(src: _Csv, i: int | None, fld: str, required: bool) -> tuple[np.ndarray, list[str]]:
+    """Column ``i`` as ``datetime64[s]`` (NaT where blank), with a problem per unreadable or missing value."""
+    values = src.cells(i)
+    column = src.header[i] if i is not None else ""
+    s = pd.Series(values, dtype=object).str.strip()
+    blank = (s == "").to_numpy()
+    best = _best_datetimes(s[~blank])
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[s]")
-    problems = []
     if best is not None:
         out[~blank] = best.to_numpy(dtype="datetime64[s]")
-    bad = np.flatnonzero(~blank & np.isnat(out))
-    for i in bad[:_MAX_REPORTED]:
-        problems.append(f"{path}:{lines[i]}: column {column!r} ({fld}): cannot read {values[i].strip()!r} as a "
-                        f"date-time; allowed: {_DATE_HELP}")
-    if len(bad) > _MAX_REPORTED:
-        problems.append(f"{path}: column {column!r}: {len(bad) - _MAX_REPORTED} more rows that are not date-times")
+    problems = _row_problems(
+        src, np.flatnonzero(~blank & np.isnat(out)), column,
+        lambda k: f"({fld}): cannot read {values[k].strip()!r} as a date-time; allowed: {_DATE_HELP}",
+        "rows that are not date-times")
     if required:
-        miss = np.flatnonzero(blank)
-        for i in miss[:_MAX_REPORTED]:
-            problems.append(f"{path}:{lines[i]}: column {column!r} ({fld}): blank; every spell needs "
-                            f"{FIELD_HELP[fld]}; allowed: {_DATE_HELP}")
-        if len(miss) > _MAX_REPORTED:
-            problems.append(f"{path}: column {column!r}: {len(miss) - _MAX_REPORTED} more blank rows")
+        problems += _row_problems(
+            src, np.flatnonzero(blank), column,
+            lambda k: f"({fld}): blank; every spell needs {FIELD_HELP[fld]}; allowed: {_DATE_HELP}", "blank rows")
     return out, problems
 
 
-def _order_check(path: Path, lines: np.ndarray, early: np.ndarray, late: np.ndarray, cols: tuple[str, str],  # noqa: PLR0917
-                 flds: tuple[str, str], what: str) -> list[str]:
+def _order_check(src: _Csv, times: dict[str, np.ndarray], cols: dict[str, str | None], early: str,
+                 late: str) -> list[str]:
+    """A problem for every spell whose ``late`` time is before its ``early`` time."""
+    t0, t1 = times[early], times[late]
     with np.errstate(invalid="ignore"):
-        bad = np.flatnonzero(~np.isnat(early) & ~np.isnat(late) & (late < early))
-    problems = []
-    for i in bad[:_MAX_REPORTED]:
-        problems.append(f"{path}:{lines[i]}: column {cols[1]!r} ({flds[1]}): {_fmt_time(late[i])} is before the "
-                        f"{flds[0].replace('_', ' ')} time {_fmt_time(early[i])} (column {cols[0]!r}); {what}")
-    if len(bad) > _MAX_REPORTED:
-        problems.append(f"{path}: column {cols[1]!r}: {len(bad) - _MAX_REPORTED} more rows with the same problem")
-    return problems
+        bad = np.flatnonzero(~np.isnat(t0) & ~np.isnat(t1) & (t1 < t0))
+    e_words, l_words = early.replace("_", " "), late.replace("_", " ")
+    return _row_problems(
+        src, bad, str(cols[late]),
+        lambda k: f"({late}): {_fmt_time(t1[k])} is before the {e_words} time {_fmt_time(t0[k])} "
+                  f"(column {str(cols[early])!r}); allowed: {l_words} at or after {e_words}",
+        "rows with the same problem")
 
 
 def _fmt_time(t: np.datetime64) -> str:
     return str(np.datetime_as_string(t, unit="m")).replace("T", " ")
 
 
-def read_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None) -> Extract:  # noqa: C901, PLR0912, PLR0915
-    """Read and check an extract; raise :class:`ExtractError` listing every problem found."""
-    from flowsim.calibration.synthetic import SYNTHETIC_LABEL
-
-    path = Path(path)
-    mapping = dict(columns or {})
-    header, rows, line_list, digest = _read_csv(path)
-    if not rows:
-        raise ExtractError([f"{path}: no spells after the header line; expected one row per spell"])
-    idx, group_name, group_idx = _resolve_columns(path, header, mapping, group_by)
-    lines = np.asarray(line_list, dtype=int)
+def _width_problems(src: _Csv) -> list[str]:
+    """Rows whose field count differs from the header's (stops after ``_MAX_REPORTED``)."""
     problems = []
-    width = len(header)
-    for rec, line in zip(rows, line_list, strict=True):
+    width = len(src.header)
+    for rec, line in zip(src.rows, src.lines.tolist(), strict=True):
         if len(rec) != width:
-            problems.append(f"{path}:{line}: {len(rec)} fields but the header has {width}; allowed: one value per "
-                            "column (quote values that contain commas)")
+            problems.append(f"{src.path}:{line}: {len(rec)} fields but the header has {width}; allowed: one value "
+                            "per column (quote values that contain commas)")
             if len(problems) >= _MAX_REPORTED:
                 break
+    return problems
+
+
+def _parse_pathways(src: _Csv, i: int | None) -> tuple[np.ndarray, list[str]]:
+    """Pathway codes as ``P0``-``P3`` ('' where blank or the column is absent)."""
+    pathway = np.array([""] * len(src.rows), dtype=object)
+    if i is None:
+        return pathway, []
+    bad = []
+    for k, value in enumerate(src.cells(i)):
+        v = value.strip()
+        m = _PATHWAY_RE.match(v) if v else None
+        if m is not None:
+            pathway[k] = f"P{m.group(1)}"
+        elif v:
+            bad.append(k)
+    problems = _row_problems(
+        src, np.asarray(bad, dtype=int), src.header[i],
+        lambda k: f"(pathway): {src.rows[k][i].strip()!r} is not a discharge pathway; allowed: P0, P1, P2, P3 "
+                  "(or 0-3, 'Pathway 1'), or blank if not yet known (leave deaths and other outcomes out of the "
+                  "extract)",
+        "rows with unknown pathways")
+    return pathway, problems
+
+
+def _parse_groups(src: _Csv, i: int | None) -> tuple[np.ndarray, list[str]]:
+    """Each spell's group value (``all`` without a grouping column); a problem per blank value."""
+    if i is None:
+        return np.array(["all"] * len(src.rows), dtype=object), []
+    group = np.array([v.strip() for v in src.cells(i)], dtype=object)
+    blank = np.flatnonzero(group == "")[:_MAX_REPORTED]
+    return group, [f"{src.path}:{src.lines[k]}: column {src.header[i]!r} (cohort grouping): blank; every spell needs "
+                   "a group (or use --group-by none for one cohort)" for k in blank]
+
+
+def _is_synthetic(src: _Csv) -> bool:
+    """Whether the extract says it is flowsim's synthetic test data (its ``source`` column)."""
+    from flowsim.calibration.synthetic import SYNTHETIC_LABEL
+
+    source_i = {h.lower(): i for i, h in enumerate(src.header)}.get("source")
+    return source_i is not None and any(rec[source_i].strip() == SYNTHETIC_LABEL for rec in src.rows[:1000])
+
+
+def read_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None) -> Extract:
+    """Read and check an extract; raise :class:`ExtractError` listing every problem found.
+
+    Checks run in stages, each reporting all its problems before the next runs on data it can trust:
+    the header, the row widths, every cell, then the order of each spell's times.
+    """
+    src = _read_csv(Path(path))
+    if not src.rows:
+        raise ExtractError([f"{src.path}: no spells after the header line; expected one row per spell"])
+    idx, group_name, group_idx = _resolve_columns(src, dict(columns or {}), group_by)
+    problems = _width_problems(src)
     if problems:
         raise ExtractError(problems)
-
-    def col(i: int | None) -> list[str]:
-        return [""] * len(rows) if i is None else [rec[i] for rec in rows]
-
     times: dict[str, np.ndarray] = {}
     for f, required in (("admission", True), ("medically_fit", False), ("discharge", False)):
-        i = idx[f]
-        times[f], probs = _parse_times(path, col(i), lines, header[i] if i is not None else "", f, required)
+        times[f], probs = _parse_times(src, idx[f], f, required)
         problems += probs
-    pathway = np.array([""] * len(rows), dtype=object)
-    if idx["pathway"] is not None:
-        pcol = header[idx["pathway"]]
-        bad = []
-        for k, value in enumerate(col(idx["pathway"])):
-            v = value.strip()
-            if not v:
-                continue
-            m = _PATHWAY_RE.match(v)
-            if m is None:
-                bad.append(k)
-            else:
-                pathway[k] = f"P{m.group(1)}"
-        for k in bad[:_MAX_REPORTED]:
-            problems.append(f"{path}:{lines[k]}: column {pcol!r} (pathway): {rows[k][idx['pathway']].strip()!r} is "
-                            "not a discharge pathway; allowed: P0, P1, P2, P3 (or 0-3, 'Pathway 1'), or blank if not "
-                            "yet known (leave deaths and other outcomes out of the extract)")
-        if len(bad) > _MAX_REPORTED:
-            problems.append(f"{path}: column {pcol!r}: {len(bad) - _MAX_REPORTED} more rows with unknown pathways")
-    if group_idx is not None:
-        group = np.array([v.strip() for v in col(group_idx)], dtype=object)
-        blank = np.flatnonzero(group == "")
-        for k in blank[:_MAX_REPORTED]:
-            problems.append(f"{path}:{lines[k]}: column {group_name!r} (cohort grouping): blank; every spell needs a "
-                            "group (or use --group-by none for one cohort)")
-    else:
-        group = np.array(["all"] * len(rows), dtype=object)
+    pathway, probs = _parse_pathways(src, idx["pathway"])
+    problems += probs
+    group, probs = _parse_groups(src, group_idx)
+    problems += probs
     if problems:
         raise ExtractError(problems)
-
-    cols = {f: (header[i] if i is not None else None) for f, i in idx.items()}
-    adm, fit, dis = times["admission"], times["medically_fit"], times["discharge"]
-    problems += _order_check(path, lines, adm, fit, (str(cols["admission"]), str(cols["medically_fit"])),
-                             ("admission", "medically_fit"), "allowed: medically fit at or after admission")
-    problems += _order_check(path, lines, adm, dis, (str(cols["admission"]), str(cols["discharge"])),
-                             ("admission", "discharge"), "allowed: discharge at or after admission")
-    problems += _order_check(path, lines, fit, dis, (str(cols["medically_fit"]), str(cols["discharge"])),
-                             ("medically_fit", "discharge"), "allowed: discharge at or after medically fit")
+    cols = {f: (src.header[i] if i is not None else None) for f, i in idx.items()}
+    for early, late in (("admission", "medically_fit"), ("admission", "discharge"), ("medically_fit", "discharge")):
+        problems += _order_check(src, times, cols, early, late)
     if problems:
         raise ExtractError(problems)
-    date_only = bool(np.all(adm == adm.astype("datetime64[D]")))
-    synthetic = False
-    source_i = {h.lower(): i for i, h in enumerate(header)}.get("source")
-    if source_i is not None:
-        synthetic = any(rec[source_i].strip() == SYNTHETIC_LABEL for rec in rows[:1000])
-    return Extract(path=path, columns=cols, group_column=group_name, lines=lines, admission=adm,
-                   medically_fit=fit, discharge=dis, pathway=pathway, group=group, date_only=date_only,
-                   synthetic=synthetic, sha256=digest)
+    adm = times["admission"]
+    return Extract(path=src.path, columns=cols, group_column=group_name, lines=src.lines, admission=adm,
+                   medically_fit=times["medically_fit"], discharge=times["discharge"], pathway=pathway, group=group,
+                   date_only=bool(np.all(adm == adm.astype("datetime64[D]"))), synthetic=_is_synthetic(src),
+                   sha256=src.sha256)
 
 
 # --------------------------------------------------------------------------- fitting: length of stay
@@ -639,19 +683,28 @@ def delay_table(ex: Extract) -> pd.DataFrame:
                                        "max_days", "over_1_day_pct", "bed_days"])
 
 
-def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None,  # noqa: C901, PLR0912, PLR0915
+def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_by: str | None = None, *,
                 min_los: float = DEFAULT_MIN_LOS, today: dt.date | None = None) -> FitResult:
     """Read an extract and fit arrivals, cohorts (share, pathway mix, acute LOS) and the delay table."""
     if not (min_los > 0 and math.isfinite(min_los)):
         raise ExtractError([f"--min-los must be a positive number of days, got {min_los}"])
     ex = read_extract(path, columns, group_by)
-    notes: list[str] = []
-    if ex.date_only:
-        notes.append("admission times are dates without times: hour_profile not fitted (the scenario's is kept)")
     arrivals = fit_arrivals(ex.admission, ex.date_only)
     if arrivals.days < 7:
         raise ExtractError([f"{ex.path}: admissions span only {arrivals.days} days; at least 7 are needed to fit "
                             "weekday factors"])
+    notes = _arrival_notes(ex, arrivals)
+    cohorts, cohort_notes = _fit_cohorts(ex, min_los)
+    notes += cohort_notes + _extract_notes(ex, cohorts, min_los)
+    return FitResult(extract=ex, arrivals=arrivals, cohorts=cohorts, delays=delay_table(ex), min_los=min_los,
+                     fitted_on=today or dt.date.today(), notes=notes)
+
+
+def _arrival_notes(ex: Extract, arrivals: ArrivalFit) -> list[str]:
+    """What the fragment's arrivals leave out or force: no hour profile, months not covered, empty factors."""
+    notes: list[str] = []
+    if ex.date_only:
+        notes.append("admission times are dates without times: hour_profile not fitted (the scenario's is kept)")
     missing = [m for m in MONTHS if m not in arrivals.month_factors]
     if missing:
         notes.append(f"the extract does not cover {', '.join(missing)}: their month factors are not fitted "
@@ -659,14 +712,18 @@ def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_b
     if arrivals.floored:
         notes.append(f"no admissions at all in {', '.join(arrivals.floored)}: factor set to {_FLOOR} "
                      "(a factor must be positive)")
+    return notes
 
+
+def _cohort_names(ex: Extract) -> tuple[str, dict[str, str]]:
+    """The name prefix (``age`` when grouped by age band) and each group value's cohort name, in natural
+    order of the values; two values that would share a name are an error."""
     prefix = "age" if ex.group_column is not None and ex.group_column == ex.columns.get("age_band") else (
         re.sub(r"[^a-z0-9]+", "_", (ex.group_column or "").lower()).strip("_") or "cohort")
     values = sorted(set(ex.group.tolist()), key=_natural)
     if ex.group_column is None:
-        names = {"all": "all"}
-    else:
-        names = {v: _cohort_name(v, prefix if prefix[:1].isalpha() else f"c_{prefix}") for v in values}
+        return prefix, {"all": "all"}
+    names = {v: _cohort_name(v, prefix if prefix[:1].isalpha() else f"c_{prefix}") for v in values}
     clash: dict[str, list[str]] = {}
     for v, nm in names.items():
         clash.setdefault(nm, []).append(v)
@@ -674,39 +731,58 @@ def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_b
     if dup:
         raise ExtractError([f"{ex.path}: column {ex.group_column!r}: {d}; make the group values distinct"
                             for d in dup])
-    shares = _round_to_one({v: int(np.sum(ex.group == v)) for v in values})
-    cohorts = []
-    problems = []
-    for v in values:
+    return prefix, names
+
+
+def _cohort_los(ex: Extract, sel: np.ndarray, min_los: float) -> tuple[np.ndarray, int]:
+    """Admission to medically fit (days) of the selected spells that have one, raised to ``min_los``; and how
+    many were raised."""
+    has_fit = sel & ~np.isnat(ex.medically_fit)
+    los = (ex.medically_fit[has_fit] - ex.admission[has_fit]).astype("timedelta64[s]").astype(float) / 86400.0
+    return np.maximum(los, min_los), int(np.sum(los < min_los))
+
+
+def _fit_cohort_los(los: np.ndarray, pathway_counts: dict[str, int]) -> list[CandidateFit]:
+    """The candidate fits of one cohort; ``ValueError`` saying why a cohort cannot be fitted."""
+    if len(los) < MIN_SPELLS_TO_FIT or np.ptp(los) == 0:
+        raise ValueError(f"{len(los)} spells with a medically fit time (distinct values needed: at least "
+                         f"{MIN_SPELLS_TO_FIT}) - too few to fit a length of stay; merge groups or use --group-by none")
+    if sum(pathway_counts.values()) == 0:
+        raise ValueError("no spell has a discharge pathway; at least one is needed for pathway_mix")
+    return fit_los(los)
+
+
+def _fit_cohorts(ex: Extract, min_los: float) -> tuple[list[CohortFit], list[str]]:
+    """One fit per group value, and notes on weakly supported ones; every cohort that cannot be fitted is
+    reported at once."""
+    prefix, names = _cohort_names(ex)
+    shares = _round_to_one({v: int(np.sum(ex.group == v)) for v in names})
+    cohorts, problems, notes = [], [], []
+    for v, name in names.items():
         sel = ex.group == v
-        has_fit = sel & ~np.isnat(ex.medically_fit)
-        los = (ex.medically_fit[has_fit] - ex.admission[has_fit]).astype("timedelta64[s]").astype(float) / 86400.0
-        n_floor = int(np.sum(los < min_los))
-        los = np.maximum(los, min_los)
+        los, n_floor = _cohort_los(ex, sel, min_los)
         pw = ex.pathway[sel]
         pcounts = {p: int(np.sum(pw == p)) for p in PATHWAYS}
-        where = f"{ex.path}: cohort {names[v]!r}" + (f" ({ex.group_column} = {v!r})" if ex.group_column else "")
-        if len(los) < MIN_SPELLS_TO_FIT or np.ptp(los) == 0:
-            problems.append(f"{where}: {len(los)} spells with a medically fit time (distinct values needed: at least "
-                            f"{MIN_SPELLS_TO_FIT}) - too few to fit a length of stay; merge groups or use "
-                            "--group-by none")
-            continue
-        if sum(pcounts.values()) == 0:
-            problems.append(f"{where}: no spell has a discharge pathway; at least one is needed for pathway_mix")
-            continue
         try:
-            cands = fit_los(los)
+            cands = _fit_cohort_los(los, pcounts)
         except ValueError as exc:
+            where = f"{ex.path}: cohort {name!r}" + (f" ({ex.group_column} = {v!r})" if ex.group_column else "")
             problems.append(f"{where}: {exc}")
             continue
         if len(los) < 100:
-            notes.append(f"cohort {names[v]}: only {len(los)} stays; the AIC choice of family is weak below ~100")
-        cohorts.append(CohortFit(name=names[v], value=v, age_band=_age_band(v) if prefix == "age" else None,
+            notes.append(f"cohort {name}: only {len(los)} stays; the AIC choice of family is weak below ~100")
+        cohorts.append(CohortFit(name=name, value=v, age_band=_age_band(v) if prefix == "age" else None,
                                  n=int(sel.sum()), share=shares[v], pathway_counts=pcounts,
                                  pathway_mix=_round_to_one(pcounts), los=los, n_floored=n_floor,
                                  candidates=cands))
     if problems:
         raise ExtractError(problems)
+    return cohorts, notes
+
+
+def _extract_notes(ex: Extract, cohorts: list[CohortFit], min_los: float) -> list[str]:
+    """What the fits left out or changed: spells without a fit time or pathway, no discharge column, floors."""
+    notes = []
     n_no_fit = int(np.sum(np.isnat(ex.medically_fit)))
     if n_no_fit:
         notes.append(f"{n_no_fit} spells have no medically fit time: counted in arrivals and shares, left out of "
@@ -720,21 +796,33 @@ def fit_extract(path: str | Path, columns: dict[str, str] | None = None, group_b
     if n_floor_all:
         notes.append(f"{n_floor_all} stays shorter than min_los = {min_los:.4g} days (including zeros) were set "
                      "to min_los before fitting")
-    return FitResult(extract=ex, arrivals=arrivals, cohorts=cohorts, delays=delay_table(ex), min_los=min_los,
-                     fitted_on=today or dt.date.today(), notes=notes)
+    return notes
 
 
 # --------------------------------------------------------------------------- output
-def _render_yaml(res: FitResult) -> str:  # noqa: C901, PLR0915
+def _render_yaml(res: FitResult) -> str:
+    """The fragment as commented YAML: provenance, arrivals, cohorts, then the descriptive delay table."""
+    frag = res.fragment()
+    tag = f"# FITTED from {res.extract.path.name}"
+    out = [*_yaml_header(res), *_yaml_arrivals(res, frag["arrivals"], tag), "cohorts:"]
+    for c, (cname, entry) in zip(res.cohorts, frag["cohorts"].items(), strict=True):
+        out += _yaml_cohort(res, c, cname, entry, tag)
+    out += _yaml_delays(res.delays)
+    return "\n".join(out) + "\n"
+
+
+def _provenance(res: FitResult) -> str:
+    return f"FITTED from {res.extract.path.name} on {res.fitted_on.isoformat()}"
+
+
+def _yaml_header(res: FitResult) -> list[str]:
     from flowsim import __version__
 
     ex, arr = res.extract, res.arrivals
-    name, day = ex.path.name, res.fitted_on.isoformat()
-    prov = f"FITTED from {name} on {day}"
     last_day = arr.first_day + dt.timedelta(days=arr.days - 1)
-    frag = res.fragment()
     out = [
-        f"# Scenario fragment FITTED from {ex.path} by `flowsim fit-data` (flowsim {__version__}) on {day}.",
+        f"# Scenario fragment FITTED from {ex.path} by `flowsim fit-data` (flowsim {__version__}) on "
+        f"{res.fitted_on.isoformat()}.",
         f"# Extract: {ex.n} spells admitted {arr.first_day} to {last_day} ({arr.days} days); sha256 {ex.sha256[:16]}.",
         f"# Columns used: {', '.join(f'{k}={v}' for k, v in ex.columns.items() if v)};",
         f"# cohorts grouped by {ex.group_column or 'nothing (one cohort)'}.",
@@ -747,14 +835,16 @@ def _render_yaml(res: FitResult) -> str:  # noqa: C901, PLR0915
         "# scenario's (annual_growth and surges are kept). Admissions in an extract include readmissions, which",
         "# the model generates itself: lower rate_per_day by the readmitted share if the scenario has readmission.",
     ]
-    out += [f"# Note: {n}" for n in res.notes]
-    a = frag["arrivals"]
-    tag = f"# FITTED from {name}"
-    out += ["arrivals:",
-            f"  # {prov}: {arr.n} admissions over {arr.days} days = {arr.mean_per_day:.4g} a day on average;",
-            "  # rate_per_day is the level at which the fitted factors reproduce that count (Poisson maximum",
-            "  # likelihood); each set of factors is relative (mean 1)",
-            f"  rate_per_day: {_num(a['rate_per_day'])}   {tag}"]
+    return out + [f"# Note: {n}" for n in res.notes]
+
+
+def _yaml_arrivals(res: FitResult, a: dict[str, Any], tag: str) -> list[str]:
+    arr, prov = res.arrivals, _provenance(res)
+    out = ["arrivals:",
+           f"  # {prov}: {arr.n} admissions over {arr.days} days = {arr.mean_per_day:.4g} a day on average;",
+           "  # rate_per_day is the level at which the fitted factors reproduce that count (Poisson maximum",
+           "  # likelihood); each set of factors is relative (mean 1)",
+           f"  rate_per_day: {_num(a['rate_per_day'])}   {tag}"]
     if "month_factors" in a:
         out.append(f"  # {prov}: admissions per day in each calendar month, adjusted for weekdays")
         items = [f"{m}: {_num(v, 4)}" for m, v in a["month_factors"].items()]
@@ -769,40 +859,46 @@ def _render_yaml(res: FitResult) -> str:  # noqa: C901, PLR0915
         out.append(f"  # {prov}: share of admissions in each clock hour 00-23 (times 24)")
         out.append(f"  hour_profile: [{', '.join(hp[:12])},")
         out.append(f"                 {', '.join(hp[12:])}]   {tag}")
-    out.append("cohorts:")
-    for c, (cname, entry) in zip(res.cohorts, frag["cohorts"].items(), strict=True):
-        grp = f"{ex.group_column} = {c.value}" if ex.group_column else "all spells"
-        n_pw = sum(c.pathway_counts.values())
-        out.append(f"  {cname}:")
-        out.append(f"    # {prov}: {grp}: {c.n} of {ex.n} spells ({100 * c.n / ex.n:.1f}%),")
-        out.append(f"    # {len(c.los)} with a medically fit time, {n_pw} with a pathway "
-                   f"({', '.join(f'{p} {k}' for p, k in c.pathway_counts.items())}).")
-        out.append("    # acute_los: admission -> medically fit (days), maximum likelihood with location 0;")
-        out.append(f"    # AIC of each candidate (lower is better; n = {len(c.los)}):")
-        for cand in c.candidates:
-            mark = "chosen" if cand is c.winner else f"+{cand.aic - c.winner.aic:.1f}"
-            out.append(f"    #   {cand.family:<11} AIC {cand.aic:11.1f} ({mark}) {_flow(cand.spec)}")
-        if c.n_floored:
-            out.append(f"    #   ({c.n_floored} stays below {res.min_los:.4g} days raised to it before fitting)")
-        out.append(f"    label: {_scalar(entry['label'])}")
-        if "age_band" in entry:
-            out.append(f"    age_band: {_scalar(entry['age_band'])}")
-        out.append(f"    share: {_num(entry['share'], 7)}   {tag}")
-        out.append(f"    acute_los: {_flow(entry['acute_los'])}   {tag}")
-        out.append("    pathway_mix: {" + ", ".join(f"{p}: {_num(v, 7)}" for p, v in entry["pathway_mix"].items())
-                   + f"}}   {tag}")
-    out += ["", "# Medically fit -> discharge (days) by pathway, from the extract. DESCRIPTIVE ONLY, not a model",
-            "# input: the model produces these waits itself (delayed transfers of care); compare runs with them."]
-    if res.delays.empty:
-        out.append("#   (no spells with medically fit time, discharge time and pathway)")
-    else:
-        out.append(f"#   {'pathway':<8}{'spells':>8}{'mean':>8}{'median':>8}{'p90':>8}{'p95':>8}{'>1 day':>8}"
-                   f"{'bed-days':>10}")
-        for _, r in res.delays.iterrows():
-            out.append(f"#   {r['pathway']:<8}{r['spells']:>8}{r['mean_days']:>8.2f}{r['median_days']:>8.2f}"
-                       f"{r['p90_days']:>8.2f}{r['p95_days']:>8.2f}{r['over_1_day_pct']:>7.1f}%"
-                       f"{r['bed_days']:>10.0f}")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _yaml_cohort(res: FitResult, c: CohortFit, cname: str, entry: dict[str, Any], tag: str) -> list[str]:
+    ex, prov = res.extract, _provenance(res)
+    grp = f"{ex.group_column} = {c.value}" if ex.group_column else "all spells"
+    n_pw = sum(c.pathway_counts.values())
+    out = [f"  {cname}:",
+           f"    # {prov}: {grp}: {c.n} of {ex.n} spells ({100 * c.n / ex.n:.1f}%),",
+           f"    # {len(c.los)} with a medically fit time, {n_pw} with a pathway "
+           f"({', '.join(f'{p} {k}' for p, k in c.pathway_counts.items())}).",
+           "    # acute_los: admission -> medically fit (days), maximum likelihood with location 0;",
+           f"    # AIC of each candidate (lower is better; n = {len(c.los)}):"]
+    for cand in c.candidates:
+        mark = "chosen" if cand is c.winner else f"+{cand.aic - c.winner.aic:.1f}"
+        out.append(f"    #   {cand.family:<11} AIC {cand.aic:11.1f} ({mark}) {_flow(cand.spec)}")
+    if c.n_floored:
+        out.append(f"    #   ({c.n_floored} stays below {res.min_los:.4g} days raised to it before fitting)")
+    out.append(f"    label: {_scalar(entry['label'])}")
+    if "age_band" in entry:
+        out.append(f"    age_band: {_scalar(entry['age_band'])}")
+    out.append(f"    share: {_num(entry['share'], 7)}   {tag}")
+    out.append(f"    acute_los: {_flow(entry['acute_los'])}   {tag}")
+    out.append("    pathway_mix: {" + ", ".join(f"{p}: {_num(v, 7)}" for p, v in entry["pathway_mix"].items())
+               + f"}}   {tag}")
+    return out
+
+
+def _yaml_delays(delays: pd.DataFrame) -> list[str]:
+    out = ["", "# Medically fit -> discharge (days) by pathway, from the extract. DESCRIPTIVE ONLY, not a model",
+           "# input: the model produces these waits itself (delayed transfers of care); compare runs with them."]
+    if delays.empty:
+        return [*out, "#   (no spells with medically fit time, discharge time and pathway)"]
+    out.append(f"#   {'pathway':<8}{'spells':>8}{'mean':>8}{'median':>8}{'p90':>8}{'p95':>8}{'>1 day':>8}"
+               f"{'bed-days':>10}")
+    for _, r in delays.iterrows():
+        out.append(f"#   {r['pathway']:<8}{r['spells']:>8}{r['mean_days']:>8.2f}{r['median_days']:>8.2f}"
+                   f"{r['p90_days']:>8.2f}{r['p95_days']:>8.2f}{r['over_1_day_pct']:>7.1f}%"
+                   f"{r['bed_days']:>10.0f}")
+    return out
 
 
 def _scalar(value: str) -> str:
@@ -969,7 +1065,7 @@ def add_fit_data_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_fit_data(args: argparse.Namespace) -> int:
     from flowsim.rundir import atomic_text
 
-    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, args.min_los)
+    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, min_los=args.min_los)
     out = args.out or args.extract.with_name(f"{args.extract.stem}_fitted.yaml")
     atomic_text(out, res.fragment_yaml())
     w = sys.stdout.write

@@ -63,7 +63,7 @@ class ReplicationDecision:
         return self.n_solution is not None or self.capped
 
 
-def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,  # noqa: PLR0917
+def decide(values: Sequence[float], target: float, *, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
            cap: int | None = None) -> ReplicationDecision:
     """Apply the method to ``values`` (in replication order); say whether more are needed.
 
@@ -95,10 +95,10 @@ def decide(values: Sequence[float], target: float, alpha: float = 0.05, n0: int 
     return ReplicationDecision(None, len(x), prec, target)
 
 
-def still_needed(values: Sequence[float], target: float, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,  # noqa: PLR0917
+def still_needed(values: Sequence[float], target: float, *, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
                  cap: int | None = None) -> int:
     """A lower bound on the further replications needed before ``decide`` can finish (0 if done)."""
-    dec = decide(values, target, alpha, n0, k_limit, cap)
+    dec = decide(values, target, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
     if dec.done:
         return 0
     n = len(values)

@@ -263,7 +263,7 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
         with _executor_scope(executor, workers, cap) as ex:
             while True:
                 values = _kpi_values(results, kpi)
-                need = still_needed(values, precision, alpha, n0, k_limit, cap)
+                need = still_needed(values, precision, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
                 if need == 0:
                     break
                 batch = min(max(need, ex.workers), cap - len(results))
@@ -275,7 +275,7 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
             execution = ex.describe()
     finally:
         bar.close()
-    decision = decide(_kpi_values(results, kpi), precision, alpha, n0, k_limit, cap)
+    decision = decide(_kpi_values(results, kpi), precision, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
     kept = results[: decision.n_used]
     store.drop([r.replication for r in results[decision.n_used:]])
     if decision.capped:
