@@ -598,6 +598,11 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         for line in str(exc).splitlines():
             sys.stderr.write(f"flowsim: error: {line}\n")
         return 2
+    except OSError as exc:  # a file the command line named cannot be written (or read): not a bug in flowsim
+        if not exc.filename:
+            raise
+        sys.stderr.write(f"flowsim: error: {exc.filename}: {exc.strerror or exc}\n")
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

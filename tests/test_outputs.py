@@ -220,3 +220,10 @@ def test_a_user_mistake_found_after_the_claim_leaves_nothing(tmp_path: Path) -> 
     refused(cli("run", ROOT / "scenarios" / "rotherham_from_today.yaml", "--warmup", "auto", "--out", out),
             "initial_state")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [("schema", "--out"), ("synth-extract", "--spells", "5", "--out")])
+def test_single_file_outputs_that_cannot_be_written_are_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "out.csv"
+    refused(cli(*command, target), str(target))
