@@ -4,6 +4,10 @@
 script, ``python -m flowsim`` and subprocess tests all share one path.
 User mistakes (bad files, bad values) print ``flowsim: error: ...`` lines and
 return 2 with no traceback; anything else is a bug and is allowed to raise.
+
+The CLI calls the domain (simulate, compare, sweep, calibrate, fit-data) and hands what comes back to the
+presentation layer (figures, terminal tables, reports); every sub-parser lives here, so no domain module
+imports the CLI.  Global flags (``-v``, ``--version``) work before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
@@ -28,52 +33,6 @@ if TYPE_CHECKING:  # the CLI imports the domain when a command runs, so start-up
     from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger("flowsim")
-
-HEADLINE = [
-    "admissions_per_day", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct", "occupancy_p95_pct",
-    "days_over_92_pct", "days_over_95_pct", "days_at_100_pct",
-    "ed_boarding_mean", "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches",
-    "delayed_patients_per_day", "delayed_acute_per_day", "dtoc_delayed_days_per_quarter", "dtoc_rate_per_100k",
-    "dtoc_pct", "delayed_bed_days",
-    "delayed_per_day_assessment", "delayed_per_day_P1", "delayed_per_day_P2", "delayed_per_day_P3",
-    "delayed_per_day_care_home", "delayed_per_day_nhs", "delayed_per_day_social_care", "delayed_per_day_both",
-    "queue_mean_P1", "wait_mean_days_P1", "queue_mean_P2", "wait_mean_days_P2", "queue_mean_P3", "wait_mean_days_P3",
-    "discharges_P0", "discharges_P1", "discharges_P2", "discharges_P3", "readmissions", "deaths",
-    "long_term_care_placements",
-]
-ELECTIVE_KPIS = ["electives_scheduled", "electives_admitted", "electives_cancelled_no_bed",
-                 "electives_cancelled_escalation"]
-ESCALATION_KPIS = ["opel_days_level_1", "opel_days_level_2", "opel_days_level_3", "opel_days_level_4",
-                   "escalation_actions_started", "escalation_bed_days_opened", "escalation_bed_days_used",
-                   "escalation_cost"]
-
-
-ACUTE_FRONT_DOOR = {"admissions_per_day", "acute_beds_mean", "acute_occupied_mean", "occupancy_mean_pct",
-                    "occupancy_p95_pct", "days_over_92_pct", "days_over_95_pct", "days_at_100_pct", "ed_boarding_mean",
-                    "ed_wait_mean_hours", "ed_4h_breach_pct", "ed_12h_breaches", "dtoc_pct", "discharges_P0",
-                    "readmissions"}
-COST_KPIS = ["cost_acute_delay", "cost_acute_occupied", "cost_acute_capacity", "cost_non_elective",
-             "cost_service_care", "service_capacity_cost", "cost_fixed", "cost_investment", "total_cost"]
-
-
-def headline(sc: Scenario) -> list[str]:
-    """The KPIs worth a line in the terminal for this scenario."""
-    from flowsim.scenario.schema import COST_FIELDS
-
-    names = list(HEADLINE)
-    if sc.mode == "pathway_only":  # no acute stay or front door: waits, services and costs instead
-        names = [n for n in names if n not in ACUTE_FRONT_DOOR]
-        names += [f"service_{s}_utilisation_pct" for pw in sc.pathways.values() for s in pw.services]
-    if sc.electives is not None:
-        names += ELECTIVE_KPIS
-    if sc.escalation is not None:
-        names += ESCALATION_KPIS
-    services = [s for pw in sc.pathways.values() for s in pw.services.values()]
-    priced = any(getattr(sc.costs, f) for f in COST_FIELDS)
-    if priced or any(s.unit_cost_per_day or s.cost_per_occupied_day for s in services):
-        names += COST_KPIS
-    return names
-
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= ``minimum``, with a plain-words error otherwise."""
@@ -140,15 +99,35 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="with a local Dask cluster: serve its dashboard at ADDRESS, e.g. :8787 (off by default)")
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
-    parser = argparse.ArgumentParser(prog="flowsim", description=(
-        "Simulate patient flow through a local health and care system and where patients get stuck "
-        "on the way out of hospital (delayed transfers of care)."))
-    parser.add_argument("--version", action="version", version=f"flowsim {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _global_options(top: bool) -> argparse.ArgumentParser:
+    """``-v`` and ``--version``, accepted before the subcommand (``top``) and after it.
 
-    run = sub.add_parser("run", help="run a scenario and write a run directory")
+    After the subcommand the default is SUPPRESS, so ``flowsim -v run ...`` is not undone by the subcommand's
+    own (absent) ``-v``."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--version", action="version", version=f"flowsim {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="log progress details")
+    return p
+
+
+#: The global options as the subcommands accept them (after the subcommand's name).
+_AFTER_SUBCOMMAND = _global_options(top=False)
+
+
+def _sub(sub: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help (in ``flowsim --help``), its description (in ``flowsim NAME --help``)
+    and the global options."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description,
+                                                parents=[_AFTER_SUBCOMMAND])
+    return p
+
+
+def _add_run(sub: Any) -> None:
+    run = _sub(sub, "run", "run a scenario and write a run directory",
+               "Run replications of a scenario (with any --set changes) and write a run directory: summary.json, "
+               "per-replication KPIs, daily series, per-stay records, the resolved scenario and figures. Prints "
+               "the headline KPIs with 95% confidence intervals.")
     run.add_argument("scenario", type=Path, help="scenario YAML file")
     run.add_argument("--replications", "-n", type=_replications, default=10,
                      help="replications, or 'auto' to run until the CI of --precision-kpi is within --precision "
@@ -170,9 +149,16 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     _add_overwrite(run)
     _add_executor_args(run)
     run.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    run.add_argument("--no-patients", action="store_true",
+                     help="do not keep per-stay records (no patients.parquet): less memory and disk for long runs")
     run.add_argument("--all-kpis", action="store_true", help="print every KPI, not just the headline set")
 
-    sw = sub.add_parser("sweep", help="run a parameter sweep (grid or Latin hypercube), target finder, sensitivity")
+
+def _add_sweep(sub: Any) -> None:
+    sw = _sub(sub, "sweep", "run a parameter sweep (grid or Latin hypercube), target finder, sensitivity",
+              "Run a sweep file: a grid or Latin hypercube of scenario settings on common random numbers, an "
+              "optional target finder (the smallest setting that meets a KPI threshold with stated confidence) "
+              "and Morris or Sobol sensitivity. Results are stored as they finish, so --resume continues.")
     sw.add_argument("spec", type=Path, help="sweep YAML file (see sweeps/ for examples)")
     sw.add_argument("--out", type=Path, default=None, help="output directory (default outputs/sweeps/<name>)")
     mode = sw.add_mutually_exclusive_group()
@@ -185,7 +171,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     sw.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_executor_args(sw)
 
-    cmp = sub.add_parser("compare", help="appraise options against a baseline on common random numbers, with costs")
+
+def _add_compare(sub: Any) -> None:
+    cmp = _sub(sub, "compare", "appraise options against a baseline on common random numbers, with costs",
+               "Run a baseline and options on the same seed and replications (common random numbers) and write "
+               "a comparison directory: paired differences with 95% CIs, value for money by the decision rule "
+               "(dominance on paired intervals, the efficiency frontier, and net monetary benefit when the "
+               "baseline sets costs.value_per_delayed_bed_day), and national standards.")
     cmp.add_argument("baseline", type=Path, help="baseline scenario YAML")
     cmp.add_argument("options", type=Path, nargs="+", help="option scenario YAML files")
     cmp.add_argument("--replications", "-n", type=_positive_int, default=10, help="replications each (default 10)")
@@ -195,15 +187,24 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
                      help="override a field in every scenario, e.g. --set simulation.duration_days=90 (repeatable)")
     cmp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_overwrite(cmp)
+    cmp.add_argument("--no-patients", action="store_true", help="do not keep per-stay records (no patients.parquet)")
     _add_executor_args(cmp)
 
-    rep = sub.add_parser("report", help="write a board-ready HTML report of a run, sweep or comparison directory")
-    rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep or compare")
+
+def _add_report_and_calibrate(sub: Any) -> None:
+    rep = _sub(sub, "report", "write a board-ready HTML report of a run, sweep, comparison or calibration directory",
+               "Turn a directory written by flowsim run, sweep, compare or calibrate into one self-contained HTML "
+               "file for an A&E Delivery Board: key messages, headline tables, charts, assumptions, a STRESS-DES "
+               "checklist and a reproducibility record. It prints well to PDF.")
+    rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep, compare or calibrate")
     rep.add_argument("--out", type=Path, default=None, metavar="FILE",
                      help="the HTML file (default DIRECTORY/report.html)")
     _add_overwrite(rep, "--out FILE")
 
-    cal = sub.add_parser("calibrate", help="fit free scenario parameters to observed targets, with held-out checks")
+    cal = _sub(sub, "calibrate", "fit free scenario parameters to observed targets, with held-out checks",
+               "Fit the free scenario parameters of a calibration file to observed targets by differential "
+               "evolution on common random numbers; report approximate 95% likelihood-ratio sets and the error on "
+               "held-out targets, and write the fitted scenario.")
     cal.add_argument("config", type=Path, help="calibration configuration YAML (see calibration/)")
     cal.add_argument("--out", type=Path, default=None, help="output directory (default outputs/calibration/<name>)")
     cal.add_argument("--write-scenario", type=Path, default=None,
@@ -215,18 +216,92 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     _add_overwrite(cal, "--out and --write-scenario")
     _add_executor_args(cal)
 
-    from flowsim.calibration.fitdata import add_fit_data_parser
-    from flowsim.calibration.synthetic import add_synth_extract_parser
 
-    add_fit_data_parser(sub)
-    add_synth_extract_parser(sub)
+def _add_scenario_tools(sub: Any) -> None:
+    val = _sub(sub, "validate", "check a scenario file and report every problem",
+               "Load a scenario (extends and --set applied) and validate it: every problem is printed on its own "
+               "line with the file and line, the field path, the bad value and what is allowed (exit 2); a valid "
+               "scenario prints a one-line summary and its content hash.")
+    val.add_argument("scenario", type=Path, help="scenario YAML file")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override a scenario field before validating (repeatable)")
 
-    val = sub.add_parser("validate", help="check a scenario file and report every problem")
-    val.add_argument("scenario", type=Path)
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-
-    sch = sub.add_parser("schema", help="print the scenario JSON Schema (for editor autocompletion)")
+    sch = _sub(sub, "schema", "print the scenario JSON Schema (for editor autocompletion)",
+               "Print the JSON Schema of scenario files (draft 2020-12), with every field's description, for "
+               "editors that autocomplete and check YAML against a schema.")
     sch.add_argument("--out", type=Path, default=None, help="write to a file instead of stdout")
+
+
+def _positive_days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {text!r}")
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2023-04-01, got {text!r}") from None
+
+
+def _add_fit_data(sub: Any) -> None:
+    from flowsim.calibration.fitdata import DEFAULT_COLUMNS, DEFAULT_MIN_LOS, FIELDS
+
+    p = _sub(sub, "fit-data", "fit arrivals, case mix and lengths of stay from a patient-level extract (CSV)",
+             "Fit a scenario fragment (arrivals profile, cohorts with share, pathway mix and acute length of stay "
+             "chosen by AIC) from a CSV extract of hospital spells, with goodness-of-fit figures.")
+    p.add_argument("extract", type=Path, help="CSV, one row per spell")
+    p.add_argument("--columns", action="append", default=[], metavar="FIELD=COLUMN,...",
+                   help="your column names, e.g. admission=adm_time,medically_fit=mfft (fields: "
+                        f"{', '.join(FIELDS)}; defaults: {', '.join(DEFAULT_COLUMNS.values())})")
+    p.add_argument("--group-by", default=None, metavar="COLUMN",
+                   help="column whose values are the cohorts (default: the age band column; 'none' for one cohort)")
+    p.add_argument("--out", type=Path, default=None, metavar="FRAGMENT.yaml",
+                   help="fragment YAML to write (default EXTRACT_fitted.yaml beside the extract)")
+    p.add_argument("--figures", type=Path, default=None, metavar="DIR",
+                   help="write goodness-of-fit PNGs and the AIC, factor and delay tables (CSV) here")
+    p.add_argument("--min-los", type=_positive_days, default=DEFAULT_MIN_LOS, metavar="DAYS",
+                   help="stays shorter than this (including zeros) are raised to it before fitting "
+                        "(default 1/24, one hour)")
+    p.add_argument("--check", type=Path, default=None, metavar="SCENARIO",
+                   help="check that the fragment validates when merged into this scenario YAML")
+    p.set_defaults(func=_cmd_fit_data)
+
+
+def _add_synth_extract(sub: Any) -> None:
+    from flowsim.calibration.synthetic import DEFAULT_OUT, SYNTHETIC_LABEL
+
+    p = _sub(sub, "synth-extract", "write a SYNTHETIC patient-level extract with known parameters (to test "
+                                   "fit-data; not real patient data)",
+             "Write a clearly labelled synthetic extract of hospital spells (every row has source = "
+             f"'{SYNTHETIC_LABEL}') and a sidecar .json with the generating parameters, for testing and learning "
+             "flowsim fit-data.")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="EXTRACT.csv",
+                   help=f"CSV to write (default {DEFAULT_OUT}; the parameters go beside it as .json)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--spells", type=int_at_least(1), default=None, metavar="N",
+                      help="exactly N spells over one year (365 days)")
+    size.add_argument("--days", type=int_at_least(7), default=None, metavar="D",
+                      help="D days of Poisson admissions at about 41 a day (default 365)")
+    p.add_argument("--seed", type=int_at_least(0), default=12345, help="random seed (default 12345)")
+    p.add_argument("--start", type=_date, default=dt.date(2023, 4, 1), help="first day (default 2023-04-01)")
+    p.set_defaults(func=_cmd_synth_extract)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``flowsim`` argument parser with every subcommand (each with a description)."""
+    parser = argparse.ArgumentParser(prog="flowsim", parents=[_global_options(top=True)], description=(
+        "Simulate patient flow through a local health and care system and where patients get stuck "
+        "on the way out of hospital (delayed transfers of care)."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_sweep, _add_compare, _add_report_and_calibrate, _add_fit_data, _add_synth_extract,
+                _add_scenario_tools):
+        add(sub)
     return parser
 
 
@@ -280,9 +355,59 @@ def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor
     return ex
 
 
+def _choose_warmup(args: argparse.Namespace, sc: Scenario, ex: AnyExecutor, out: Path,
+                   extra: dict[str, object]) -> Scenario:
+    """Apply ``--warmup`` (a number, or MSER-5 on a pilot, whose plot the CLI draws) to the scenario."""
+    from flowsim.experiment.runner import choose_warmup, with_warmup
+
+    if args.warmup == "auto":
+        choice = choose_warmup(sc, args.warmup_kpi, args.seed, executor=ex)
+        extra["warmup"] = choice.as_dict()
+        if not args.no_figures:
+            from flowsim.report.sweep_figures import warmup_figure
+
+            warmup_figure(choice, out / "figures" / "warmup.png")
+        log.info("warm-up by MSER-5: %d days", choice.days)
+        return with_warmup(sc, choice.days, "--warmup auto (MSER-5)")
+    if args.warmup is not None:
+        return with_warmup(sc, args.warmup)
+    return sc
+
+
+def _run_header(args: argparse.Namespace, result: Any, out: Path, extra: dict[str, Any]) -> str:
+    """What the run was: name, replications, seed, window, warm-up, and every change made to the file."""
+    from flowsim.scenario.loader import scenario_to_dict
+    from flowsim.scenario.provenance import describe_overrides
+
+    sc = result.scenario
+    n = len(result.replications)
+    lines = [f"\n{sc.name}: {n} replications, seed {args.seed}, {sc.simulation.start_date} to "
+             f"{sc.simulation.end_date} (after {sc.simulation.warmup_days} warm-up days)"]
+    for where, count, cap, unit in sc.start_overflow():  # only when initial_state.allow_over_capacity
+        lines.append(f"Start above capacity ({'.'.join(map(str, where))}): {count:,} patients in {cap:,} {unit}, "
+                     "allowed by initial_state.allow_over_capacity; nobody new is admitted there until "
+                     "occupancy falls below capacity")
+    changes = describe_overrides(scenario_to_dict(sc))
+    if changes:
+        lines.append("Changed for this run (not as in the scenario file):")
+        lines += [f"  {c}" for c in changes]
+    if "warmup" in extra:
+        plot = "" if args.no_figures else f" (plot: {out / 'figures' / 'warmup.png'})"
+        lines.append(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days{plot}")
+    if "replications" in extra:
+        info = extra["replications"]
+        state = (f"not settled within the cap of {n} (precision {info['achieved']:.1%} at the cap; it must hold "
+                 "for 5 more replications to count)" if info["capped"] else
+                 f"{info['n_solution']} needed, confirmed over {n - info['n_solution']} more")
+        lines.append(f"Replications for {args.precision_kpi} within {args.precision:.0%}: {state}")
+    return "\n".join(lines) + "\n"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from flowsim.report.figures import draw_run
+    from flowsim.report.text import headline, kpi_table_text, periods_text
     from flowsim.rundir import abandon_on_error, atomic_text, claim_output, finish_output, write_run_dir
-    from flowsim.scenario import load_scenario
+    from flowsim.scenario import load_scenario, scenario_to_dict
 
     sc = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("outputs") / f"{args.scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -291,45 +416,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result, extra = _simulate_run(args, sc, out)
     for problem in result.checks:
         log.error("internal check failed (please report): %s", problem)
-    write_run_dir(result, claimed, command=_command(), figures=not args.no_figures)
+    write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run)
     if extra:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
-    _print_run(args, result, out, extra)
+    table = result.summary()
+    sc = result.scenario
+    names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
+    w = sys.stdout.write
+    w(_run_header(args, result, out, extra))
+    w("\n" + kpi_table_text(table, names, scenario_to_dict(sc)) + "\n\n")
+    w(periods_text(result.periods("Q")) + "\n")
+    w(f"\nRun directory: {out}\n")
     result.release()  # the run directory holds every table now
     finish_output(claimed)
     return 1 if result.checks else 0
 
 
-def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[RunResult, dict[str, object]]:
+def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[RunResult, dict[str, Any]]:
     """Warm-up (fixed or MSER-5) and replications (fixed or to a precision), as the flags ask."""
     from flowsim.experiment import simulate
-    from flowsim.experiment.runner import choose_warmup, simulate_to_precision, with_warmup
+    from flowsim.experiment.runner import simulate_to_precision
     from flowsim.rundir import PARTS
 
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
     auto_reps = args.replications == "auto"
+    keep = not args.no_patients
     with _executor(args, args.max_replications if auto_reps else args.replications) as ex:
-        if args.warmup == "auto":
-            choice = choose_warmup(sc, args.warmup_kpi, args.seed, executor=ex)
-            sc = with_warmup(sc, choice.days)
-            extra["warmup"] = choice.as_dict()
-            if not args.no_figures:
-                from flowsim.report.sweep_figures import warmup_figure
-
-                warmup_figure(choice, out / "figures" / "warmup.png")
-            log.info("warm-up by MSER-5: %d days", choice.days)
-        elif args.warmup is not None:
-            sc = with_warmup(sc, args.warmup)
+        sc = _choose_warmup(args, sc, ex, out, extra)
         log.info("running %s: %s replications, seed %d on %s", sc.name, args.replications, args.seed, ex.name)
         if auto_reps:
             result, decision = simulate_to_precision(sc, args.precision_kpi, args.precision, args.seed,
-                                                     cap=args.max_replications, executor=ex, parts=out / PARTS)
+                                                     cap=args.max_replications, executor=ex, keep_patients=keep,
+                                                     parts=out / PARTS)
             extra["replications"] = {"method": "Hoad et al. (2010) confidence-interval method",
                                      "kpi": args.precision_kpi, "precision": args.precision,
                                      "n_solution": decision.n_solution, "n_used": decision.n_used,
                                      "capped": decision.capped, "achieved": decision.precision[-1]}
         else:
-            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, parts=out / PARTS)
+            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, keep_patients=keep,
+                              parts=out / PARTS)
     return result, extra
 
 
@@ -337,84 +462,73 @@ def _command() -> list[str]:
     return ["flowsim", *sys.argv[1:]]
 
 
-def _print_run(args: argparse.Namespace, result: RunResult, out: Path, extra: dict[str, object]) -> None:
-    from flowsim.rundir import kpi_table_text
-
-    sc = result.scenario
-    table = result.summary()
-    n = len(result.replications)
-    names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
-    sys.stdout.write(f"\n{sc.name}: {n} replications, seed {args.seed}, "
-                     f"{sc.simulation.start_date} to {sc.simulation.end_date} "
-                     f"(after {sc.simulation.warmup_days} warm-up days)\n")
-    for where, count, cap, unit in sc.start_overflow():  # only when initial_state.allow_over_capacity
-        sys.stdout.write(f"Start above capacity ({'.'.join(map(str, where))}): {count:,} patients in {cap:,} {unit}, "
-                         "allowed by initial_state.allow_over_capacity; nobody new is admitted there until "
-                         "occupancy falls below capacity\n")
-    if "warmup" in extra:
-        plot = "" if args.no_figures else f" (plot: {out / 'figures' / 'warmup.png'})"
-        sys.stdout.write(f"Warm-up chosen by MSER-5 on {args.warmup_kpi}: {sc.simulation.warmup_days} days{plot}\n")
-    if "replications" in extra:
-        info = extra["replications"]
-        assert isinstance(info, dict)
-        state = (f"not settled within the cap of {n} (precision {info['achieved']:.1%} at the cap; it must hold "
-                 "for 5 more replications to count)" if info["capped"] else
-                 f"{info['n_solution']} needed, confirmed over {n - info['n_solution']} more")
-        sys.stdout.write(f"Replications for {args.precision_kpi} within {args.precision:.0%}: {state}\n")
-    sys.stdout.write("\n" + kpi_table_text(table, names) + "\n\n")
-    quarters = result.periods("Q")
-    sys.stdout.write("DTOC delayed days by NHS quarter (midnight census, acute + community):\n")
-    for _, q in quarters.iterrows():
-        ci = "" if q["ci_low"] != q["ci_low"] else f"  [{q['ci_low']:,.0f}, {q['ci_high']:,.0f}]"
-        sys.stdout.write(f"  {q['period']} ({q['days']:>2} days): {q['delayed_days']:>8,.0f}{ci}"
-                         f"   {q['rate_per_100k']:>7,.1f} per 100k 18+\n")
-    sys.stdout.write(f"\nRun directory: {out}\n")
-
-
 def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from flowsim.report.format import fmt, fmt_ci, kpi_info
+    from flowsim.report.sweep_figures import draw_sweep
     from flowsim.sweep import run_sweep
 
     with _executor(args) as ex:
         res = run_sweep(args.spec, args.out, resume=args.resume, fresh=args.fresh, executor=ex,
-                        overrides=args.overrides, figures=not args.no_figures,
-                        command=["flowsim", *sys.argv[1:]])
+                        overrides=args.overrides, draw=None if args.no_figures else draw_sweep,
+                        command=_command())
     spec = res.spec
-    sys.stdout.write(f"\nSweep '{spec.name or args.spec.stem}': {res.replications} replications per point, "
-                     f"seed {spec.seed}, warm-up {res.warmup_days} days; {res.computed} tasks run now "
-                     f"in {res.seconds:.1f} s on {ex.name} ({ex.workers} workers)\n")
+    w = sys.stdout.write
+    w(f"\nSweep '{spec.name or args.spec.stem}': {res.replications} replications per point, seed {spec.seed}, "
+      f"warm-up {res.warmup_days} days; {res.computed} tasks run now in {res.seconds:.1f} s on {ex.name} "
+      f"({ex.workers} workers)\n")
     if not res.summary.empty:
         params = [p.path for p in spec.parameters]
         labels = {p.path: p.name for p in spec.parameters}
         kpi = spec.kpis[0]
+        unit = kpi_info(kpi).unit
         sub = res.summary[res.summary["kpi"] == kpi]
-        sys.stdout.write(f"\n{kpi}: mean [95% CI]\n")
+        w(f"\n{kpi_info(kpi).label} ({unit}): mean [95% CI]\n")
         widths = {p: max(8, len(labels[p])) for p in params}
-        head = "  ".join(f"{labels[p]:>{widths[p]}}" for p in params)
-        sys.stdout.write(f"{head}  {'mean':>10}  95% CI\n")
+        w("  ".join(f"{labels[p]:>{widths[p]}}" for p in params) + f"  {'mean':>10}  95% CI\n")
         for _, row in sub.iterrows():
             vals = "  ".join(f"{_short(row[p]):>{widths[p]}}" for p in params)
-            sys.stdout.write(f"{vals}  {row['mean']:>10.2f}  [{row['ci_low']:.2f}, {row['ci_high']:.2f}]\n")
+            w(f"{vals}  {fmt(row['mean'], unit):>10}  [{fmt_ci(row['ci_low'], row['ci_high'], unit)}]\n")
     if res.target is not None:
-        sys.stdout.write(f"\nTarget: {res.target.sentence()}\n")
+        w(f"\nTarget: {res.target.sentence()}\n")
     if res.sensitivity is not None:
-        sys.stdout.write(f"\nSensitivity ({spec.sensitivity.method if spec.sensitivity else ''}):\n")
-        sys.stdout.write(res.sensitivity.round(3).to_string(index=False) + "\n")
-    sys.stdout.write(f"\nOutputs: {res.out}\n")
+        w(f"\nSensitivity ({spec.sensitivity.method if spec.sensitivity else ''}):\n")
+        w(res.sensitivity.round(3).to_string(index=False) + "\n")
+    w(f"\nOutputs: {res.out}\n")
     return 0
 
 
-def _fmt(x: float) -> str:
-    if x != x:
-        return "-"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.2f}"
+def _compare_differences(result: Any) -> str:
+    from flowsim.report.format import fmt, fmt_ci
+
+    diffs = result.differences(result.kpis())
+    width = max(len(str(x)) for x in diffs["label"]) if not diffs.empty else 10
+    lines = []
+    for name in result.names[1:]:
+        lines.append(f"\n{name}: option - baseline, mean [95% CI]   (* = distinguishable from zero)")
+        for _, r in diffs[diffs["option"] == name].iterrows():
+            unit = str(r["unit"])
+            mark = "*" if r["distinguishable"] else " "
+            lines.append(f"  {mark} {r['label']:<{width}} {fmt(r['baseline_mean'], unit):>10} -> "
+                         f"{fmt(r['option_mean'], unit):>10}  {fmt(r['diff_mean'], unit):>9} "
+                         f"[{fmt_ci(r['ci_low'], r['ci_high'], unit)}] {unit}")
+    return "\n".join(lines) + "\n"
+
+
+def _compare_economics(result: Any) -> str:
+    from flowsim.report.appraisal_text import decision_lines
+
+    return "\n".join(decision_lines(result.decision(), result.names[0])) + "\n"
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from flowsim.appraisal import compare, write_comparison
+    from flowsim.report.appraisal_figures import comparison_figures
+    from flowsim.report.figures import draw_run
+    from flowsim.report.format import fmt
     from flowsim.rundir import abandon_on_error, claim_output, finish_output
     from flowsim.scenario import load_scenario
 
@@ -424,34 +538,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     claimed = claim_output(out, "comparison", overwrite=args.overwrite, command=_command())
     with abandon_on_error(claimed), _executor(args, args.replications) as ex:
         result = compare(scenarios[0], scenarios[1:], args.replications, args.seed, executor=ex,
-                         names=[p.stem for p in paths])
+                         keep_patients=not args.no_patients)
     bad = [c for run in result.runs for c in run.checks]
     for problem in bad:
         log.error("internal check failed (please report): %s", problem)
-    write_comparison(result, claimed, command=_command(), figures=not args.no_figures, files=[str(p) for p in paths])
+    write_comparison(result, claimed, command=_command(), files=[str(p) for p in paths],
+                     draw=None if args.no_figures else comparison_figures,
+                     draw_run=None if args.no_figures else draw_run)
     finish_output(claimed)
     w = sys.stdout.write
     w(f"\nOptions against '{result.names[0]}': {args.replications} paired replications each, seed {args.seed} "
       "(common random numbers)\n")
-    diffs = result.differences(result.kpis())
-    for name in result.names[1:]:
-        w(f"\n{name}: option - baseline, mean [95% CI]   (* = distinguishable from zero)\n")
-        for _, r in diffs[diffs["option"] == name].iterrows():
-            mark = "*" if r["distinguishable"] else " "
-            w(f"  {mark} {r['label'][:48]:<48} {_fmt(r['baseline_mean']):>12} -> {_fmt(r['option_mean']):>12}  "
-              f"{_fmt(r['diff_mean']):>11} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] {r['unit']}\n")
-    econ = result.economics()
-    w("\nEconomics (GBP; paired over replications), ranked:\n")
-    w(f"  {'rank':>4}  {'option':<40} {'net cost':>12} {'delayed days avoided':>21} {'bed-days released':>18} "
-      f"{'GBP per delayed day avoided':>28}  note\n")
-    for _, r in econ.iterrows():
-        note = f"dominated by {r['dominated_by']}" if r["dominated_by"] else ""
-        w(f"  {r['rank']:>4}  {r['option'][:40]:<40} {_fmt(r['net_cost']):>12} {_fmt(r['delayed_days_avoided']):>21} "
-          f"{_fmt(r['bed_days_released']):>18} {_fmt(r['cost_per_delayed_day_avoided']):>28}  {note}\n")
+    if args.overrides:
+        w("Changed for this run in every scenario: " + "; ".join(args.overrides) + "\n")
+    w(_compare_differences(result))
+    w(_compare_economics(result))
     t = result.targets()
     w("\nNational standards (met / missed / uncertain at 95%):\n")
     for std, grp in t.groupby("standard", sort=False):
-        cells = ", ".join(f"{r['scenario']} {_fmt(r['mean'])} {r['verdict']}" for _, r in grp.iterrows())
+        cells = ", ".join(f"{r['scenario']} {fmt(r['mean'])} {r['verdict']}" for _, r in grp.iterrows())
         w(f"  {std} ({grp['sense'].iloc[0]} {grp['target'].iloc[0]:g}): {cells}\n")
     w(f"\nComparison directory: {out}   (flowsim report {out} makes the board report)\n")
     return 1 if bad else 0
@@ -470,20 +575,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        pop, it = (int(v) for v in text.split(","))
+        if pop < 2 or it < 1:
+            raise ValueError
+    except ValueError:
+        raise FlowsimError(f"--budget: expected POPSIZE,MAXITER with POPSIZE >= 2 and MAXITER >= 1, "
+                           f"got {text!r}") from None
+    return pop, it
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
+    from flowsim.report.calibration_figures import draw_calibration
+    from flowsim.report.format import fmt, fmt_ci
     from flowsim.rundir import abandon_on_error, claim_output, finish_output, guard_file
 
-    budget = None
-    if args.budget:
-        try:
-            pop, it = (int(v) for v in args.budget.split(","))
-            if pop < 2 or it < 1:
-                raise ValueError
-        except ValueError:
-            raise FlowsimError(f"--budget: expected POPSIZE,MAXITER with POPSIZE >= 2 and MAXITER >= 1, "
-                               f"got {args.budget!r}") from None
-        budget = (pop, it)
+    budget = _budget(args.budget)
     prob = load_problem(args.config)
     prob.build({})  # a bad configuration or scenario is reported before anything is written
     if args.write_scenario is not None:
@@ -491,7 +602,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     claimed = claim_output(args.out or default_output(prob), "calibration", overwrite=args.overwrite,
                            command=_command())
     with abandon_on_error(claimed), _executor(args) as ex:
-        res = calibrate(args.config, claimed, executor=ex, figures=not args.no_figures,
+        res = calibrate(args.config, claimed, executor=ex, draw=None if args.no_figures else draw_calibration,
                         write_scenario=args.write_scenario, budget=budget, command=_command())
     finish_output(claimed)
     w = sys.stdout.write
@@ -502,13 +613,57 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for p in cfg.free:
         lo, hi = res.intervals[p.path]
         w(f"  {p.label or p.path:<40} {res.best[p.path]!s:>8}   [{lo:g}, {hi:g}]   searched [{p.low:g}, {p.high:g}]\n")
-    w(f"\n{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<22} {'error':>8}\n")
+    w(f"\n{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<24} {'error':>8}\n")
     for _, r in res.report.iterrows():
-        w(f"{r['target']:<18} {r['role']:<9} {r['observed']:>10,.2f} {r['simulated']:>10,.2f}  "
-          f"[{r['ci_low']:,.2f}, {r['ci_high']:,.2f}]{'':<4} {r['error_pct']:>7.1f}%\n")
+        w(f"{r['target']:<18} {r['role']:<9} {fmt(r['observed']):>10} {fmt(r['simulated']):>10}  "
+          f"{'[' + fmt_ci(r['ci_low'], r['ci_high']) + ']':<24} {r['error_pct']:>7.1f}%\n")
     oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
     w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}\n")
     w(f"Fitted scenario: {res.files['scenario']}\nOutputs: {res.files['meta'].parent}\n")
+    return 0
+
+
+def _cmd_fit_data(args: argparse.Namespace) -> int:
+    from flowsim.calibration.fitdata import check_against, fit_extract, flow_syntax, parse_columns
+    from flowsim.report.fitdata_figures import write_figures
+    from flowsim.rundir import atomic_text
+
+    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, min_los=args.min_los)
+    out = args.out or args.extract.with_name(f"{args.extract.stem}_fitted.yaml")
+    atomic_text(out, res.fragment_yaml())
+    w = sys.stdout.write
+    a = res.arrivals
+    w(f"{args.extract}: {res.extract.n} spells over {a.days} days ({a.mean_per_day:.2f} admissions a day)"
+      + (" - SYNTHETIC extract" if res.extract.synthetic else "") + "\n")
+    w(f"\n{'cohort':<24} {'spells':>7} {'share':>7}  acute LOS chosen by AIC (next best, AIC difference)\n")
+    for c in res.cohorts:
+        nxt = f"{c.candidates[1].family} +{c.candidates[1].aic - c.winner.aic:.1f}" if len(c.candidates) > 1 else ""
+        w(f"{c.name:<24} {c.n:>7} {c.share:>7.3f}  {flow_syntax(c.winner.spec)} ({nxt})\n")
+    if not res.delays.empty:
+        w("\nMedically fit -> discharge, days (descriptive; a model output, not an input):\n")
+        for _, r in res.delays.iterrows():
+            w(f"  {r['pathway']:<4} {r['spells']:>7} spells  mean {r['mean_days']:6.2f}  median "
+              f"{r['median_days']:6.2f}  p90 {r['p90_days']:6.2f}\n")
+    for n in res.notes:
+        w(f"Note: {n}\n")
+    w(f"\nScenario fragment: {out}\n")
+    if args.figures is not None:
+        written = write_figures(res, args.figures)
+        w(f"Figures and tables ({len(written)} files): {args.figures}\n")
+    if args.check is not None:
+        sc = check_against(out, args.check)
+        w(f"Check: the fragment merged into {args.check} validates ('{sc.name}', {len(sc.cohorts)} cohorts)\n")
+    return 0
+
+
+def _cmd_synth_extract(args: argparse.Namespace) -> int:
+    from flowsim.calibration.synthetic import SYNTHETIC_LABEL, write_extract
+
+    csv_path, json_path = write_extract(args.out, spells=args.spells, days=args.days, seed=args.seed,
+                                        start=args.start)
+    meta = json.loads(json_path.read_text(encoding="utf-8"))
+    sys.stdout.write(f"{SYNTHETIC_LABEL}: {meta['spells']} spells over {meta['days']} days from "
+                     f"{meta['start_date']}, seed {args.seed}\n  extract: {csv_path}\n  parameters: {json_path}\n")
     return 0
 
 
@@ -574,22 +729,22 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     from flowsim.experiment.executors import TaskError
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    verbose = bool(getattr(args, "verbose", False))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="flowsim: %(levelname)s: %(message)s")
-    if not args.verbose:
+    if not verbose:
         # Dask logs cluster life (and benign shutdown noise) at INFO in this process and in its workers; the
         # environment variable reaches worker processes too, and flowsim reports task failures itself
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                "validate": _cmd_validate,
-                "schema": _cmd_schema, "report": _cmd_report}
+                "validate": _cmd_validate, "schema": _cmd_schema, "report": _cmd_report}
     try:
         handler = getattr(args, "func", None) or commands[args.command]
         return handler(args)
     except TaskError as exc:  # a failure inside a worker: name the task; the traceback is for -v
         sys.stderr.write(f"flowsim: error: {exc}\n")
-        if args.verbose and exc.worker_traceback:
+        if verbose and exc.worker_traceback:
             sys.stderr.write(exc.worker_traceback)
         else:
             sys.stderr.write("flowsim: run again with -v to see the worker's traceback\n")

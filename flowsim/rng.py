@@ -44,4 +44,5 @@ class Streams:
 
     @property
     def names(self) -> list[str]:
+        """The names of the streams drawn from so far."""
         return sorted(self._streams)

@@ -5,13 +5,14 @@ Layout (DESIGN.md section 5)::
     summary.json      KPIs with 95% CIs, quarters and months, scenario hash, seed, versions, command
     kpis.csv          one row per replication: the KPI values behind the CIs
     daily.csv         one row per replication x day
-    quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate)
+    quarterly.csv     DTOC delayed days per NHS quarter with CIs (and the BCF rate), NCTR, stranded, DRD delay
     monthly.csv       the same per calendar month
+    drd_bands_monthly.csv  Discharge Ready Date delay bands per month (discharges, %, delay days, CIs)
     patients.parquet  per-stay records of every replication
     nodes_daily.csv   per node (pathway x locality) and day: occupancy, capacity, queue, wait, cost quantiles
     escalation.csv    OPEL level changes and escalation actions (scenarios with escalation)
     scenario.yaml     the resolved scenario (extends and --set applied)
-    figures/*.png     occupancy fan chart, delays by reason, downstream queues
+    figures/*.png     drawn by the presentation layer when it passes ``draw`` (the domain draws nothing)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +41,8 @@ import pyarrow.parquet as pq
 from flowsim.errors import FlowsimError
 from flowsim.experiment.runner import RunResult
 from flowsim.results.kpi import KPIS, kpi_info
-from flowsim.scenario.loader import scenario_to_yaml
+from flowsim.scenario.loader import scenario_to_dict, scenario_to_yaml
+from flowsim.scenario.provenance import describe_overrides, initial_conditions, render_assumptions
 
 PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
 
@@ -67,7 +69,12 @@ def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
     return path
 
 
+#: Draws a run's figures into a directory and returns the files (the presentation layer passes one in).
+RunDrawer = Callable[[RunResult, Path], Sequence[Path]]
+
+
 def atomic_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
@@ -320,6 +327,7 @@ def guard_file(path: Path, overwrite: bool, is_ours: Callable[[Path], bool], wha
 
 
 def versions() -> dict[str, str]:
+    """Python's and every key package's version, for the reproducibility record of each output."""
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
         try:
@@ -346,17 +354,17 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         kpis[str(name)] = {"label": info.label, "unit": info.unit, "definition": info.definition,
                            **stats, "n": int(row["n"])}
     reps = result.replications
+    data = scenario_to_dict(sc)
     return {
         "scenario": sc.name,
         "scenario_hash": result.scenario_id,
         "seed": result.seed,
         "replications": len(reps),
+        "overrides": describe_overrides(data),
         "window": {"start_date": sc.simulation.start_date.isoformat(),
                    "end_date": sc.simulation.end_date.isoformat(),
                    "warmup_days": sc.simulation.warmup_days,
-                   "initial_conditions": ("given by initial_state (start from today), no warm-up"
-                                          if sc.initial_state is not None
-                                          else "empty system at the start of the warm-up")},
+                   "initial_conditions": initial_conditions(data)},
         "confidence_level": 0.95,
         "kpis": kpis,
         "quarters": [{k: _clean(v) for k, v in r.items()} for r in result.periods("Q").to_dict("records")],
@@ -373,17 +381,20 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         "versions": versions(),
         "command": command if command is not None else sys.argv,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "assumptions": list(sc.assumptions),
+        "assumptions": render_assumptions(data),
+        "patients_kept": any(result.store.has("patients", r.replication) for r in reps),
     }
 
 
 def write_run_dir(result: RunResult, target: Path | OutputDir, command: list[str] | None = None,
-                  figures: bool = True) -> dict[str, Path]:
+                  draw: RunDrawer | None = None) -> dict[str, Path]:
     """Write all run outputs; returns the paths written, by role.
 
     ``target`` is a directory (claimed here: new or empty, see ``claim_output``, and marked complete
     at the end) or an ``OutputDir`` the caller claimed (the caller adds its own files and finishes it).
-    """
+    ``draw`` (from the presentation layer, e.g. ``flowsim.report.figures.draw_run``) adds the figures after the
+    data files; without it none is drawn.  ``patients.parquet`` is written only when the run kept its per-stay
+    records (``--no-patients`` drops them for long runs)."""
     claimed = target if isinstance(target, OutputDir) else claim_output(target, "run", command=command, what="")
     out = claimed.path
     written: dict[str, Path] = {}
@@ -398,8 +409,12 @@ def write_run_dir(result: RunResult, target: Path | OutputDir, command: list[str
     written["quarterly"] = atomic_write(out / "quarterly.csv", lambda p: result.periods("Q").to_csv(p, index=False))
     written["monthly"] = atomic_write(out / "monthly.csv", lambda p: result.periods("M").to_csv(p, index=False))
     order = [r.replication for r in result.replications]
-    written["patients"] = atomic_write(out / "patients.parquet",
-                                       lambda p: _stream_parquet(p, result.store.tables("patients", order)))
+    bands = result.drd_bands("M")
+    if not bands.empty:
+        written["drd_bands"] = atomic_write(out / "drd_bands_monthly.csv", lambda p: bands.to_csv(p, index=False))
+    if any(result.store.has("patients", r) for r in order):
+        written["patients"] = atomic_write(out / "patients.parquet", lambda p: _stream_parquet(
+            p, (pa.Table.from_pandas(f, preserve_index=False) for f in result.patient_frames())))
     written["scenario"] = atomic_text(out / "scenario.yaml", scenario_to_yaml(result.scenario))
     nodes = result.node_summary()
     if not nodes.empty:
@@ -407,12 +422,8 @@ def write_run_dir(result: RunResult, target: Path | OutputDir, command: list[str
     if any(result.store.has("escalation", r) for r in order):
         written["escalation"] = atomic_write(out / "escalation.csv", lambda p: _stream_csv(
             p, result.store.frames("escalation", order)))
-    if figures:
-        from flowsim.report.figures import make_figures
-
-        sc = result.scenario
-        by_pathway: dict[str, list[str]] = {p: list(pw.services) for p, pw in sc.pathways.items() if pw.services}
-        for i, path in enumerate(make_figures(result.daily(), out / "figures", sc.name, by_pathway)):
+    if draw is not None:
+        for i, path in enumerate(draw(result, out / "figures")):
             written[f"figure{i}"] = path
     if not isinstance(target, OutputDir):
         finish_output(claimed)

@@ -29,7 +29,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,8 +44,15 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
-from flowsim.experiment.runner import check_warmup_auto, choose_warmup, run_replication, simulate_to_precision
-from flowsim.experiment.stats import mean_ci
+from flowsim.experiment.runner import (
+    WarmupChoice,
+    check_warmup_auto,
+    choose_warmup,
+    run_replication,
+    simulate_to_precision,
+)
+from flowsim.experiment.stats import bounded_ci
+from flowsim.results.kpi import kpi_range
 from flowsim.rundir import atomic_text, atomic_write, claim_output, finish_output, reopen_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
@@ -97,6 +104,7 @@ class Parameter(_Spec):
 
     @property
     def name(self) -> str:
+        """The parameter's label, or its dotted path."""
         return self.label or self.path
 
 
@@ -133,6 +141,7 @@ class Target(_Spec):
 
     @property
     def threshold(self) -> float:
+        """The threshold the KPI must meet (``at_most`` or ``at_least``)."""
         return self.at_most if self.at_most is not None else self.at_least  # type: ignore[return-value]
 
 
@@ -225,12 +234,14 @@ def point_id(values: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Point:
+    """One design point: its values, id, scenario and the scenario's content hash."""
     values: dict[str, Any]
     scenario: Scenario
     id: str
     scenario_id: str
 
     def describe(self) -> str:
+        """The point's values as 'path=value, ...'."""
         return ", ".join(f"{k}={v}" for k, v in self.values.items()) or "base scenario"
 
 
@@ -272,12 +283,14 @@ class PointFactory:
         return f"{source}:{line}" if line else source
 
     def set_warmup(self, days: int) -> None:
+        """Use ``days`` of warm-up for every point built from now on."""
         set_path(self._data, "simulation.warmup_days", int(days), self._lines)
         self.warmup = int(days)
         self._cache.clear()
         self.base = self.build({})
 
     def build(self, values: dict[str, Any]) -> Point:
+        """The point for ``values`` (dotted path -> value) on the base scenario, validated."""
         values = {k: _canon(v) for k, v in values.items()}
         pid = point_id(values)
         hit = self._cache.get(pid)
@@ -342,9 +355,11 @@ class Store:
         self.parts = root / "parts"
 
     def path(self, pid: str, replication: int) -> Path:
+        """Where the result of (point, replication) is stored."""
         return self.parts / pid / f"r{replication:06d}.parquet"
 
     def done(self) -> set[tuple[str, int]]:
+        """Every (point, replication) already stored."""
         out = set()
         if self.parts.is_dir():
             for f in self.parts.glob("*/r*.parquet"):
@@ -363,12 +378,14 @@ class Store:
         return n
 
     def write(self, pid: str, replication: int, row: dict[str, Any]) -> None:
+        """Store one result atomically (temporary file, then rename)."""
         path = self.path(pid, replication)
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist([row])
         atomic_write(path, lambda p: pq.write_table(table, p))
 
     def read(self, keys: Iterable[tuple[str, int]]) -> pd.DataFrame:
+        """Stored results for ``keys`` as one table."""
         files = [self.path(pid, r) for pid, r in sorted(keys)]
         if not files:
             return pd.DataFrame()
@@ -445,6 +462,7 @@ class Runner:
         self.required = {}
 
     def values(self, point: Point, replications: int, kpi: str) -> np.ndarray:
+        """The KPI's value in each of ``n`` replications of ``point`` (running what is missing)."""
         self.ensure([point], replications)
         frame = self.store.read((point.id, r) for r in range(replications))
         if kpi not in frame.columns:
@@ -474,6 +492,7 @@ class TargetResult:
     replications: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The target finder's answer as plain data, for ``target.json``."""
         t = self.target
         ev = self.evaluations.set_index("value")
 
@@ -498,6 +517,7 @@ class TargetResult:
         }
 
     def sentence(self) -> str:
+        """The answer in one sentence, for the terminal."""
         t = self.target
         sense = "<=" if t.at_most is not None else ">="
         name = t.label or t.parameter
@@ -555,7 +575,7 @@ def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> Targ
     rows = []
     for v in sorted(cache):
         x = cache[v]
-        m, lo_ci, hi_ci = mean_ci(x)
+        m, lo_ci, hi_ci = bounded_ci(x, *kpi_range(target.kpi))  # printed: kept inside the KPI's range
         rows.append({"value": v, "mean": m, "ci_low": lo_ci, "ci_high": hi_ci,
                      "bound": one_sided_bound(x, target.confidence, upper), "n": len(x)})
     ev = pd.DataFrame(rows)
@@ -623,6 +643,11 @@ class SweepResult:
     computed: int = 0                   # tasks run by this call (the rest were resumed)
     seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+    warmup_choice: WarmupChoice | None = None   # when this call chose the warm-up by MSER-5
+
+
+#: Draws a sweep's figures into a directory (the presentation layer passes one in: the domain draws nothing).
+SweepDrawer = Callable[[SweepResult, Path], Mapping[str, Path]]
 
 
 def _spec_fingerprint(spec: SweepSpec) -> str:
@@ -635,7 +660,7 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     for pid, grp in table.groupby(_ID, sort=False):
         base = {_ID: pid, **{n: grp[n].iloc[0] for n in names}}
         for k in kpis:
-            m, lo, hi = mean_ci(grp[k].to_numpy(dtype=float))
+            m, lo, hi = bounded_ci(grp[k].to_numpy(dtype=float), *kpi_range(k))
             rows.append({**base, "kpi": k, "mean": m, "ci_low": lo, "ci_high": hi,
                          "sd": float(grp[k].std(ddof=1)) if len(grp) > 1 else float("nan"), "n": len(grp)})
     return pd.DataFrame(rows)
@@ -655,8 +680,11 @@ def _check_points(spec: SweepSpec, factory: PointFactory) -> None:
 
 def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
-              figures: bool = True, command: list[str] | None = None) -> SweepResult:
-    """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``."""
+              draw: SweepDrawer | None = None, command: list[str] | None = None) -> SweepResult:
+    """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``.
+
+    ``draw`` (from the presentation layer, e.g. ``flowsim.report.sweep_figures.draw_sweep``) adds the figures
+    before the sweep is marked complete; without it none is drawn."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
     factory = PointFactory(spec, spec_path, overrides, spec_lines)  # every scenario checked before any write
@@ -681,16 +709,13 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     show = sys.stderr.isatty() if progress is None else progress
 
     # warm-up: the scenario's own, a fixed number, or MSER-5 on a pilot (remembered for --resume)
+    choice = None
     if spec.warmup == "auto":
         days = old_meta.get("warmup", {}).get("warmup_days") if old_meta.get("warmup", {}).get("method") else None
         warm_info: dict[str, Any]
         if days is None:
             choice = choose_warmup(factory.base.scenario, spec.warmup_kpi, spec.seed, executor=ex, progress=show)
             days, warm_info = choice.days, choice.as_dict()
-            if figures:
-                from flowsim.report.sweep_figures import warmup_figure
-
-                warmup_figure(choice, out / "figures" / "warmup.png")
         else:
             warm_info = old_meta["warmup"]
         factory.set_warmup(int(days))
@@ -827,18 +852,17 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         files["target_csv"] = atomic_write(out / "target.csv", lambda p: ev.to_csv(p, index=False))
         files["target"] = atomic_text(out / "target.json",
                                       json.dumps(target_result.as_dict(), indent=2, default=float) + "\n")
-    if figures:
-        from flowsim.report.sweep_figures import sweep_figures
-
-        files.update(sweep_figures(spec, summary, target_result, sens_table, out / "figures"))
     seconds = time.perf_counter() - t0
+    result = SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
+                         sens_table, runner.computed, seconds, files, choice)
+    if draw is not None:
+        files.update(draw(result, out / "figures"))
     meta.update(status="complete", tasks_run_this_call=runner.computed, seconds_this_call=round(seconds, 2),
                 target=target_result.as_dict() if target_result else None)
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     files["meta"] = meta_path
     finish_output(claimed)
-    return SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
-                       sens_table, runner.computed, seconds, files)
+    return result
 
 
 def _design_table(store: Store, spec: SweepSpec, design: list[Point], replications: int) -> pd.DataFrame:

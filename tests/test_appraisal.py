@@ -7,8 +7,9 @@ What is checked, and how, independently of the code under test:
   differences of exactly zero in every KPI but the costs, and cost differences equal to the price arithmetic;
 - the cost KPIs are recomputed from the per-stay table, the escalation log and the scenario's own numbers;
 - net cost, delayed days avoided, bed-days released and their ratios are recomputed from ``kpis.csv``;
-- dominance, ranking and target verdicts are read off hand-built inputs whose answers follow from the
-  definitions (stubbed run results, or runs whose occupancy cannot be anywhere near the 92% line);
+- target verdicts are read off hand-built inputs whose answers follow from the definitions (stubbed run results,
+  or runs whose occupancy cannot be anywhere near the 92% line); the decision rule's branches are in
+  test_decision.py, and here its answer is checked to reach economics.csv and the terminal unchanged;
 - the command line is run exactly as a user types it.
 """
 
@@ -25,19 +26,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from cli_helpers import PNG_MAGIC, flowsim
 from scipy import stats
 
 from flowsim import load_scenario, simulate
 from flowsim.appraisal import (
     BOARD_KPIS,
+    DOMINATED,
+    FRONTIER,
     Comparison,
-    _dominated_by,
-    _rank,
+    Effects,
     compare,
+    cost_verdict,
+    decide,
+    delay_verdict,
     paired_difference,
     ratio_ci,
     slug,
+    unique,
 )
 from flowsim.errors import ScenarioError
 from flowsim.experiment.runner import RunResult
@@ -186,9 +193,12 @@ def test_compare_names_and_arguments(scenario_builder: Builder) -> None:
     with pytest.raises(ValueError, match="at least one option"):
         compare(sc, [], 1, SEED, workers=1, progress=False)
     cmp = compare(sc, [sc, sc], 1, SEED, workers=1, progress=False, keep_patients=False)
-    assert cmp.names == ["test_scenario", "test_scenario_2", "test_scenario_3"]
+    # one display name per scenario, its own (issue 14): repeats are numbered, and directories get safe keys
+    assert cmp.names == ["test scenario", "test scenario (2)", "test scenario (3)"]
+    assert cmp.keys == ["test_scenario", "test_scenario_2", "test_scenario_3"]
     assert slug("Winter option A: GBP 400k!") == "winter_option_a_gbp_400k"
     assert slug("***") == "scenario"
+    assert unique(["a", "a", "b", "a"]) == ["a", "a (2)", "b", "a (3)"]
 
 
 def test_paired_difference_arithmetic() -> None:
@@ -333,46 +343,7 @@ def test_ratio_ci_coverage() -> None:
     assert 0.87 <= covered / trials <= 0.985, covered / trials
 
 
-# =========================================================================== 3. dominance and ranking
-def _econ(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
-    econ = pd.DataFrame(rows, columns=["option", "net_cost", "delayed_days_avoided"])
-    econ["cost_per_delayed_day_avoided"] = [c / e if e > 0 else np.nan
-                                            for c, e in zip(econ["net_cost"], econ["delayed_days_avoided"],
-                                                            strict=True)]
-    econ["dominated_by"] = [_dominated_by(econ, i) for i in range(len(econ))]
-    econ["rank"] = _rank(econ)
-    return econ.set_index("option")
-
-
-def test_dominance_and_ranking_on_a_hand_built_frame() -> None:
-    econ = _econ([
-        ("costly_less", 3000.0, 90.0),    # costs more than C and avoids fewer: dominated by C
-        ("idle", 500.0, 0.0),             # costs more than doing nothing, avoids nothing: dominated by baseline
-        ("worse", 200.0, -5.0),           # costs more and adds delays: dominated by baseline
-        ("C", 2000.0, 100.0),             # 20 a day avoided
-        ("D", 6000.0, 120.0),             # 50 a day avoided, but avoids the most: not dominated
-        ("A", -1000.0, 50.0),             # saves money and avoids delays
-        ("B", -500.0, 80.0),              # saves less but avoids more: neither A nor B dominates the other
-        ("cut", -5000.0, -10.0),          # saves the most but adds delays: nobody dominates it, no ratio
-    ])
-    dom = econ["dominated_by"].to_dict()
-    assert dom == {"costly_less": "C", "idle": "baseline", "worse": "baseline", "C": "", "D": "", "A": "", "B": "",
-                   "cut": ""}
-    order = econ.sort_values("rank").index.tolist()
-    # saving options first (most avoided first), then by cost per day avoided, then those with no ratio,
-    # dominated options last (cheapest first)
-    assert order == ["B", "A", "C", "D", "cut", "worse", "idle", "costly_less"]
-    assert sorted(econ["rank"]) == list(range(1, len(econ) + 1))
-
-
-def test_dominance_needs_a_strict_improvement() -> None:
-    econ = _econ([("same_1", 1000.0, 40.0), ("same_2", 1000.0, 40.0), ("nothing", 0.0, 0.0)])
-    assert econ["dominated_by"].tolist() == ["", "", ""]  # equal options do not dominate each other
-    econ = _econ([("x", 1000.0, 40.0), ("y", 1000.0, 41.0), ("z", 999.0, 40.0)])
-    assert econ.loc["x", "dominated_by"] in {"y", "z"}
-    assert econ.loc["y", "dominated_by"] == econ.loc["z", "dominated_by"] == ""
-
-
+# =========================================================================== 3. economics by the decision rule
 def _stub_run(sc: Scenario, kpis: dict[str, list[float]], seed: int = 1) -> RunResult:
     n = len(next(iter(kpis.values())))
     reps = [ReplicationResult(replication=r, seed=seed, kpis={k: float(v[r]) for k, v in kpis.items()},
@@ -381,9 +352,10 @@ def _stub_run(sc: Scenario, kpis: dict[str, list[float]], seed: int = 1) -> RunR
 
 
 def test_economics_on_stubbed_runs(scenario_builder: Builder) -> None:
-    """Net cost, delays avoided, bed-days released and the ratios by hand; ranking and dominance follow."""
+    """Net cost, delays avoided and bed-days released by hand; the verdicts, dominance, frontier and net benefit
+    are exactly those of decide() on the same paired differences, so economics.csv says what the rule says."""
     days = 100
-    sc = validate_dict(scenario_builder(duration_days=days))
+    sc = validate_dict(scenario_builder(duration_days=days, costs={"value_per_delayed_bed_day": 40}))
     base_cost = np.array([1000.0, 1100.0, 1200.0, 1300.0])
     base_delay = np.array([50.0, 60.0, 55.0, 65.0])
     base_occ = np.array([20.0, 21.0, 22.0, 23.0])
@@ -396,10 +368,8 @@ def test_economics_on_stubbed_runs(scenario_builder: Builder) -> None:
     saver = run([-10, -20, -30, -40], [5, 6, 7, 8], [0.1, 0.2, 0.1, 0.2])
     pricey = run([300, 310, 290, 300], [10, 12, 8, 10], [0.3, 0.3, 0.3, 0.3], invest=250.0)
     waste = run([400, 400, 400, 400], [1, -1, 2, -2], [0, 0, 0, 0])
-    cmp = Comparison(baseline, [pricey, waste, saver], ["baseline", "pricey", "waste", "saver"])
+    cmp = Comparison(baseline, [pricey, waste, saver], ["baseline scenario", "pricey", "waste", "saver"])
     econ = cmp.economics().set_index("option")
-    assert econ.index.tolist() == ["saver", "pricey", "waste"]  # sorted by rank
-    assert econ["rank"].tolist() == [1, 2, 3]
 
     p = econ.loc["pricey"]
     net, avoided = np.array([300, 310, 290, 300.0]), np.array([10, 12, 8, 10.0])
@@ -409,25 +379,38 @@ def test_economics_on_stubbed_runs(scenario_builder: Builder) -> None:
     assert p["delayed_days_avoided_ci_low"] == pytest.approx(10.0 - t_half(avoided))
     assert p["bed_days_released"] == pytest.approx(30.0)
     assert p["bed_days_released_ci_low"] == pytest.approx(30.0) == p["bed_days_released_ci_high"]
-    assert p["cost_per_delayed_day_avoided"] == pytest.approx(30.0)
-    assert p["cost_per_bed_day_released"] == pytest.approx(10.0)
-    assert p["cost_per_delayed_day_avoided_ci_low"] <= 30.0 <= p["cost_per_delayed_day_avoided_ci_high"]
     assert p["investment"] == 250.0 and econ.loc["saver", "investment"] == 0.0
-    assert p["dominated_by"] == ""
-    # the bootstrap is seeded by the baseline seed and the option's position: reproducible
-    again = cmp.economics().set_index("option")
-    pd.testing.assert_frame_equal(econ, again)
-    assert (p["cost_per_delayed_day_avoided"], p["cost_per_delayed_day_avoided_ci_low"],
-            p["cost_per_delayed_day_avoided_ci_high"]) == ratio_ci(net, avoided, baseline.seed + 0)
-
+    assert (p["cost_verdict"], p["delay_verdict"]) == ("costs more", "fewer delays")
     s = econ.loc["saver"]
     assert s["net_cost"] == pytest.approx(-25.0) and s["delayed_days_avoided"] == pytest.approx(6.5)
-    assert s["bed_days_released"] == pytest.approx(15.0)
-    assert s["cost_per_delayed_day_avoided"] == pytest.approx(-25.0 / 6.5)
-    assert s["dominated_by"] == ""
+    assert s["cost_verdict"] == "saves" and s["bed_days_released"] == pytest.approx(15.0)
     w = econ.loc["waste"]
-    assert w["delayed_days_avoided"] == 0.0 and np.isnan(w["cost_per_delayed_day_avoided"])
-    assert w["dominated_by"] == "baseline"
+    assert w["delayed_days_avoided"] == 0.0 and w["dominated_by"] == "baseline" and w["frontier"] == DOMINATED
+    # saver is cheaper than pricey every replication, and pricey's extra 3.5 delayed bed-days avoided
+    # ([5, 6, 1, 2], t half-width 3.79) are within chance: saver dominates pricey
+    assert p["frontier"] == DOMINATED and p["dominated_by"] == "saver"
+    # saver costs less and avoids more than the baseline on average: it displaces the baseline on the frontier
+    assert s["frontier"] == FRONTIER and s["compared_with"] == "" and "costs less than the baseline" in \
+        s["frontier_note"]
+
+    # the same answer as the rule applied by hand to the paired differences
+    effects = [Effects("pricey", net, avoided), Effects("waste", np.full(4, 400.0), np.array([1.0, -1, 2, -2])),
+               Effects("saver", np.array([-10.0, -20, -30, -40]), np.array([5.0, 6, 7, 8]))]
+    rule = decide(effects, 40.0, seed=baseline.seed)
+    for o in rule.options:
+        row = econ.loc[o.name]
+        assert (row["cost_verdict"], row["delay_verdict"], row["dominated_by"], row["frontier"]) == (
+            o.cost_verdict, o.delay_verdict, o.dominated_by, o.frontier)
+        assert row["cost_verdict"] == cost_verdict(row["net_cost_ci_low"], row["net_cost_ci_high"])
+        assert row["delay_verdict"] == delay_verdict(row["delayed_days_avoided_ci_low"],
+                                                     row["delayed_days_avoided_ci_high"])
+        assert row["net_benefit"] == pytest.approx(o.nmb[0]) and row["prob_best"] == o.prob_best
+        assert row["rank"] == o.rank
+    # net benefit at 40 a day: saver 40 x 6.5 + 25 = 285 every way; rows are in rank order
+    assert s["net_benefit"] == pytest.approx(40 * 6.5 + 25.0) and s["rank"] == 1
+    assert econ.index.tolist() == sorted(econ.index, key=lambda n: econ.loc[n, "rank"])
+    again = cmp.economics().set_index("option")
+    pd.testing.assert_frame_equal(econ, again)  # the bootstrap is seeded: reproducible
 
 
 # =========================================================================== 4. national standards
@@ -457,7 +440,13 @@ def test_target_verdicts_follow_the_interval(scenario_builder: Builder) -> None:
     assert t.loc[("outside", "occupancy_mean_pct"), "sense"] == "at most"
     occ = t.loc[("straddle", "occupancy_mean_pct")]
     x = np.array([88, 96, 90, 95.0])
-    assert (occ["ci_low"], occ["ci_high"]) == pytest.approx((x.mean() - t_half(x), x.mean() + t_half(x)))
+    # a share: the t interval on the logit scale of mean/100 (delta method), so it stays below 100%
+    p = x.mean() / 100
+    h = t_half(x) / (100 * p * (1 - p))
+    logit = np.log(p / (1 - p))
+    expected = (100 / (1 + np.exp(-(logit - h))), 100 / (1 + np.exp(-(logit + h))))
+    assert (occ["ci_low"], occ["ci_high"]) == pytest.approx(expected)
+    assert occ["ci_high"] < 100
     one = Comparison(run([1], [50], [0]), [run([30], [99], [90])], ["a", "b"]).targets()
     assert set(one["verdict"]) == {"uncertain"}  # one replication: no interval, no verdict
 
@@ -484,7 +473,7 @@ def show(proc: subprocess.CompletedProcess[str]) -> str:
 
 CLI_FILES = ["scenarios/rotherham_winter_2016.yaml", "scenarios/rotherham_winter_2017_reablement.yaml",
              "scenarios/rotherham_winter_2017_trusted_assessor.yaml"]
-CLI_NAMES = [Path(f).stem for f in CLI_FILES]
+CLI_NAMES = [yaml.safe_load((ROOT / f).read_text(encoding="utf-8"))["name"] for f in CLI_FILES]
 CLI_REPS, CLI_DAYS = 3, 45
 
 
@@ -507,19 +496,24 @@ def test_cli_compare_prints_differences_economics_and_standards(
         assert f"{name}: option - baseline, mean [95% CI]" in text
     for label in ("Delayed patients per day", "G&A occupancy", "Total cost"):
         assert text.count(label) >= 2, label  # once per option
-    assert "Economics (GBP; paired over replications), ranked:" in text
+    assert "Value for money (paired with the baseline over replications" in text
     assert "National standards (met / missed / uncertain at 95%):" in text
     for std in ("Delayed patients per 100,000 adults a day", "G&A occupancy %", "Admitted within 4 hours"):
         assert std in text
     assert f"Comparison directory: {out}" in text
-    # the ranking printed is the ranking written
+    # the verdicts printed are the verdicts written, in the rule's words
     econ = pd.read_csv(out / "economics.csv", keep_default_na=False)
-    section = text.split("ranked:")[1].split("National standards")[0]
-    printed = [ln.split()[1] for ln in section.splitlines() if re.match(r"^\s+\d+\s", ln)]
-    assert printed == econ.sort_values("rank")["option"].tolist()
+    section = text.split("Value for money")[1].split("National standards")[0]
     for _, r in econ.iterrows():
+        lines = section.splitlines()
+        start = lines.index(f"  {r['option']}") + 1
+        block = "\n".join(ln for ln in lines[start:start + 4] if ln.startswith("    "))
+        word = {"saves": "saves ", "costs more": "more net", "too close to call": "net cost too close to call"}
+        assert word[r["cost_verdict"]] in block, block
         if r["dominated_by"]:
-            assert f"dominated by {r['dominated_by']}" in section
+            who = "the baseline" if r["dominated_by"] == "baseline" else r["dominated_by"]
+            assert f"dominated by {who}" in block
+    assert "saves" not in section or (econ["cost_verdict"] == "saves").any()
 
 
 def test_cli_compare_writes_the_comparison_directory(
@@ -536,10 +530,10 @@ def test_cli_compare_writes_the_comparison_directory(
     assert meta["baseline"]["name"] == CLI_NAMES[0] and meta["baseline"]["file"] == CLI_FILES[0]
     assert [o["name"] for o in meta["options"]] == CLI_NAMES[1:]
     assert [o["file"] for o in meta["options"]] == CLI_FILES[1:]
-    for name in CLI_NAMES:
-        summary = json.loads((out / "runs" / name / "summary.json").read_text(encoding="utf-8"))
+    for e in [meta["baseline"], *meta["options"]]:
+        summary = json.loads((out / e["dir"] / "summary.json").read_text(encoding="utf-8"))
         assert summary["seed"] == 12345 and summary["replications"] == CLI_REPS
-        daily = pd.read_csv(out / "runs" / name / "daily.csv")
+        daily = pd.read_csv(out / e["dir"] / "daily.csv")
         assert daily.groupby("replication")["date"].nunique().tolist() == [CLI_DAYS] * CLI_REPS  # --set reached it
 
     kpis = pd.read_csv(out / "kpis.csv")
@@ -594,8 +588,8 @@ def test_cli_differences_and_economics_by_hand_from_kpis_csv(
     assert checked > 50
 
     econ = pd.read_csv(out / "economics.csv", keep_default_na=False).set_index("option")
-    means: dict[str, tuple[float, float]] = {}
-    for i, name in enumerate(CLI_NAMES[1:]):  # the bootstrap seed follows the option's position on the command
+    effects = []
+    for name in CLI_NAMES[1:]:
         e = econ.loc[name]
         o_cost, b_cost = _paired(kpis, name, "total_cost")
         o_del, b_del = _paired(kpis, name, "delayed_bed_days")
@@ -605,28 +599,18 @@ def test_cli_differences_and_economics_by_hand_from_kpis_csv(
             assert float(e[key]) == pytest.approx(x.mean(), rel=1e-12), key
             assert float(e[f"{key}_ci_low"]) == pytest.approx(x.mean() - t_half(x), rel=1e-9), key
             assert float(e[f"{key}_ci_high"]) == pytest.approx(x.mean() + t_half(x), rel=1e-9), key
-        for key, den in (("cost_per_delayed_day_avoided", avoided), ("cost_per_bed_day_released", released)):
-            if den.mean() > 0:
-                assert float(e[key]) == pytest.approx(net.mean() / den.mean(), rel=1e-12), key
-            else:
-                assert e[key] == "" or np.isnan(float(e[key])), key
-            got = tuple(np.nan if e[c] == "" else float(e[c]) for c in (key, f"{key}_ci_low", f"{key}_ci_high"))
-            np.testing.assert_allclose(got, ratio_ci(net, den, 12345 + i), rtol=1e-12)  # reproducible
-            if np.isfinite(got[1]):
-                assert got[1] <= got[0] <= got[2], key
         assert float(e["investment"]) == kpis.loc[kpis["scenario"] == name, "cost_investment"].iloc[0]
-        means[name] = (net.mean(), avoided.mean())
-    assert float(econ.loc["rotherham_winter_2017_trusted_assessor", "investment"]) == 45000.0
-
-    # dominance by the definition, on the means
-    for name, (c, e) in means.items():
-        by = econ.loc[name, "dominated_by"]
-        beaten = (c >= 0 and e <= 0 and (c > 0 or e < 0)) or any(
-            cj <= c and ej >= e and (cj < c or ej > e) for other, (cj, ej) in means.items() if other != name)
-        assert bool(by) == beaten, name
-        if by and by != "baseline":
-            cj, ej = means[by]
-            assert cj <= c and ej >= e
+        effects.append(Effects(name, net, avoided))
+    assert float(econ.loc[CLI_NAMES[2], "investment"]) == 45000.0
+    # the rule applied by hand to the per-replication kpis.csv gives the same words, dominance and frontier
+    for o in decide(effects, None, seed=12345).options:
+        row = econ.loc[o.name]
+        assert (row["cost_verdict"], row["delay_verdict"], row["dominated_by"], row["frontier"],
+                row["compared_with"]) == (o.cost_verdict, o.delay_verdict, o.dominated_by, o.frontier, o.compared_with)
+        got = tuple(np.nan if row[c] == "" else float(row[c]) for c in (
+            "incremental_cost_per_delayed_day_avoided", "incremental_ci_low", "incremental_ci_high"))
+        np.testing.assert_allclose(got, o.icer, rtol=1e-12)
+        assert row["rank"] == "" and row["net_benefit"] == ""   # no value per delayed bed-day: no ranking
 
 
 @pytest.mark.parametrize("problem", ["missing", "invalid"])

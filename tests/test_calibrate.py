@@ -35,6 +35,7 @@ from flowsim.calibration.calibrate import (
 )
 from flowsim.cli import main
 from flowsim.experiment.executors import ProcessExecutor, SerialExecutor
+from flowsim.report.calibration_figures import draw_calibration
 from flowsim.scenario.loader import scenario_hash, scenario_to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def small_config(tmp_path: Path, name: str = "cal.yaml", targets: dict[str, dict
 
 def run_quiet(config: Path, out: Path, **kw: Any) -> CalibrationResult:
     kw.setdefault("executor", SerialExecutor())
-    return calibrate(config, out, progress=False, figures=kw.pop("figures", False), **kw)
+    return calibrate(config, out, progress=False, **kw)
 
 
 def held_rows(result: CalibrationResult) -> pd.DataFrame:
@@ -235,7 +236,8 @@ def recovery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Calibratio
             "replications": CAL_REPS,
             "free": [{"path": p, "low": lo, "high": hi, "integer": True} for p, (lo, hi) in BOUNDS.items()],
             "held_out": RECOVERY_HELD, "write_scenario": "fitted.yaml"})
-        result = calibrate(case / "cal.yaml", case / "out", executor=ex, progress=False, budget=BUDGET)
+        result = calibrate(case / "cal.yaml", case / "out", executor=ex, progress=False, budget=BUDGET,
+                           draw=draw_calibration)
     return case, result
 
 

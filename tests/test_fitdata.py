@@ -50,17 +50,17 @@ from flowsim.calibration.fitdata import (
     CANDIDATES,
     ExtractError,
     FitResult,
-    add_fit_data_parser,
     check_against,
     fit_extract,
     fit_los,
     merge_fragment,
     parse_columns,
-    write_figures,
 )
-from flowsim.calibration.synthetic import SYNTHETIC_LABEL, add_synth_extract_parser, write_extract
+from flowsim.calibration.synthetic import SYNTHETIC_LABEL, write_extract
+from flowsim.cli import build_parser
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.model.calendar import hourly_rates
+from flowsim.report.fitdata_figures import write_figures
 from flowsim.scenario.distributions import REGISTRY
 from flowsim.scenario.loader import _deep_merge, load_raw, validate_dict
 from flowsim.scenario.schema import MONTHS, PATHWAYS, Arrivals
@@ -121,11 +121,8 @@ def _corrupt(src: Path, dst: Path, line: int, column: str, value: str) -> Path:
 
 
 def _cli() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowsim")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_fit_data_parser(sub)
-    add_synth_extract_parser(sub)
-    return parser
+    """The real ``flowsim`` parser (the fit-data and synth-extract sub-parsers live in the CLI layer)."""
+    return build_parser()
 
 
 def _run(*argv: str | Path) -> int:
@@ -649,17 +646,7 @@ def test_check_against_a_scenario_that_names_old_cohorts(fragment_path: Path, tm
         check_against(fragment_path, scenario)
 
 
-# --------------------------------------------------------------------------- the real command line, once wired in
-def _cli_has(command: str) -> bool:
-    from flowsim.cli import build_parser
-
-    parser = build_parser()
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return any(command in s.choices for s in subs)
-
-
-@pytest.mark.skipif(not _cli_has("fit-data"), reason="flowsim.cli does not expose fit-data yet (the subcommand is "
-                                                     "added by wiring add_fit_data_parser into build_parser)")
+# --------------------------------------------------------------------------- the real command line
 def test_python_m_flowsim_fit_data(tmp_path: Path, small: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "MPLBACKEND": "Agg"}

@@ -170,6 +170,33 @@ def capacity_in_force(sc, target: str, cap, log: pd.DataFrame, t0: float, T: flo
     return times, capacity_at(steps, times) + extra
 
 
+def test_fitness_declared_on_ward_rounds(short_run) -> None:
+    """Where a shipped scenario has ward rounds, every non-elective patient admitted in the run is declared
+    medically fit at a round time of their day (weekday or weekend hours) and is ready for transfer no sooner;
+    the Rotherham scenarios use a profile (power: at least one shipped scenario is checked)."""
+    _, sc, result = short_run
+    pts = result.patients()
+    ok = pts.dropna(subset=["mffd"])
+    ok = ok[(ok["kind"] == "non_elective") & ~ok["initial"]]
+    assert (ok["rft"].dropna() >= ok.loc[ok["rft"].notna(), "mffd"] - TOL).all()
+    rounds = sc.acute.ward_rounds if sc.acute is not None else None  # pathway-only: no acute stay
+    if rounds is None:
+        assert np.allclose(ok["mffd"], ok["clinically_fit"], rtol=0, atol=TOL)
+        return
+    mffd = ok["mffd"].to_numpy(dtype=float)
+    assert len(mffd) > 0 and (mffd >= ok["clinically_fit"].to_numpy(dtype=float) - TOL).all()
+    weekend = (sc.simulation.start_date.weekday() + np.floor(mffd).astype(int)) % 7 >= 5
+    hour = np.round((mffd - np.floor(mffd)) * 24.0, 6)
+    on_round = np.where(weekend, np.isin(hour, np.round(rounds.weekend_hours, 6)),
+                        np.isin(hour, np.round(rounds.weekday_hours, 6)))
+    assert on_round.all(), "a patient declared fit outside the ward rounds"
+
+
+def test_shipped_rotherham_uses_ward_rounds() -> None:
+    sc = load_scenario(SCENARIOS_DIR / "rotherham_2016.yaml")
+    assert sc.acute is not None and sc.acute.ward_rounds is not None
+
+
 def test_no_grant_above_capacity(short_run) -> None:
     """Occupancy recomputed from stay intervals never exceeds the capacity in force at a grant."""
     _, sc, result = short_run
@@ -195,14 +222,21 @@ def test_no_grant_above_capacity(short_run) -> None:
 
 
 def unlimited_downstream_overrides(path: Path) -> list[str]:
-    """--set overrides that remove every downstream constraint of a scenario file."""
+    """--set overrides that remove every downstream constraint of a scenario file.
+
+    A place granted but not yet taken is a delay (transfer time, discharge hours, weekends), so
+    those waits go too; what is left between ready for transfer and leaving is nothing.
+    """
     raw, _ = load_raw(path)
     out = short_overrides(path)
     for pname, pw in raw.get("pathways", {}).items():
         out.append(f"pathways.{pname}.needs_assessment=false")
+        out.append(f"pathways.{pname}.transfer_time={{dist: fixed, value: 0}}")
         for sname in (pw or {}).get("services", {}) or {}:
             out.append(f"pathways.{pname}.services.{sname}.capacity=unlimited")
-    out += ["long_term_care.capacity=unlimited", "long_term_care.placement_time={dist: fixed, value: 0}"]
+    out += ["long_term_care.capacity=unlimited", "long_term_care.placement_time={dist: fixed, value: 0}",
+            "home_care.capacity=unlimited", "home_care.start_time={dist: fixed, value: 0}",
+            "discharge.hours=~", "discharge.weekend_rate=1"]
     if (raw.get("initial_state") or {}).get("snapshot_file"):
         out.append("initial_state.snapshot_file=~")  # its rows wait for assessments this test removes
     return out
@@ -221,9 +255,10 @@ def test_infinite_downstream_capacity_gives_zero_dtoc(path: Path) -> None:
     assert (kpis["dtoc_delayed_days_per_quarter"] == 0).all()
     pts = result.patients()
     # patients already waiting on a start-from-today snapshot waited before day 0: that is history
-    ready = pts[(pts["pathway"].astype(str) != "P0") & ~pts["initial"]].dropna(subset=["mffd", "slot_granted"])
+    ready = pts[(pts["pathway"].astype(str) != "P0") & ~pts["initial"]].dropna(subset=["rft", "acute_end"])
     assert len(ready) > 0
-    assert np.allclose(ready["slot_granted"], ready["mffd"], rtol=0, atol=TOL)
+    assert np.allclose(ready["slot_granted"], ready["rft"], rtol=0, atol=TOL)
+    assert np.allclose(ready["acute_end"], ready["rft"], rtol=0, atol=TOL)
 
 
 def test_minimal_has_delays_without_the_overrides() -> None:

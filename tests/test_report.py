@@ -1,13 +1,17 @@
-"""``flowsim report DIR``: one self-contained, board-ready HTML file for a run, a sweep or a comparison.
+"""``flowsim report DIR``: one self-contained, board-ready HTML file for a run, a comparison, a sweep or a
+calibration.
 
 No browser here (see test_report_browser.py): the HTML is parsed with the standard library and checked
 against the files it was made from.  Directories are made once per module by the real CLI with short
-horizons (60 days, 3 replications), so the module takes about 20 s on 2 cores.
+horizons (60 days, 3 replications), so the module takes about 40 s on 2 cores.  Issue 14's findings each have
+a test here: names, overrides, assumptions as run, mode-aware judgements, intervals in range, the decision
+rule's words.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import os
@@ -16,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,13 @@ import pandas as pd
 import pytest
 import yaml
 from cli_helpers import PNG_MAGIC, flowsim
+from markupsafe import escape
 from PIL import Image
 
+from flowsim.appraisal import COSTS_MORE, DECISION_RULE, SAVES, TOO_CLOSE
 from flowsim.errors import FlowsimError
-from flowsim.report import html as report
-from flowsim.report.html import detect_kind, fmt, fmt_ci, write_report
+from flowsim.report.format import fmt, fmt_ci, money, verdict
+from flowsim.report.html import detect_kind, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -39,6 +44,8 @@ WINTER = [SCENARIOS / "rotherham_winter_2016.yaml", SCENARIOS / "rotherham_winte
 SHORT = ["--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=30"]
 NASTY_NAME = 'Minimal <script>alert("x")</script> & "friends"'
 NASTY_ASSUMPTION = "Escaping: <b>not bold</b> & <img src=x onerror=alert(1)> stay text"
+QUOTING = "Reablement places as run: {pathways.P1.services.reablement.capacity} (quoted, not restated)"
+CALIBRATION = ROOT / "tests" / "calibration" / "small.yaml"
 
 
 
@@ -149,7 +156,7 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("report")
     data = yaml.safe_load(MINIMAL.read_text(encoding="utf-8"))
     data["name"] = NASTY_NAME
-    data["assumptions"] = [*data.get("assumptions", []), NASTY_ASSUMPTION]
+    data["assumptions"] = [*data.get("assumptions", []), NASTY_ASSUMPTION, QUOTING]
     data.setdefault("costs", {}).update({"acute_delay_per_day": 150,
                                          "notes": {"acute_delay_per_day": "ASSUMPTION: <one> bed-day & more"}})
     scenario = tmp / "nasty.yaml"
@@ -163,14 +170,16 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "kpis": ["delayed_patients_per_day", "occupancy_mean_pct"],
         "target": {"parameter": "pathways.P1.services.reablement.capacity", "kpi": "delayed_patients_per_day",
                    "at_most": 30, "low": 10, "high": 40}}), encoding="utf-8")
-    out = {"run": tmp / "run", "sweep": tmp / "sweep", "comparison": tmp / "comparison"}
+    out = {k: tmp / k for k in ("run", "sweep", "comparison", "calibration", "pathway")}
     jobs = [("run", scenario, "-n", "3", "--seed", "11", "--out", out["run"], "--set", "simulation.duration_days=60",
-             "--set", "simulation.warmup_days=20"),
+             "--set", "simulation.warmup_days=20", "--set", "pathways.P1.services.reablement.capacity=26"),
             ("sweep", sweep, "--out", out["sweep"]),
-            ("compare", *WINTER, "-n", "3", "--out", out["comparison"], *SHORT)]
+            ("compare", *WINTER, "-n", "3", "--out", out["comparison"], *SHORT),
+            ("calibrate", CALIBRATION, "--budget", "2,1", "--out", out["calibration"]),
+            ("run", SCENARIOS / "rotherham_pathway_only.yaml", "-n", "3", "--out", out["pathway"], *SHORT)]
     procs = [spawn(*args) for args in jobs]  # side by side: much of each is start-up and drawing, one core each
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, f"{proc.args}: exit {proc.returncode}\n{stdout}\n{stderr}"
     return out
 
@@ -180,7 +189,12 @@ def reports(dirs: dict[str, Path]) -> dict[str, str]:
     return {kind: write_report(d).read_text(encoding="utf-8") for kind, d in dirs.items()}
 
 
-KINDS = ["run", "sweep", "comparison"]
+KINDS = ["run", "sweep", "comparison", "calibration"]
+
+
+def entries(d: Path) -> list[dict[str, Any]]:
+    meta = json.loads((d / "comparison.json").read_text())
+    return [meta["baseline"], *meta["options"]]
 
 
 # --------------------------------------------------------------------------------------------- every kind
@@ -228,7 +242,7 @@ def test_ids_unique_and_contents_links_resolve(reports: dict[str, str], kind: st
 @pytest.mark.parametrize("kind", KINDS)
 def test_images_embedded_and_decodable(reports: dict[str, str], kind: str) -> None:
     imgs = [a for t, a in parse(reports[kind]).tags if t == "img"]
-    assert len(imgs) >= {"run": 4, "sweep": 2, "comparison": 6}[kind]
+    assert len(imgs) >= {"run": 4, "sweep": 2, "comparison": 6, "calibration": 2}[kind]
     for a in imgs:
         assert a.get("alt"), "every image needs alt text"
         data = base64.b64decode(a["src"].removeprefix("data:image/png;base64,"), validate=True)
@@ -285,11 +299,33 @@ def test_run_headline_equals_summary_json(dirs: dict[str, Path], reports: dict[s
         ci = tr.by_class("ci")[0].text().strip()
         assert mean == fmt(info["mean"], info["unit"]), k
         assert ci == fmt_ci(info["ci_low"], info["ci_high"], info["unit"]), k
-        assert number(mean) == pytest.approx(info["mean"], rel=0.01, abs=0.006), k
+        if info["unit"] != "GBP":
+            assert number(mean) == pytest.approx(info["mean"], rel=0.01, abs=0.006), k
         assert info["label"] in tr.text()
         seen.append(k)
     assert seen[:2] == ["delayed_patients_per_day", "delayed_per_100k"]
     assert "occupancy_mean_pct" in seen
+
+
+def test_run_intervals_stay_in_range(dirs: dict[str, Path]) -> None:
+    """Issue 14: 'Days at OPEL 4 0.80 [-0.03, 1.63]', occupancy '[42.8, 118.8]%'.  Three replications of a
+    60-day run give skewed counts near zero: every interval in summary.json stays at or above 0, and every share
+    at or below 100, and each still holds its mean."""
+    summary = json.loads((dirs["run"] / "summary.json").read_text())
+    checked = 0
+    for k, info in summary["kpis"].items():
+        if info["ci_low"] is None:
+            continue
+        assert info["ci_low"] >= 0.0, (k, info)
+        if info["unit"].startswith("%"):
+            assert info["ci_high"] <= 100.0, (k, info)
+        assert info["ci_low"] <= info["mean"] <= info["ci_high"], (k, info)
+        checked += 1
+    assert checked > 40
+    near_zero = [k for k, i in summary["kpis"].items() if i["ci_low"] is not None and 0 < i["mean"] < i["sd"]]
+    assert near_zero, "no skewed measure near zero in this run: the check above has no power"
+    for q in summary["quarters"] + summary["months"]:
+        assert q["ci_low"] is None or q["ci_low"] >= 0.0, q
 
 
 def test_run_standards_verdicts(dirs: dict[str, Path], reports: dict[str, str]) -> None:
@@ -300,7 +336,7 @@ def test_run_standards_verdicts(dirs: dict[str, Path], reports: dict[str, str]) 
     row = next(tr for tr in table.iter("tr") if tr.attrs.get("data-kpi") == "delayed_patients_per_day")
     target = sc["targets"]["delayed_per_100k"] * sc["population_18plus"] / 1e5
     k = summary["kpis"]["delayed_patients_per_day"]
-    expected = report.verdict(k["ci_low"], k["ci_high"], target, "at most")
+    expected = verdict(k["ci_low"], k["ci_high"], target, "at most")
     assert f"at most {target:.1f}" in row.text()
     assert row.by_class("badge")[0].classes() & {"met", "missed", "uncertain"} == {expected}
 
@@ -311,7 +347,9 @@ def test_run_all_kpis_grouped_in_appendix(dirs: dict[str, Path], reports: dict[s
     table = tree.root.find("table", id="all-kpis")
     assert table is not None
     kpis = [tr.attrs["data-kpi"] for tr in table.iter("tr") if "data-kpi" in tr.attrs]
-    assert sorted(kpis) == sorted(summary["kpis"])
+    # every KPI the scenario models; minimal has no electives or escalation, so those are not listed
+    not_modelled = {k for k in summary["kpis"] if k.startswith(("electives_", "opel_", "escalation_"))}
+    assert not_modelled and sorted(kpis) == sorted(set(summary["kpis"]) - not_modelled)
     groups = [tr.text() for tr in table.iter("tr") if "group" in tr.classes()]
     assert {"Delayed transfers of care", "Hospital beds and admissions", "Costs"} <= set(groups)
     appendix = section(tree, "all-measures")
@@ -344,20 +382,50 @@ def test_run_reproducibility(dirs: dict[str, Path], reports: dict[str, str]) -> 
     assert str(dirs["run"].resolve()) in repro
 
 
-def test_run_assumptions_and_cost_notes(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+def test_run_assumptions_are_the_scenario_as_run(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """Issue 14: a run with --set said 'P1 capacity 45' in its assumptions and 55 in its checklist.  An
+    assumption that quotes a field shows the value as run, and the starting conditions come from the run's own
+    settings (the winter report used to say 'Empty system at 2015-10-04' for a run that started in 2016)."""
     sc = yaml.safe_load((dirs["run"] / "scenario.yaml").read_text())
-    assumptions = section(parse(reports["run"]), "assumptions")
-    items = [li.text() for li in assumptions.iter("li")]
-    assert items == sc["assumptions"] and NASTY_ASSUMPTION in items
+    assert sc["pathways"]["P1"]["services"]["reablement"]["capacity"] == 26
+    tree = parse(reports["run"])
+    assumptions = section(tree, "assumptions")
+    ol = assumptions.find("ol", class_="assumptions")
+    assert ol is not None
+    items = [li.text() for li in ol.iter("li")]
+    quoted = "Reablement places as run: 26 (quoted, not restated)"
+    assert items == [*sc["assumptions"][:-1], quoted] and NASTY_ASSUMPTION in items
     assert "ASSUMPTION: <one> bed-day & more" in assumptions.text()
+    start = assumptions.find("p", class_="start")
+    empty = dt.date.fromisoformat(str(sc["simulation"]["start_date"])) - dt.timedelta(days=20)
+    assert start is not None and f"empty system on {empty.day} {empty:%B %Y}" in start.text()
+    assert "20-day warm-up" in start.text()  # --set simulation.warmup_days=20
+    stress = {tr.iter("td")[0].text().split()[0]: tr.iter("td")[1].text()
+              for tr in section(tree, "stress-des").iter("tr") if "data-status" in tr.attrs}
+    assert "reablement (26)" in stress["2.5.3"] and "20-day warm-up" in stress["4.1"]
+
+
+def test_run_overrides_are_visible(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """Issue 14: a run with --set looked like the unmodified scenario.  The header, a key message, the
+    assumptions and the checklist all list each change with the file's value; figure titles say so too."""
+    change = "pathways.P1.services.reablement.capacity = 26 (scenario file: 30; --set)"
+    tree = parse(reports["run"])
+    header = tree.root.find("div", id="changes-for-this-run")
+    assert header is not None and change in header.text() and "simulation.duration_days = 60" in header.text()
+    assert "This run changed 3 settings of the scenario file" in section(tree, "summary").text()
+    assert change in section(tree, "assumptions").find("div", class_="callout changes keep").text()  # type: ignore[union-attr]
+    stress = section(tree, "stress-des").text()
+    assert "Changed for this run from the scenario file" in stress and change in stress
+    summary = json.loads((dirs["run"] / "summary.json").read_text())
+    assert change in summary["overrides"]
 
 
 def test_html_is_escaped(reports: dict[str, str]) -> None:
     text = reports["run"]
     assert "<script" not in text and "<b>not bold</b>" not in text and "onerror=alert" not in text.replace(
         "onerror=alert(1)&gt;", "")
-    assert escape(NASTY_NAME) in text
-    assert escape(NASTY_ASSUMPTION) in text
+    assert str(escape(NASTY_NAME)) in text  # escaped by the templates' autoescape
+    assert str(escape(NASTY_ASSUMPTION)) in text
     tree = parse(text)
     assert tree.root.find("title").text() == f"{NASTY_NAME}: simulation report"  # type: ignore[union-attr]
     assert tree.root.find("h1").text() == NASTY_NAME  # type: ignore[union-attr]
@@ -374,13 +442,42 @@ def test_run_without_figures_is_drawn_from_daily_csv(dirs: dict[str, Path], tmp_
     assert not (bare / "figures").exists(), "the report must not write into the run directory"
 
 
+# --------------------------------------------------------------------------------------------- pathway-only
+
+
+def test_pathway_only_report_judges_only_what_it_models(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """Issue 14: a pathway-only report said '0.00% waited >4 h: Met' and 'G&A occupancy: too close to call'
+    with no value, and drew an acute occupancy chart of 0-16 beds.  A pathway-only scenario has no front door
+    and unlimited 'acute beds' (only where a medically fit patient waits): none of that may appear."""
+    summary = json.loads((dirs["pathway"] / "summary.json").read_text())
+    assert "occupancy_mean_pct" in summary["kpis"] and "ed_4h_breach_pct" in summary["kpis"], "the model has them"
+    tree = parse(reports["pathway"])
+    headline = tree.root.find("table", id="headline")
+    assert headline is not None
+    kpis = {tr.attrs["data-kpi"] for tr in headline.iter("tr") if "data-kpi" in tr.attrs}
+    assert "delayed_patients_per_day" in kpis and not kpis & {"occupancy_mean_pct", "days_over_92_pct",
+                                                              "ed_4h_breach_pct", "ed_12h_breaches"}
+    appendix = tree.root.find("table", id="all-kpis")
+    assert appendix is not None
+    listed = {tr.attrs["data-kpi"] for tr in appendix.iter("tr") if "data-kpi" in tr.attrs}
+    assert not listed & {"occupancy_mean_pct", "ed_wait_mean_hours", "acute_beds_mean", "dtoc_pct",
+                         "admissions_per_day"}
+    assert {"service_reablement_north_utilisation_pct", "cost_service_care"} <= listed
+    summary_text = section(tree, "summary").text()
+    for phrase in ("4 hours", "G&A", "occupancy"):
+        assert phrase not in summary_text, phrase
+    assert tree.root.find("section", id="occupancy") is None
+    assert all("occupied" not in (img.attrs.get("alt") or "") for img in tree.root.iter("img"))
+    months = section(tree, "months").text()
+    assert "Occupancy" not in months
+
+
 # --------------------------------------------------------------------------------------------- comparison
 
 
 def test_comparison_headline_equals_side_by_side(dirs: dict[str, Path], reports: dict[str, str]) -> None:
     side = pd.read_csv(dirs["comparison"] / "side_by_side.csv")
-    meta = json.loads((dirs["comparison"] / "comparison.json").read_text())
-    names = [meta["baseline"]["name"], *[o["name"] for o in meta["options"]]]
+    names = [e["name"] for e in entries(dirs["comparison"])]
     table = parse(reports["comparison"]).root.find("table", id="headline")
     assert table is not None
     rows = [tr for tr in table.iter("tr") if "data-kpi" in tr.attrs]
@@ -395,31 +492,58 @@ def test_comparison_headline_equals_side_by_side(dirs: dict[str, Path], reports:
             mean, ci = cell_value(td)
             assert mean == fmt(r[f"{n}:mean"], r["unit"]), (k, n)
             assert ci == fmt_ci(r[f"{n}:ci_low"], r[f"{n}:ci_high"], r["unit"]), (k, n)
-            assert number(mean) == pytest.approx(r[f"{n}:mean"], rel=0.01, abs=0.006)
+            assert r[f"{n}:ci_low"] >= 0.0, (k, n)  # kept inside the measure's range
     headers = table.iter("th")
-    assert [h.text() for h in headers[2:]] == ["Baseline" + names[0].replace("_", " "),
-                                               *[f"Option {c}" + n.replace("_", " ") for c, n in
-                                                 zip("ABCDEFG", names[1:], strict=False)]]
+    assert [h.text() for h in headers[2:]] == [names[0] + "baseline", *names[1:]]
     rest = parse(reports["comparison"]).root.find("table", id="all-kpis")
     assert rest is not None
     shown = {tr.attrs["data-kpi"] for tr in [*rows, *rest.iter("tr")] if "data-kpi" in tr.attrs}
     assert shown == set(side["kpi"])
 
 
-def test_comparison_economics_ranked_with_dominance(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+def test_comparison_one_name_per_option_everywhere(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """Issue 14: 'Option A (Winter option B: ...)', 'Option B: Winter option D: ...' and cut file names in the
+    charts.  Each scenario has one name, its own, in every table, CSV and sentence."""
+    d = dirs["comparison"]
+    names = [e["name"] for e in entries(d)]
+    files = [yaml.safe_load(f.read_text())["name"] for f in WINTER]
+    assert names == files
+    text = parse(reports["comparison"]).root.text()
+    assert not re.search(r"Option [A-Z]\b", text), "letters are a second naming scheme"
+    for stem in ("rotherham_winter_2017_reablement", "rotherham winter 2017 reablement"):
+        assert stem not in text.replace("scenarios/rotherham_winter_2017_reablement.yaml", "")
+    for csv_name, col in (("economics.csv", "option"), ("differences.csv", "option"), ("targets.csv", "scenario"),
+                          ("kpis.csv", "scenario")):
+        assert set(pd.read_csv(d / csv_name)[col]) <= set(names), csv_name
+    side = pd.read_csv(d / "side_by_side.csv")
+    assert {c.rsplit(":", 1)[0] for c in side.columns if c.endswith(":mean")} == set(names)
+    for n in names:
+        assert f"{n}:" in text or n in text
+
+
+def test_comparison_economics_follow_the_decision_rule(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """Issue 14: 'Option A saves £9,860 net' while its own table gave -£241k to +£222k.  Every verdict word in
+    the report equals the rule's word in economics.csv, and 'saves' appears only with a wholly negative interval."""
     econ = pd.read_csv(dirs["comparison"] / "economics.csv", keep_default_na=False)
-    table = parse(reports["comparison"]).root.find("table", id="economics-table")
+    tree = parse(reports["comparison"])
+    sec = section(tree, "economics")
+    assert " ".join(DECISION_RULE.split()) in " ".join(sec.text().split())
+    table = sec.find("table", id="economics-table")
     assert table is not None
     rows = [tr for tr in table.iter("tr") if "data-option" in tr.attrs]
-    ranked = econ.sort_values("rank")
-    assert [tr.attrs["data-option"] for tr in rows] == list(ranked["option"])
-    for tr, (_, r) in zip(rows, ranked.iterrows(), strict=True):
+    assert [tr.attrs["data-option"] for tr in rows] == list(econ["option"])
+    for tr, (_, r) in zip(rows, econ.iterrows(), strict=True):
+        low, high = float(r["net_cost_ci_low"]), float(r["net_cost_ci_high"])
+        word = SAVES if high < 0 else COSTS_MORE if low > 0 else TOO_CLOSE
+        assert r["cost_verdict"] == tr.attrs["data-cost-verdict"] == word
         cells = tr.iter("td")
-        assert cells[0].text() == str(r["rank"])
-        assert cell_value(cells[2]) == (fmt(r["net_cost"], "GBP"), fmt_ci(r["net_cost_ci_low"],
-                                                                          r["net_cost_ci_high"], "GBP"))
-        assert ("Dominated by" in tr.text()) == bool(r["dominated_by"])
+        assert cell_value(cells[1]) == (money(r["net_cost"]), fmt_ci(low, high, "GBP"))
         assert ("dominated" in tr.classes()) == bool(r["dominated_by"])
+        assert r["frontier"] in tr.text().lower()
+    summary = section(tree, "summary").text()
+    for _, r in econ.iterrows():
+        saves = f"{r['option']}: saves"
+        assert (saves in summary) == (r["cost_verdict"] == SAVES), r["option"]
 
 
 def test_comparison_standards_and_differences(dirs: dict[str, Path], reports: dict[str, str]) -> None:
@@ -434,9 +558,8 @@ def test_comparison_standards_and_differences(dirs: dict[str, Path], reports: di
     for _, r in targets.iterrows():
         assert badges[(r["kpi"], r["scenario"])] == {r["verdict"]}
     diffs = pd.read_csv(dirs["comparison"] / "differences.csv")
-    meta = json.loads((dirs["comparison"] / "comparison.json").read_text())
-    for o in meta["options"]:
-        t = tree.root.find("table", id=f"differences-{o['name']}")
+    for o in entries(dirs["comparison"])[1:]:
+        t = tree.root.find("table", id=f"differences-{o['key']}")
         assert t is not None
         for tr in (tr for tr in t.iter("tr") if "data-kpi" in tr.attrs):
             r = diffs[(diffs["option"] == o["name"]) & (diffs["kpi"] == tr.attrs["data-kpi"])].iloc[0]
@@ -452,15 +575,15 @@ def test_comparison_figures_assumptions_and_costs(dirs: dict[str, Path], reports
     alts = " ".join(i.attrs["alt"] for i in charts.iter("img"))
     assert len(charts.iter("img")) == 3 and "Better Care Fund" in alts and "92%" in alts
     assumptions = section(tree, "assumptions").text()
-    meta = json.loads((dirs["comparison"] / "comparison.json").read_text())
-    names = [meta["baseline"]["name"], *[o["name"] for o in meta["options"]]]
-    for n in names:
-        sc = yaml.safe_load((dirs["comparison"] / "runs" / n / "scenario.yaml").read_text())
+    for e in entries(dirs["comparison"]):
+        sc = yaml.safe_load((dirs["comparison"] / e["dir"] / "scenario.yaml").read_text())
         for a in sc["assumptions"]:
-            assert a in assumptions
+            if "{" not in a:
+                assert a in assumptions
         for note in sc["costs"]["notes"].values():
             assert note in assumptions
     assert "ASSUMPTION: 2 posts" in assumptions  # the trusted assessor's own investment note
+    assert "{electives.rate_per_weekday}" not in assumptions and "Electives: 14 inpatient admissions" in assumptions
     changes = section(tree, "changes").text()
     assert "assessment.duration.mean" in changes and "independent_reablement" in changes
 
@@ -490,6 +613,16 @@ def test_comparison_tolerates_new_columns(dirs: dict[str, Path], tmp_path: Path)
     assert original is not None and again is not None and original.text() == again.text()
 
 
+def test_comparison_written_before_the_rule_is_not_judged(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """An economics.csv without the rule's words (an older flowsim) is not reinterpreted: the report says so."""
+    copy = tmp_path / "old"
+    shutil.copytree(dirs["comparison"], copy, ignore=shutil.ignore_patterns("report.html", "patients.parquet"))
+    econ = pd.read_csv(copy / "economics.csv")
+    econ.drop(columns=["cost_verdict", "delay_verdict", "frontier"]).to_csv(copy / "economics.csv", index=False)
+    text = section(parse(write_report(copy).read_text(encoding="utf-8")), "economics").text()
+    assert "written by an older flowsim, before the decision rule" in text and "saves" not in text
+
+
 # --------------------------------------------------------------------------------------------- sweep
 
 
@@ -508,11 +641,36 @@ def test_sweep_headline_equals_summary_csv(dirs: dict[str, Path], reports: dict[
         for td in (td for td in tr.iter("td") if "data-kpi" in td.attrs):
             r = sub[sub["kpi"] == td.attrs["data-kpi"]].iloc[0]
             assert cell_value(td) == (fmt(r["mean"]), fmt_ci(r["ci_low"], r["ci_high"]))
+            assert r["ci_low"] >= 0.0
     text = tree.root.text()
     assert "Target finder" in text
     repro = section(tree, "reproducibility").text()
     assert meta["base_scenario_id"] in repro and str(meta["seed"]) in repro and shlex.join(meta["command"]) in repro
     assert "Every figure is illustrative" in section(tree, "assumptions").text()
+
+
+# --------------------------------------------------------------------------------------------- calibration
+
+
+def test_calibration_report(dirs: dict[str, Path], reports: dict[str, str]) -> None:
+    """The fit target by target (fitted and held out apart), fitted values with their sets, intervals in range."""
+    fit = pd.read_csv(dirs["calibration"] / "fit_report.csv")
+    meta = json.loads((dirs["calibration"] / "calibration.json").read_text())
+    tree = parse(reports["calibration"])
+    table = tree.root.find("table", id="headline")
+    assert table is not None
+    rows = {tr.attrs["data-target"]: tr for tr in table.iter("tr") if "data-target" in tr.attrs}
+    assert list(rows) == list(fit["target"])
+    for _, r in fit.iterrows():
+        assert rows[r["target"]].attrs["data-role"] == r["role"]
+        assert cell_value(rows[r["target"]].iter("td")[3]) == (fmt(r["simulated"]), fmt_ci(r["ci_low"], r["ci_high"]))
+        assert r["ci_low"] >= 0.0, r["target"]   # simulated counts and percentages: never a negative bound
+    params = tree.root.find("table", id="parameters-table")
+    assert params is not None
+    shown = {tr.attrs["data-parameter"] for tr in params.iter("tr") if "data-parameter" in tr.attrs}
+    assert shown == set(meta["fitted"])
+    assert "IC beds" in params.text()  # the calibration file's label
+    assert f"{meta['out_of_sample_mean_abs_error_pct']:.1f}%" in section(tree, "summary").text()
 
 
 # --------------------------------------------------------------------------------------------- CLI, errors, atomicity
@@ -597,8 +755,11 @@ def test_write_is_atomic(dirs: dict[str, Path], tmp_path: Path, monkeypatch: pyt
 
 def test_formatting() -> None:
     assert fmt(22.313) == "22.3" and fmt(2.345) == "2.35" and fmt(1234.5) == "1,234" and fmt(-0.001) == "0.00"
-    assert fmt(28447012.4, "GBP") == "£28,447,012" and fmt(-60327.7, "GBP") == "-£60,328"
+    # money for a board (issue 14: a £28M total printed to the penny)
+    assert fmt(28447012.4, "GBP") == "£28.4m" and fmt(-60327.7, "GBP") == "-£60.3k"
+    assert money(9860) == "£9.86k" and money(-241480) == "-£241k" and money(221761) == "£222k"
+    assert money(999_999) == "£1.00m" and money(512.4) == "£512" and money(5.123) == "£5.12" and money(0) == "£0"
     assert fmt(float("nan")) == "–" and fmt(None) == "–" and fmt(float("inf")) == "unlimited"
     assert fmt_ci(12.13, 32.49) == "12.1 to 32.5" and fmt_ci(float("nan"), 1.0) == ""
-    assert report.verdict(1, 2, 3, "at most") == "met" and report.verdict(4, 5, 3, "at most") == "missed"
-    assert report.verdict(2, 4, 3, "at most") == "uncertain" and report.verdict(4, 5, 3, "at least") == "met"
+    assert verdict(1, 2, 3, "at most") == "met" and verdict(4, 5, 3, "at most") == "missed"
+    assert verdict(2, 4, 3, "at most") == "uncertain" and verdict(4, 5, 3, "at least") == "met"

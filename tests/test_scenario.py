@@ -297,7 +297,11 @@ def test_overrides_apply() -> None:
     sc = load_scenario(MINIMAL, ["acute.beds=99"])
     assert sc.acute.beds == 99
     a, b = scenario_to_dict(sc), scenario_to_dict(load_scenario(MINIMAL))
+    was = b["acute"]["beds"]
     a.pop("acute"), b.pop("acute")
+    # the change is recorded, so every output made from the scenario as run can say so (issue 14)
+    assert a.pop("overrides") == [{"path": "acute.beds", "value": 99, "was": was, "source": "--set"}]
+    assert b.pop("overrides") == []
     assert a == b  # nothing else changed
 
 

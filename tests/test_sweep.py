@@ -45,6 +45,7 @@ from flowsim.experiment.executors import (
     TaskError,
     make_executor,
 )
+from flowsim.report.sweep_figures import draw_sweep
 from flowsim.scenario import load_scenario, scenario_hash
 from flowsim.sweep import (
     Parameter,
@@ -109,7 +110,7 @@ def grid_serial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, sweep_m
     d = tmp_path_factory.mktemp("grid")
     spec = grid_spec(d / "grid.yaml")
     with SerialExecutor() as ex:
-        res = run_sweep(spec, d / "serial", executor=ex, progress=False)
+        res = run_sweep(spec, d / "serial", executor=ex, progress=False, draw=draw_sweep)
     return spec, res
 
 
@@ -134,10 +135,10 @@ def test_executors_and_worker_counts_give_identical_tables(kind: str, grid_seria
     if kind == "dask2":
         ex = request.getfixturevalue("dask_executor")
         assert ex.workers == 2
-        res = run_sweep(spec, tmp_path / kind, executor=ex, progress=False, figures=False)
+        res = run_sweep(spec, tmp_path / kind, executor=ex, progress=False)
     else:
         with ProcessExecutor(int(kind[-1])) as ex:
-            res = run_sweep(spec, tmp_path / kind, executor=ex, progress=False, figures=False)
+            res = run_sweep(spec, tmp_path / kind, executor=ex, progress=False)
     assert res.computed == 4 * GRID_REPS
     assert meta_of(tmp_path / kind)["executor"] == ex.name
     pd.testing.assert_frame_equal(table_of(tmp_path / kind), table_of(ref.out))
@@ -214,9 +215,21 @@ def test_tidy_table_summary_and_figures(grid_serial) -> None:
     means = table.groupby("point_id")[GRID_KPIS].mean()
     for _, row in summary.iterrows():
         assert row["mean"] == pytest.approx(means.loc[row["point_id"], row["kpi"]], rel=1e-12, abs=1e-12)
-    # the 95% t interval: half-width t(0.975, n-1) * sd / sqrt(n)
+    # the 95% t interval, built on the log scale (counts: never negative) or the logit scale (occupancy %: between
+    # 0 and 100) and transformed back: mean * exp(+-h / mean) and 100 * expit(logit(p) +- h / (100 p (1 - p)))
     half = stats.t.ppf(0.975, GRID_REPS - 1) * summary["sd"] / math.sqrt(GRID_REPS)
-    np.testing.assert_allclose(summary["ci_high"] - summary["mean"], half, rtol=1e-9, atol=1e-12)
+    m = summary["mean"]
+    share = summary["kpi"] == "occupancy_mean_pct"
+    p = m / 100
+    with np.errstate(divide="ignore", invalid="ignore"):  # both branches are computed; zeros are not compared
+        logit = np.log(p / (1 - p))
+        z = half / (100 * p * (1 - p))
+        hi = np.where(share, 100 / (1 + np.exp(-(logit + z))), m * np.exp(half / m))
+        lo = np.where(share, 100 / (1 + np.exp(-(logit - z))), m * np.exp(-half / m))
+    varies = summary["sd"] > 0
+    np.testing.assert_allclose(summary.loc[varies, "ci_high"], hi[varies], rtol=1e-9)
+    np.testing.assert_allclose(summary.loc[varies, "ci_low"], lo[varies], rtol=1e-9)
+    assert (summary["ci_low"] >= 0).all() and (summary.loc[share, "ci_high"] <= 100).all()
 
     figs = res.out / "figures"
     for name in ("response_acute_beds.png", "response_pathways_P2_services_intermediate_care_capacity.png",
@@ -246,7 +259,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.C
     spec = _kill_spec(tmp_path / "kill.yaml")
     total = len(KILL_POINTS) * KILL_REPS
     with ProcessExecutor(2) as ex:
-        ref = run_sweep(spec, tmp_path / "reference", executor=ex, progress=False, figures=False)
+        ref = run_sweep(spec, tmp_path / "reference", executor=ex, progress=False)
     assert ref.computed == total
 
     out = tmp_path / "killed"
@@ -377,13 +390,13 @@ def test_resume_of_interrupted_target_search_refuses_changed_base(tmp_path: Path
     out = tmp_path / "out"
     monkeypatch.setattr(sweep_mod, "run_replication", _fail_after(7))
     with pytest.raises(TaskError):
-        run_sweep(spec, out, executor=SerialExecutor(), progress=False, figures=False)
+        run_sweep(spec, out, executor=SerialExecutor(), progress=False)
     monkeypatch.undo()
     assert 0 < len(Store(out).done()) < 10
     text = base.read_text(encoding="utf-8")
     base.write_text(text.replace("rate_per_day: 20 ", "rate_per_day: 26 "), encoding="utf-8")
     with pytest.raises(FlowsimError, match=r"different scenario|changed since the sweep started"):
-        run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False, figures=False)
+        run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False)
 
 
 # ============================================================================ 9. worker failures
@@ -440,7 +453,7 @@ def test_sweep_task_failure_names_point_and_replication_and_keeps_finished_work(
     assert "RuntimeError: interrupted for the test" in err
     assert Store(out).done() == {(point_id({P2: 20}), 0), (point_id({P2: 26}), 0)}
     monkeypatch.undo()
-    res = run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False, figures=False)
+    res = run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False)
     assert res.computed == 4
     assert len(res.table) == 6
 
@@ -465,9 +478,9 @@ def test_common_random_numbers_reduce_variance_of_differences(tmp_path: Path) ->
     kpi = "delayed_patients_per_day"
     common = {"replications": CRN_REPS, "kpis": [kpi]}
     crn = run_sweep(write_spec(tmp_path / "crn.yaml", seed=1, parameters=[{"path": P2, "values": [20, 21]}],
-                               **common), tmp_path / "crn", progress=False, figures=False).table
+                               **common), tmp_path / "crn", progress=False).table
     ind = run_sweep(write_spec(tmp_path / "ind.yaml", seed=2, parameters=[{"path": P2, "values": [21]}],
-                               **common), tmp_path / "ind", progress=False, figures=False).table
+                               **common), tmp_path / "ind", progress=False).table
     a = crn[crn[P2] == 20].sort_values("replication")[kpi].to_numpy()
     b_crn = crn[crn[P2] == 21].sort_values("replication")[kpi].to_numpy()
     b_ind = ind.sort_values("replication")[kpi].to_numpy()
@@ -587,7 +600,7 @@ def test_target_end_to_end(tmp_path: Path) -> None:
     seed, reps, kpi = 11, 3, "delayed_per_day_P2"
     spec = write_spec(tmp_path / "target.yaml", seed=seed, replications=reps, target={
         "parameter": P2, "kpi": kpi, "at_most": 1.0, "low": 10, "high": 40})
-    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False)
+    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False, draw=draw_sweep)
     t = res.target
     assert t is not None and t.answer is not None
     assert 10 < t.answer < 40
@@ -616,7 +629,7 @@ def test_morris_sensitivity(tmp_path: Path) -> None:
         "parameters": [{"path": P2, "low": 10, "high": 30, "integer": True},
                        {"path": "population_18plus", "low": 40000, "high": 60000, "integer": True},
                        {"path": BEDS, "low": 110, "high": 140, "integer": True}]})
-    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False)
+    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False, draw=draw_sweep)
     loaded, _, _ = load_spec(spec)
     assert loaded.sensitivity is not None
     _, x = sensitivity_design(loaded.sensitivity, loaded.seed)
@@ -641,7 +654,7 @@ def test_sobol_sensitivity_small(tmp_path: Path) -> None:
         "method": "sobol", "samples": 8, "replications": 1,
         "parameters": [{"path": P2, "low": 10, "high": 30, "integer": True},
                        {"path": "population_18plus", "low": 40000, "high": 60000, "integer": True}]})
-    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False, figures=False)
+    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False)
     sens = res.sensitivity
     assert sens is not None and len(sens) == 2
     s = sens.set_index("parameter")
@@ -735,7 +748,7 @@ def test_unknown_parameter_path_names_the_sweep_line(tmp_path: Path, capsys: pyt
         "  - path: pathways.P2.services.intermediate_care.capacityy\n"
         "    values: [20]\n"))
     with pytest.raises(ScenarioError) as info:
-        run_sweep(path, tmp_path / "out", progress=False, figures=False)
+        run_sweep(path, tmp_path / "out", progress=False)
     line = line_of(text, "capacityy")
     assert f"{path}:{line}: pathways.P2.services.intermediate_care.capacityy: unknown field" in str(info.value)
     assert not Store(tmp_path / "out").done()   # found before any task ran
@@ -750,7 +763,7 @@ def test_invalid_point_names_the_point(tmp_path: Path) -> None:
         "  - path: acute.beds\n"
         "    values: [130, -5]\n"))
     with pytest.raises(ScenarioError) as info:
-        run_sweep(path, tmp_path / "out", progress=False, figures=False)
+        run_sweep(path, tmp_path / "out", progress=False)
     msg = str(info.value)
     assert msg.startswith("sweep point acute.beds=-5: ")
     assert f"{path}:{line_of(text, 'path: acute.beds')}: acute.beds:" in msg and "(got -5)" in msg
@@ -760,7 +773,7 @@ def test_invalid_point_names_the_point(tmp_path: Path) -> None:
 def test_bad_set_override_names_the_sweep_line(tmp_path: Path) -> None:
     path, text = _bad(tmp_path, "set:\n  acute.beds.base.x: 3\nparameters:\n  - {path: acute.beds, values: [1]}\n")
     with pytest.raises(ScenarioError) as info:
-        run_sweep(path, tmp_path / "out", progress=False, figures=False)
+        run_sweep(path, tmp_path / "out", progress=False)
     assert f"{path}:{line_of(text, 'acute.beds.base.x')}: set.acute.beds.base.x:" in str(info.value)
 
 
@@ -768,7 +781,7 @@ def test_unknown_kpi_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     spec = write_spec(tmp_path / "kpi.yaml", replications=1, kpis=["delayed_patients_per_day", "not_a_kpi"],
                       parameters=[{"path": P2, "values": [26]}])
     with pytest.raises(FlowsimError, match=r"kpi\.yaml:\d+: kpis: unknown KPI 'not_a_kpi'") as info:
-        run_sweep(spec, tmp_path / "out", progress=False, figures=False)
+        run_sweep(spec, tmp_path / "out", progress=False)
     # reported at the first result, not after the whole sweep: one task ran, its result is kept
     assert len(list((tmp_path / "out" / "parts").glob("*/*.parquet"))) == 1, str(info.value)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "cli"), "--workers", "1", "--no-figures"]) == 2
@@ -805,7 +818,7 @@ def test_lhs_sweep_end_to_end(tmp_path: Path) -> None:
                       kpis=["delayed_patients_per_day"],
                       parameters=[{"path": P2, "low": 15, "high": 30, "integer": True},
                                   {"path": "arrivals.rate_per_day", "low": 18, "high": 22}])
-    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False)
+    res = run_sweep(spec, tmp_path / "out", executor=SerialExecutor(), progress=False, draw=draw_sweep)
     loaded, _, _ = load_spec(spec)
     expected = design_points(loaded)
     assert len(res.table) == 4 and res.table["point_id"].nunique() == 4

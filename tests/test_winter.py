@@ -134,11 +134,13 @@ def evaluation_times(sc: Scenario) -> np.ndarray:
     return np.array([t for t in times if t0 <= t < t1])
 
 
-def metrics_from_table(p: pd.DataFrame, t: np.ndarray, acute_capacity: np.ndarray) -> dict[str, np.ndarray]:
+def metrics_from_table(p: pd.DataFrame, t: np.ndarray, core_beds: np.ndarray | float,
+                       sc: Scenario | None = None) -> dict[str, np.ndarray]:
     """The OPEL metrics at each evaluation instant, rebuilt from stay intervals alone.
 
     State "just before t": anything stamped exactly at t was caused by the evaluation itself
-    (e.g. beds granted when an action opens them).
+    (e.g. beds granted when an action opens them).  Occupancy is read against the core beds (those
+    in use without escalation beds), so opening beds does not lower the reading that opened them.
     """
     elective = (p["kind"] == "elective").to_numpy()
     arrival, bed_start, acute_end = (p[c].to_numpy(dtype=float) for c in ("arrival", "bed_start", "acute_end"))
@@ -151,16 +153,21 @@ def metrics_from_table(p: pd.DataFrame, t: np.ndarray, acute_capacity: np.ndarra
         w = ~np.isnan(ne_arrival) & (ne_arrival < tk) & (waiting_end >= tk)
         if w.any():
             longest[k] = 24.0 * (tk - ne_arrival[w].min())
+    core = np.broadcast_to(np.asarray(core_beds, dtype=float), t.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
-        occ = np.where((acute_capacity > 0) & np.isfinite(acute_capacity), 100.0 * busy / acute_capacity,
-                       np.where(busy > 0, np.inf, 0.0))
-    # delayed: P1-P3 from medically fit until a slot is granted, and waiting in a community bed for care
+        occ = np.where((core > 0) & np.isfinite(core), 100.0 * busy / core, np.where(busy > 0, np.inf, 0.0))
+    # delayed (2016/17 DTOC): P1-P3 from ready for transfer until they leave the acute bed, and waits for onward
+    # care in community beds whose provider reports
     pathway = p["pathway"].astype(str).to_numpy()
-    mffd = np.where(pathway == "P0", np.nan, p["mffd"].to_numpy(dtype=float))
-    delayed = count_just_before(mffd, p["slot_granted"].to_numpy(dtype=float), t)
-    ltc = (p["outcome"] == "long_term_care").to_numpy()
-    delayed += count_just_before(np.where(ltc, p["stay_end"].to_numpy(dtype=float), np.nan),
-                                 p["ltc_granted"].to_numpy(dtype=float), t)
+    rft = np.where((pathway == "P0") | elective, np.nan, p["rft"].to_numpy(dtype=float))
+    delayed = count_just_before(rft, acute_end, t)
+    reporting: set[str] = set()
+    if sc is not None:
+        reporting = {n for pw_name, pw in sc.pathways.items() for n, s in pw.services.items() if s.reporting(pw_name)}
+    onward = (p["outcome"].isin(["long_term_care", "home_with_care"]).to_numpy()
+              & p["service"].isin(reporting).to_numpy())
+    delayed += count_just_before(np.where(onward, p["stay_end"].to_numpy(dtype=float), np.nan),
+                                 p["onward_granted"].to_numpy(dtype=float), t)
     return {"acute_occupancy_pct": occ, "ed_boarding": boarding.astype(float),
             "ed_longest_wait_hours": longest, "delayed_patients": delayed.astype(float)}
 
@@ -294,8 +301,7 @@ def test_opel_level_path_replays_from_independent_metrics(opel_run) -> None:
         # every change after the initial level is at an evaluation instant
         assert np.all(np.min(np.abs(lt[1:, None] - times[None, :]), axis=1) < TOL)
         assert np.all(lv[1:] != lv[:-1]), "a logged level change that does not change the level"
-        cap = ACUTE_BASE + extra_capacity(log, "acute", times, left=True)
-        metrics = metrics_from_table(p, times, cap)
+        metrics = metrics_from_table(p, times, ACUTE_BASE, sc)
         path, targets, held = replay_levels(sc, times, metrics)
         assert [lvl for _, lvl in path] == lv.tolist()
         assert np.allclose([t for t, _ in path], lt, rtol=0, atol=TOL)
@@ -426,7 +432,7 @@ def test_spot_purchased_service_places_follow_the_level(scenario_builder) -> Non
     for rep, p in result.patients().groupby("replication"):
         log = escalation_of(result, rep)
         lt, lv = level_path(log)
-        metrics = metrics_from_table(p, times, np.full(len(times), np.inf))
+        metrics = metrics_from_table(p, times, np.inf, sc)
         path, _, _ = replay_levels(sc, times, metrics)
         assert [lvl for _, lvl in path] == lv.tolist()
         got = action_events(log, 0)
@@ -462,7 +468,7 @@ def test_extra_assessors_work_only_within_team_hours(scenario_builder) -> None:
     for rep, p in result.patients().groupby("replication"):
         log = escalation_of(result, rep)
         lt, lv = level_path(log)
-        path, _, _ = replay_levels(sc, times, metrics_from_table(p, times, np.full(len(times), np.inf)))
+        path, _, _ = replay_levels(sc, times, metrics_from_table(p, times, np.inf, sc))
         assert [lvl for _, lvl in path] == lv.tolist()
         assert_same_events(action_events(log, 0), expected_action_events(lt, lv, 2, 2 / 24, T), f"rep {rep}")
         start = p["assess_start"].to_numpy(dtype=float)
@@ -785,6 +791,48 @@ def test_winter_escalation_mechanisms_act(winter_run) -> None:
     cap_wo_extra = daily["acute_beds"] - daily["escalation_beds_open"]
     assert np.allclose(cap_wo_extra[closed], 590 - 28)
     assert np.allclose(cap_wo_extra[~closed], 590)
+
+
+def test_winter_escalation_beds_do_not_flap(winter_run) -> None:
+    """Escalation beds stay open at least their minimum duration and close only when their patients have gone.
+
+    From the escalation log and the stay records alone: every spell of the acute-bed action that ended in the
+    window lasted at least min_duration_hours; at the moment it ended, the patients in acute beds fitted in the
+    beds without it (the beds were empty); and after standing down the beds closed no sooner than the
+    stand-down delay.  Power: the action ran in every replication and spells ended in the window.
+    (Draining, closing to new patients until empty, is tested exactly in test_nhs_definitions.py.)
+    """
+    sc, result = winter_run
+    assert sc.escalation is not None
+    i, action = next((i, a) for i, a in enumerate(sc.escalation.actions)
+                     if a.kind == "add_capacity" and a.target == "acute")
+    assert action.close_when_empty and action.min_duration_hours >= 24
+    T = float(sc.simulation.duration_days)
+    pts = result.patients()
+    ended = 0
+    for rep, p in pts.groupby("replication"):
+        log = escalation_of(result, rep)
+        events = action_events(log, i)
+        assert any(e == "started" for _, e in events), f"replication {rep}: the beds never opened"
+        bed_start, acute_end = p["bed_start"].to_numpy(dtype=float), p["acute_end"].to_numpy(dtype=float)
+        on = down = None
+        for t, e in events:
+            if e == "started":
+                on, down = t, None
+            elif e == "standing_down":
+                down = t
+            elif e == "resumed":
+                down = None
+            elif e == "stopped":
+                assert on is not None and down is not None
+                assert t - on >= action.min_duration_hours / 24 - TOL
+                assert t - down >= action.stand_down_hours / 24 - TOL
+                # core beds: 590, less 28 closed for norovirus on 9-22 January 2017 (model days 100-113)
+                core = 590 - (28 if 100 <= t < 114 else 0)
+                assert count_just_before(bed_start, acute_end, np.array([t + 1e-9]))[0] <= core
+                ended += t < T
+                on = None
+    assert ended > 0
 
 
 WINTER_OPTIONS = {

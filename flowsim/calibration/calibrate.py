@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,7 +48,8 @@ from tqdm import tqdm
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
 from flowsim.experiment.runner import run_replication
-from flowsim.experiment.stats import mean_ci, nhs_quarter
+from flowsim.experiment.stats import bounded_ci, nhs_quarter
+from flowsim.results.kpi import kpi_range
 from flowsim.rundir import OutputDir, atomic_text, atomic_write, claim_output, finish_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
@@ -102,10 +104,12 @@ class Target(_Spec):
 
     @property
     def scale(self) -> float:
+        """The observation's standard deviation: ``sd`` if given, else ``rel_sd`` times the observed value."""
         return self.sd if self.sd is not None else abs(self.value) * self.rel_sd
 
 
 class TargetSet(_Spec):
+    """A targets file: observed quantities, each with its source, read off a simulation the same way."""
     name: str
     description: str = ""
     targets: list[Target] = Field(min_length=1)
@@ -133,6 +137,7 @@ class FreeParameter(_Spec):
 
 
 class Optimiser(_Spec):
+    """The optimiser and its budget (population size per parameter, generations, tolerance)."""
     method: Literal["differential_evolution"] = "differential_evolution"
     popsize: Annotated[int, Range(2, 100, integer=True)] = 5
     maxiter: Annotated[int, Range(1, 1000, integer=True)] = 6
@@ -146,6 +151,7 @@ class Validation(_Spec):
 
 
 class CalibrationConfig(_Spec):
+    """A calibration file: the scenario, the free parameters, fitted and held-out targets, budget."""
     name: str | None = None
     description: str = ""
     scenario: str = Field(min_length=1, description="scenario to calibrate, relative to this file")
@@ -256,6 +262,7 @@ class Problem:
 
     def build(self, values: dict[str, Any], data: dict[str, Any] | None = None,
               lines: dict[Any, Any] | None = None, source: str | None = None) -> Scenario:
+        """The scenario with ``values`` (dotted path -> value) set on top of the base, validated."""
         data = copy.deepcopy(self.base_data if data is None else data)
         lines = dict(self.base_lines if lines is None else lines)
         problems = []
@@ -270,6 +277,7 @@ class Problem:
 
 
 def load_problem(path: Path) -> Problem:  # noqa: C901
+    """Read and check a calibration file and its targets; every problem is one error line."""
     cfg, lines = _validated(CalibrationConfig, path)
     tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
     targets = {t.id: t for t in tset.targets}
@@ -306,6 +314,12 @@ def load_problem(path: Path) -> Problem:  # noqa: C901
     return Problem(cfg, path, data, base_lines, targets, fit, held, lines)
 
 
+def _target_range(t: Target) -> tuple[float | None, float | None]:
+    """The values a target's simulated measure can take, so its interval stays inside them: a KPI's own range;
+    sums of daily series (counts, occupied beds, capacities) and ratios of them are never negative."""
+    return kpi_range(t.kpi) if t.kind == "kpi" and t.kpi else (0.0, None)
+
+
 @dataclass
 class CalibrationResult:
     """Fitted values, their uncertainty, and the fit and validation tables."""
@@ -320,6 +334,10 @@ class CalibrationResult:
     out_of_sample_error_pct: float | None
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+
+
+#: Draws a calibration's figures into a directory (the presentation layer passes one in: the domain draws nothing).
+CalibrationDrawer = Callable[[CalibrationResult, Path], Mapping[str, Path]]
 
 
 class _Evaluator:
@@ -400,15 +418,17 @@ def default_output(prob: Problem) -> Path:
 
 
 def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: Executor | None = None,  # noqa: PLR0917
-              progress: bool | None = None, figures: bool = True, write_scenario: Path | None = None,
+              progress: bool | None = None, draw: CalibrationDrawer | None = None, write_scenario: Path | None = None,
               budget: tuple[int, int] | None = None, command: list[str] | None = None) -> CalibrationResult:
-    """Fit the free parameters of ``config_path``; write the fitted scenario, report and figures.
+    """Fit the free parameters of ``config_path``; write the fitted scenario and the fit report.
 
     ``out``: a new or empty directory (default ``outputs/calibration/<name>``, the name made a safe
     slug) claimed before anything runs, or an ``OutputDir`` the caller claimed.  ``write_scenario``
     (the caller's choice: the command line checks it is not someone else's file, see
     ``is_fitted_scenario``) also receives the fitted scenario.
     ``budget`` = (popsize, maxiter) overrides the configuration's optimiser budget (for a quick run).
+    ``draw`` (from the presentation layer, e.g. ``flowsim.report.calibration_figures.draw_calibration``) adds
+    the figures; without it none is drawn.
     """
     t0 = time.perf_counter()
     prob = load_problem(config_path)
@@ -431,7 +451,7 @@ def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: 
     result = CalibrationResult(prob, best, float(res.fun), intervals, evals, report, float(ins.mean()),
                                float(oos.mean()) if len(oos) else None, time.perf_counter() - t0)
     copy_to = write_scenario or (claimed.path / cfg.write_scenario if cfg.write_scenario else None)
-    _write_outputs(result, claimed.path, fitted, validation_scenario, figures, copy_to, command, (popsize, maxiter))
+    _write_outputs(result, claimed.path, fitted, validation_scenario, draw, copy_to, command, (popsize, maxiter))
     if not isinstance(out, OutputDir):
         finish_output(claimed)
     return result
@@ -481,7 +501,7 @@ def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor
             sims.update(simulated_values(held, kpis, daily, fitted.simulation.duration_days))
     rows = []
     for t in [*all_targets, *held]:
-        m, lo, hi = mean_ci(sims[t.id])
+        m, lo, hi = bounded_ci(sims[t.id], *_target_range(t))
         rows.append({"target": t.id, "description": t.description, "role": "held out" if t in held else "fitted",
                      "observed": t.value, "simulated": m, "ci_low": lo, "ci_high": hi,
                      "error_pct": 100.0 * (m - t.value) / t.value if t.value else float("nan"),
@@ -561,7 +581,7 @@ def _base_name(prob: Problem) -> str:
 
 
 def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, validation: Scenario | None,  # noqa: PLR0917
-                   figures: bool, write_scenario: Path | None, command: list[str] | None,
+                   draw: CalibrationDrawer | None, write_scenario: Path | None, command: list[str] | None,
                    budget: tuple[int, int]) -> None:
     prob = result.problem
     files = result.files
@@ -591,8 +611,5 @@ def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, valid
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     files["meta"] = atomic_text(out / "calibration.json", json.dumps(meta, indent=2, default=float) + "\n")
-    if figures:
-        from flowsim.report.calibration_figures import fit_figure, profile_figure
-
-        files["figure_fit"] = fit_figure(result.report, out / "figures" / "fit.png", prob.config.replications)
-        files["figure_profile"] = profile_figure(result, out / "figures" / "profile.png")
+    if draw is not None:
+        files.update(draw(result, out / "figures"))

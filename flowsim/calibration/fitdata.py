@@ -34,18 +34,15 @@ Every problem in the extract is reported as ``FILE:LINE: column 'NAME' (field): 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import hashlib
 import io
 import math
 import re
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +145,7 @@ class Extract:
 
     @property
     def n(self) -> int:
+        """Number of spells in the extract."""
         return len(self.lines)
 
 
@@ -420,6 +418,7 @@ class CandidateFit:
     sd: float
 
     def frozen(self) -> Any:
+        """The fitted distribution as a frozen scipy distribution (for densities and quantiles)."""
         fam = _SCIPY[self.family]
         return fam(*self.params[:-1], loc=0, scale=self.params[-1])
 
@@ -477,6 +476,7 @@ def fit_los(x: np.ndarray) -> list[CandidateFit]:
 # --------------------------------------------------------------------------- fitting: arrivals
 @dataclass(frozen=True)
 class ArrivalFit:
+    """The fitted arrivals profile: rate per day and month, weekday and hour factors, with counts."""
     rate_per_day: float
     mean_per_day: float
     n: int
@@ -554,6 +554,7 @@ def fit_arrivals(admission: np.ndarray, date_only: bool = False) -> ArrivalFit:
 # --------------------------------------------------------------------------- fitting: the whole extract
 @dataclass(frozen=True)
 class CohortFit:
+    """One cohort's share, pathway mix and acute length-of-stay candidates, best (lowest AIC) first."""
     name: str
     value: str  # the group's value in the extract
     age_band: str | None
@@ -567,11 +568,13 @@ class CohortFit:
 
     @property
     def winner(self) -> CandidateFit:
+        """The candidate with the lowest AIC."""
         return self.candidates[0]
 
 
 @dataclass(frozen=True)
 class FitResult:
+    """Everything ``fit_extract`` found, and the scenario fragment it writes."""
     extract: Extract
     arrivals: ArrivalFit
     cohorts: list[CohortFit]
@@ -601,6 +604,7 @@ class FitResult:
         return {"arrivals": arrivals, "cohorts": cohorts}
 
     def aic_table(self) -> pd.DataFrame:
+        """Every cohort's candidates with their parameters and AIC, as a table."""
         rows = []
         for c in self.cohorts:
             best = c.winner.aic
@@ -610,27 +614,30 @@ class FitResult:
                 rows.append({"cohort": c.name, "group": c.value, "family": cand.family, "n": len(c.los),
                              "k": cand.k, "loglik": cand.loglik, "aic": cand.aic, "delta_aic": cand.aic - best,
                              "akaike_weight": float(w), "winner": cand is c.winner, "mean_days": cand.mean,
-                             "sd_days": cand.sd, "flowsim": _flow(cand.spec)})
+                             "sd_days": cand.sd, "flowsim": flow_syntax(cand.spec)})
         return pd.DataFrame(rows)
 
     def factor_table(self) -> pd.DataFrame:
+        """The month, weekday and hour factors with the admissions behind each, as a table."""
         a = self.arrivals
         rows = [{"factor": "month", "key": m, "value": a.month_factors.get(m, float("nan")),
                  "admissions": a.month_counts[m], "days": a.month_days[m]} for m in MONTHS]
         rows += [{"factor": "weekday", "key": d, "value": a.weekday_factors[i], "admissions": a.weekday_counts[i],
-                  "days": None} for i, d in enumerate(_WEEKDAYS)]
+                  "days": None} for i, d in enumerate(WEEKDAYS)]
         rows += [{"factor": "hour", "key": f"{h:02d}", "value": (a.hour_profile or [float("nan")] * 24)[h],
                   "admissions": a.hour_counts[h], "days": a.days} for h in range(24)]
         return pd.DataFrame(rows)
 
     def fragment_yaml(self) -> str:
+        """The scenario fragment (YAML text), each fitted value marked FITTED with its source."""
         return _render_yaml(self)
 
 
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _flow(spec: dict[str, Any]) -> str:
+def flow_syntax(spec: dict[str, Any]) -> str:
+    """A distribution spec as it is written in a scenario file, e.g. {dist: gamma, mean: 5.1, sd: 3.2}."""
     return "{" + ", ".join(f"{k}: {v if isinstance(v, str) else _num(v)}" for k, v in spec.items()) + "}"
 
 
@@ -874,14 +881,14 @@ def _yaml_cohort(res: FitResult, c: CohortFit, cname: str, entry: dict[str, Any]
            f"    # AIC of each candidate (lower is better; n = {len(c.los)}):"]
     for cand in c.candidates:
         mark = "chosen" if cand is c.winner else f"+{cand.aic - c.winner.aic:.1f}"
-        out.append(f"    #   {cand.family:<11} AIC {cand.aic:11.1f} ({mark}) {_flow(cand.spec)}")
+        out.append(f"    #   {cand.family:<11} AIC {cand.aic:11.1f} ({mark}) {flow_syntax(cand.spec)}")
     if c.n_floored:
         out.append(f"    #   ({c.n_floored} stays below {res.min_los:.4g} days raised to it before fitting)")
     out.append(f"    label: {_scalar(entry['label'])}")
     if "age_band" in entry:
         out.append(f"    age_band: {_scalar(entry['age_band'])}")
     out.append(f"    share: {_num(entry['share'], 7)}   {tag}")
-    out.append(f"    acute_los: {_flow(entry['acute_los'])}   {tag}")
+    out.append(f"    acute_los: {flow_syntax(entry['acute_los'])}   {tag}")
     out.append("    pathway_mix: {" + ", ".join(f"{p}: {_num(v, 7)}" for p, v in entry["pathway_mix"].items())
                + f"}}   {tag}")
     return out
@@ -935,159 +942,14 @@ def check_against(fragment_path: Path, scenario_path: Path) -> Any:
         raise ScenarioError([f"{fragment_path} merged into {scenario_path}: {p}" for p in exc.problems]) from None
 
 
-def write_figures(res: FitResult, outdir: Path) -> list[Path]:
-    """PNG goodness-of-fit plots (one per cohort), an arrivals plot, and the AIC/factor/delay tables as CSV."""
+def write_tables(res: FitResult, outdir: Path) -> list[Path]:
+    """The AIC, arrival-factor and delay tables as CSV in ``outdir`` (the figures are drawn by
+    ``flowsim.report.fitdata_figures``)."""
     from flowsim.rundir import atomic_write
 
     outdir.mkdir(parents=True, exist_ok=True)
-    written = [
+    return [
         atomic_write(outdir / "los_aic.csv", lambda p: res.aic_table().to_csv(p, index=False)),
         atomic_write(outdir / "arrival_factors.csv", lambda p: res.factor_table().to_csv(p, index=False)),
         atomic_write(outdir / "delay_by_pathway.csv", lambda p: res.delays.to_csv(p, index=False)),
     ]
-    for c in res.cohorts:
-        fig = _cohort_figure(res, c)
-        written.append(atomic_write(outdir / f"los_{c.name}.png", partial(_save_png, fig)))
-    fig = _arrivals_figure(res)
-    written.append(atomic_write(outdir / "arrivals.png", lambda p: _save_png(fig, p)))
-    return written
-
-
-def _save_png(fig: Any, path: Path) -> None:
-    with open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120, facecolor="white")
-
-
-_COLOURS = {"lognormal": "#005EB8", "gamma": "#DA291C", "weibull": "#00A499", "exponential": "#ED8B00"}
-
-
-def _cohort_figure(res: FitResult, c: CohortFit) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.6))
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
-    x = np.sort(c.los)
-    top = float(np.quantile(x, 0.99))
-    ax1.hist(x[x <= top], bins=min(60, max(10, int(np.sqrt(len(x))))), density=True, color="#E8EDEE",
-             edgecolor="#425563", linewidth=0.4, label=f"observed (n = {len(x)}; top 1% not shown)")
-    grid = np.linspace(top / 400, top, 400)
-    for cand in c.candidates:
-        win = cand is c.winner
-        note = " (chosen)" if win else f" (+{cand.aic - c.winner.aic:.0f})"
-        ax1.plot(grid, cand.frozen().pdf(grid), color=_COLOURS[cand.family], lw=2.4 if win else 1.2,
-                 ls="-" if win else "--", label=f"{cand.family}: AIC {cand.aic:.0f}{note}")
-    ax1.set_xlabel("days from admission to medically fit")
-    ax1.set_ylabel("density")
-    ax1.legend(fontsize=8, frameon=False)
-    ax1.set_title("Histogram and fitted densities", fontsize=10)
-    probs = (np.arange(1, len(x) + 1) - 0.5) / len(x)
-    q = c.winner.frozen().ppf(probs)
-    ax2.plot(q, x, ".", ms=2.5, color=_COLOURS[c.winner.family], alpha=0.6)
-    lim = float(max(q[-1], x[-1]))
-    ax2.plot([0, lim], [0, lim], color="#425563", lw=1, label="perfect fit")
-    ax2.set_xlabel(f"fitted {c.winner.family} quantile (days)")
-    ax2.set_ylabel("observed quantile (days)")
-    ax2.legend(fontsize=8, frameon=False)
-    ax2.set_title(f"Q-Q plot of the chosen fit\n{_flow(c.winner.spec)}", fontsize=10)
-    grp = f"{res.extract.group_column} = {c.value}" if res.extract.group_column else "all spells"
-    fig.suptitle(f"Acute length of stay to medically fit, cohort {c.name} ({grp})\n"
-                 f"FITTED from {res.extract.path.name} on {res.fitted_on}", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def _arrivals_figure(res: FitResult) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    a = res.arrivals
-    fig = Figure(figsize=(12, 3.8))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [12, 7, 24]})
-    panels = [
-        ("Month", [m.capitalize() for m in MONTHS], [a.month_factors.get(m, np.nan) for m in MONTHS],
-         [a.month_counts[m] for m in MONTHS]),
-        ("Weekday", list(_WEEKDAYS), a.weekday_factors, a.weekday_counts),
-        ("Hour of admission", [f"{h}" for h in range(24)], a.hour_profile or [np.nan] * 24, a.hour_counts),
-    ]
-    for ax, (title, labels, vals, counts) in zip(axes, panels, strict=True):
-        v = np.asarray(vals, dtype=float)
-        err = np.where(np.asarray(counts) > 0, 2 * v / np.sqrt(np.maximum(counts, 1)), 0.0)  # Poisson +-2 se
-        ax.bar(range(len(v)), v, color="#005EB8", yerr=err, ecolor="#425563", capsize=1.5)
-        ax.axhline(1.0, color="#425563", lw=0.8)
-        ax.set_xticks(range(len(v)), labels, fontsize=7, rotation=90 if len(v) > 12 else 0)
-        ax.set_title(title, fontsize=10)
-    axes[0].set_ylabel("relative rate (mean 1), +-2 Poisson s.e.")
-    fig.suptitle(f"Admission profile: {a.n} admissions over {a.days} days, {a.rate_per_day:.2f} a day\n"
-                 f"FITTED from {res.extract.path.name} on {res.fitted_on}", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------- CLI
-def _positive_days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {text!r}")
-    return value
-
-
-def add_fit_data_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``fit-data`` to an argparse subparsers object; its handler (``func``) returns an exit code."""
-    p = sub.add_parser(
-        "fit-data", help="fit arrivals, case mix and lengths of stay from a patient-level extract (CSV)",
-        description="Fit a scenario fragment (arrivals profile, cohorts with share, pathway mix and acute length of "
-                    "stay chosen by AIC) from a CSV extract of hospital spells, with goodness-of-fit figures.")
-    p.add_argument("extract", type=Path, help="CSV, one row per spell")
-    p.add_argument("--columns", action="append", default=[], metavar="FIELD=COLUMN,...",
-                   help="your column names, e.g. admission=adm_time,medically_fit=mfft (fields: "
-                        f"{', '.join(FIELDS)}; defaults: {', '.join(DEFAULT_COLUMNS.values())})")
-    p.add_argument("--group-by", default=None, metavar="COLUMN",
-                   help="column whose values are the cohorts (default: the age band column; 'none' for one cohort)")
-    p.add_argument("--out", type=Path, default=None, metavar="FRAGMENT.yaml",
-                   help="fragment YAML to write (default EXTRACT_fitted.yaml beside the extract)")
-    p.add_argument("--figures", type=Path, default=None, metavar="DIR",
-                   help="write goodness-of-fit PNGs and the AIC, factor and delay tables (CSV) here")
-    p.add_argument("--min-los", type=_positive_days, default=DEFAULT_MIN_LOS, metavar="DAYS",
-                   help="stays shorter than this (including zeros) are raised to it before fitting "
-                        "(default 1/24, one hour)")
-    p.add_argument("--check", type=Path, default=None, metavar="SCENARIO",
-                   help="check that the fragment validates when merged into this scenario YAML")
-    p.set_defaults(func=cmd_fit_data)
-    return p
-
-
-def cmd_fit_data(args: argparse.Namespace) -> int:
-    from flowsim.rundir import atomic_text
-
-    res = fit_extract(args.extract, parse_columns(args.columns), args.group_by, min_los=args.min_los)
-    out = args.out or args.extract.with_name(f"{args.extract.stem}_fitted.yaml")
-    atomic_text(out, res.fragment_yaml())
-    w = sys.stdout.write
-    a = res.arrivals
-    w(f"{args.extract}: {res.extract.n} spells over {a.days} days ({a.mean_per_day:.2f} admissions a day)"
-      + (" - SYNTHETIC extract" if res.extract.synthetic else "") + "\n")
-    w(f"\n{'cohort':<24} {'spells':>7} {'share':>7}  acute LOS chosen by AIC (next best, AIC difference)\n")
-    for c in res.cohorts:
-        nxt = f"{c.candidates[1].family} +{c.candidates[1].aic - c.winner.aic:.1f}" if len(c.candidates) > 1 else ""
-        w(f"{c.name:<24} {c.n:>7} {c.share:>7.3f}  {_flow(c.winner.spec)} ({nxt})\n")
-    if not res.delays.empty:
-        w("\nMedically fit -> discharge, days (descriptive; a model output, not an input):\n")
-        for _, r in res.delays.iterrows():
-            w(f"  {r['pathway']:<4} {r['spells']:>7} spells  mean {r['mean_days']:6.2f}  median "
-              f"{r['median_days']:6.2f}  p90 {r['p90_days']:6.2f}\n")
-    for n in res.notes:
-        w(f"Note: {n}\n")
-    w(f"\nScenario fragment: {out}\n")
-    if args.figures is not None:
-        written = write_figures(res, args.figures)
-        w(f"Figures and tables ({len(written)} files): {args.figures}\n")
-    if args.check is not None:
-        sc = check_against(out, args.check)
-        w(f"Check: the fragment merged into {args.check} validates ('{sc.name}', {len(sc.cohorts)} cohorts)\n")
-    return 0

@@ -26,10 +26,8 @@ fixed order, so the same arguments always give the same file.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,11 +110,13 @@ class SynthParams:
         object.__setattr__(self, "hour_profile", _normalised(self.hour_profile))
 
     def arrivals(self, rate_per_day: float | None = None) -> Arrivals:
+        """The generating arrivals profile as a scenario ``Arrivals`` (validated like any scenario)."""
         return Arrivals(rate_per_day=rate_per_day or self.rate_per_day,
                         month_factors=self.month_factors,  # type: ignore[arg-type]
                         weekday_factors=self.weekday_factors, hour_profile=self.hour_profile)
 
     def as_dict(self) -> dict[str, Any]:
+        """The generating parameters as plain data, for the sidecar JSON."""
         return asdict(self)
 
 
@@ -214,42 +214,3 @@ def write_extract(out: Path, *, spells: int | None = None, days: int | None = No
     csv_path = atomic_write(out, lambda p: frame.to_csv(p, index=False, lineterminator="\n"))
     json_path = atomic_text(out.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return csv_path, json_path
-
-
-# --------------------------------------------------------------------------- CLI
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2023-04-01, got {text!r}") from None
-
-
-def add_synth_extract_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``synth-extract`` to an argparse subparsers object; its handler returns an exit code."""
-    from flowsim.cli import int_at_least  # the CLI's own argument types (imported here: the CLI imports us)
-
-    p = sub.add_parser("synth-extract", help="write a SYNTHETIC patient-level extract with known parameters "
-                                             "(to test fit-data; not real patient data)",
-                       description="Write a clearly labelled synthetic extract of hospital spells (every row has "
-                                   f"source = '{SYNTHETIC_LABEL}') and a sidecar .json with the generating "
-                                   "parameters, for testing and learning flowsim fit-data.")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="EXTRACT.csv",
-                   help=f"CSV to write (default {DEFAULT_OUT}; the parameters go beside it as .json)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--spells", type=int_at_least(1), default=None, metavar="N",
-                      help="exactly N spells over one year (365 days)")
-    size.add_argument("--days", type=int_at_least(7), default=None, metavar="D",
-                      help="D days of Poisson admissions at about 41 a day (default 365)")
-    p.add_argument("--seed", type=int_at_least(0), default=12345, help="random seed (default 12345)")
-    p.add_argument("--start", type=_date, default=dt.date(2023, 4, 1), help="first day (default 2023-04-01)")
-    p.set_defaults(func=cmd_synth_extract)
-    return p
-
-
-def cmd_synth_extract(args: argparse.Namespace) -> int:
-    csv_path, json_path = write_extract(args.out, spells=args.spells, days=args.days, seed=args.seed,
-                                        start=args.start)
-    meta = json.loads(json_path.read_text(encoding="utf-8"))
-    sys.stdout.write(f"{SYNTHETIC_LABEL}: {meta['spells']} spells over {meta['days']} days from "
-                     f"{meta['start_date']}, seed {args.seed}\n  extract: {csv_path}\n  parameters: {json_path}\n")
-    return 0

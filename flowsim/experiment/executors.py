@@ -140,9 +140,13 @@ class Executor(Protocol):
     workers: int
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
-            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]: ...
+            label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(task))`` as each task finishes; a failure raises TaskError naming ``label(task)``."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the workers."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Where the work runs, for the record (summary.json, sweep.json)."""
@@ -164,13 +168,16 @@ class SerialExecutor:
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Run each task in turn, in this process."""
         for i, task in enumerate(tasks):
             yield _unwrap(i, _guarded(fn, task), tasks, label)
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
     def describe(self) -> dict[str, Any]:
+        """In this process, one task at a time."""
         return {"executor": self.name, "workers": 1}
 
     def __enter__(self) -> SerialExecutor:
@@ -198,10 +205,12 @@ class ProcessExecutor:
         return self._pool
 
     def describe(self) -> dict[str, Any]:
+        """A local process pool of ``workers`` processes."""
         return {"executor": self.name, "workers": self.workers}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Run the tasks on the process pool; results come back as they finish."""
         if self.workers == 1 or len(tasks) <= 1:
             yield from SerialExecutor().run(fn, tasks, label)
             return
@@ -228,6 +237,7 @@ class ProcessExecutor:
                 fut.cancel()
 
     def close(self) -> None:
+        """Shut the pool down."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -300,11 +310,13 @@ class DaskExecutor:
         log.info("Dask executor: %s with %d workers", address or "LocalCluster", self.workers)
 
     def describe(self) -> dict[str, Any]:
+        """The Dask scheduler used (or a LocalCluster), where its address came from and the dashboard setting."""
         return {"executor": self.name, "workers": self.workers, "scheduler": self.address or "LocalCluster",
                 "scheduler_from": self.source, "dashboard": self.dashboard}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
+        """Submit the tasks to the Dask cluster; results come back as they finish."""
         from distributed import as_completed
 
         futures = [self._client.submit(_guarded, fn, t, pure=False) for t in tasks]
@@ -322,6 +334,7 @@ class DaskExecutor:
             self._client.cancel([f for f in futures if not f.done()])
 
     def close(self) -> None:
+        """Close the client, and the LocalCluster if this executor started it."""
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()

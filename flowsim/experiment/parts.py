@@ -45,6 +45,7 @@ class PartStore:
         self._times: dict[str, dict[str, str]] = {}
 
     def path(self, table: str, replication: int) -> Path:
+        """Where one replication's table lives (zero-padded, so a directory listing is in replication order)."""
         return self.root / table / f"r{replication:06d}.parquet"
 
     def write(self, table: str, replication: int, frame: pd.DataFrame | None) -> None:
@@ -64,12 +65,17 @@ class PartStore:
             raise
 
     def has(self, table: str, replication: int) -> bool:
+        """Whether the replication stored this table (a run without per-stay records has no ``patients``)."""
         return self.path(table, replication).is_file()
 
     def read_one(self, table: str, replication: int, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+        """One replication's table (only ``columns``, when given), or None when it stored none."""
         path = self.path(table, replication)
         if not path.is_file():
             return None
+        if columns is not None:  # a table stored without some columns (an empty one has none) reads as far as it has
+            names = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in names]
         frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None, engine="pyarrow")
         times = {c: t for c, t in self._times.get(table, {}).items() if c in frame.columns and str(frame[c].dtype) != t}
         return frame.astype(times) if times else frame
@@ -91,6 +97,7 @@ class PartStore:
 
     def concat(self, table: str, replications: Sequence[int],
                columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The replications' tables one after another (empty when none stored any)."""
         frames = list(self.frames(table, replications, columns))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -60,6 +60,7 @@ class ReplicationDecision:
 
     @property
     def done(self) -> bool:
+        """Whether the method has settled (a solution confirmed, or the cap reached)."""
         return self.n_solution is not None or self.capped
 
 

@@ -26,13 +26,15 @@ from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
 from flowsim.experiment.parts import TABLES, PartStore
 from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
-from flowsim.experiment.stats import node_quantiles, period_table, summarise
+from flowsim.experiment.stats import PERIOD_CENSUS, drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
-from flowsim.results.kpi import ReplicationResult, analyse
+from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
+from flowsim.results.records import TIME_FIELDS
 from flowsim.rng import Streams
 from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict
 from flowsim.scenario.pathway_only import compile_scenario
+from flowsim.scenario.provenance import override_record
 from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger(__name__)
@@ -83,19 +85,23 @@ class ReplicationRecord:
 
     @property
     def daily(self) -> pd.DataFrame:
+        """The replication's daily table (empty when it has none), read from the store."""
         frame = self._table("daily")
         return frame if frame is not None else pd.DataFrame()
 
     @property
     def patients(self) -> pd.DataFrame | None:
+        """The replication's per-stay records, or None when the run did not keep them."""
         return self._table("patients")
 
     @property
     def escalation(self) -> pd.DataFrame | None:
+        """The replication's OPEL and action events, or None without escalation."""
         return self._table("escalation")
 
     @property
     def nodes(self) -> pd.DataFrame | None:
+        """The replication's per-node daily table, or None."""
         return self._table("nodes")
 
 
@@ -107,6 +113,8 @@ class RunResult:
     nodes, escalation events) live in ``store`` and are read when a method asks for them, so memory
     does not grow with the number of replications.  Every table is assembled in replication order.
     ``execution`` records where the replications ran (executor, workers, Dask scheduler).
+    ``scenario`` is the scenario as run (``extends``, ``--set`` and warm-up choices applied, and recorded in
+    its ``overrides``); ``scenario_id`` its content hash; replication ``r`` used seed ``(seed, r)``.
     """
 
     scenario: Scenario
@@ -131,7 +139,11 @@ class RunResult:
         return self._kpis
 
     def summary(self) -> pd.DataFrame:
-        return summarise(self.kpi_frame())
+        """KPI x (mean, ci_low, ci_high, sd, p5, p50, p95, n) over replications.
+
+        The 95% intervals respect each KPI's range (never a negative count, never a share above 100%): see
+        ``flowsim.experiment.stats.bounded_ci``; the percentiles describe the spread of single runs."""
+        return summarise(self.kpi_frame(), bounds=kpi_range)
 
     def daily(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows = replication x day (read from the stored parts; ``columns`` reads only those)."""
@@ -142,7 +154,20 @@ class RunResult:
         return self.store.frames("daily", self._order, columns)
 
     def patients(self) -> pd.DataFrame:
-        return self.store.concat("patients", self._order)
+        """One row per stay of every replication (empty if the run was made with ``keep_patients=False``).
+
+        Model times are days from ``simulation.start_date`` 00:00 (negative in the warm-up, NaN if the stay had
+        not reached that point when the run ended); each has a calendar ``<field>_datetime`` beside it (to the
+        second), and ``warmup`` marks stays that arrived during the warm-up (before ``start_date``), whose
+        KPIs count only the part inside the results window.  Patients given by ``initial_state`` are marked
+        ``initial`` instead."""
+        frames = self.store.concat("patients", self._order)
+        return with_calendar(frames, self.scenario.simulation.start_date) if not frames.empty else frames
+
+    def patient_frames(self) -> Iterator[pd.DataFrame]:
+        """``patients()`` one replication at a time, in replication order (constant memory)."""
+        start = self.scenario.simulation.start_date
+        return (with_calendar(f, start) for f in self.store.frames("patients", self._order))
 
     def escalation(self) -> pd.DataFrame:
         """OPEL level changes and action events of every replication (empty without escalation)."""
@@ -166,10 +191,29 @@ class RunResult:
             ["node", "pathway", "locality", "date", "day"], kind="stable").reset_index(drop=True)
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
-        return period_table(self.daily(PERIOD_COLUMNS), freq, self.scenario.population_18plus)
+        """Delayed days (DTOC, midnight census summed), NCTR, stranded patients and DRD delays per period, with
+        95% CIs and BCF rates.
+
+        ``freq``: ``'Q'``/``'quarter'`` (NHS quarters, April-June = Q1), ``'M'``/``'month'``, ``'Y'``/``'year'``
+        (NHS financial years, April to March) or ``'W'``/``'week'`` (weeks commencing Monday); anything else
+        raises ValueError.  Periods cut by the window's edges say how many days they cover."""
+        return period_table(self.daily(self._period_columns()), freq, self.scenario.population_18plus)
+
+    def _period_columns(self) -> list[str] | None:
+        """The daily columns the period and band tables read (so they never load the whole daily table)."""
+        first = next(self.store.frames("daily", self._order[:1]), None)
+        if first is None:
+            return None
+        census = {col for col, _ in PERIOD_CENSUS}
+        return [c for c in first.columns if c in PERIOD_COLUMNS or c in census or c.startswith("drd_")]
+
+    def drd_bands(self, freq: str = "M") -> pd.DataFrame:
+        """Discharge Ready Date delay bands per month ('M') or NHS quarter ('Q'), with CIs."""
+        return drd_band_table(self.daily(self._period_columns()), freq)
 
     @property
     def checks(self) -> list[str]:
+        """Every invariant violation of every replication (empty when the run is sound)."""
         return [f"replication {r.replication}: {c}" for r in self.replications for c in r.checks]
 
     def release(self) -> None:
@@ -181,7 +225,23 @@ class RunResult:
 PERIOD_COLUMNS = ("date", "day", "replication", "delayed_midnight", "delayed_acute_midnight", "occupancy_pct")
 
 
+def with_calendar(patients: pd.DataFrame, start: dt.date) -> pd.DataFrame:
+    """Per-stay records with a calendar datetime beside each model time and the warm-up flag (see
+    ``RunResult.patients``)."""
+    out = patients.copy()
+    origin = pd.Timestamp(start)
+    for f in TIME_FIELDS:
+        if f in out.columns:
+            at = (origin + pd.to_timedelta(out[f], unit="D")).dt.round("s")
+            out.insert(out.columns.get_loc(f) + 1, f"{f}_datetime", at)
+    if "arrival" in out.columns:
+        initial = out["initial"].astype(bool) if "initial" in out.columns else False
+        out["warmup"] = (out["arrival"] < 0) & ~initial
+    return out
+
+
 def default_workers(replications: int) -> int:
+    """One process per core, but never more than there are replications to run."""
     return max(1, min(replications, available_cores()))
 
 
@@ -299,14 +359,20 @@ class WarmupChoice:
     mser: MserResult
 
     def as_dict(self) -> dict[str, Any]:
+        """The choice as plain data, for ``experiment.json`` and ``sweep.json``."""
         return {"warmup_days": self.days, "method": "MSER-5", "kpi": self.kpi, "pilot_days": self.pilot_days,
                 "pilot_replications": self.pilot_replications, "reliable": self.mser.reliable}
 
 
-def with_warmup(scenario: Scenario, days: int) -> Scenario:
-    """The scenario with ``simulation.warmup_days`` replaced (validated like any other change)."""
+def with_warmup(scenario: Scenario, days: int, source: str = "--warmup") -> Scenario:
+    """The scenario with ``simulation.warmup_days`` replaced (validated like any other change, and recorded in
+    ``overrides`` so the outputs say the run's warm-up is not the file's)."""
     data = scenario_to_dict(scenario)
+    was = data["simulation"]["warmup_days"]
     data["simulation"]["warmup_days"] = int(days)
+    if int(days) != was:
+        data["overrides"] = [*data.get("overrides", []), override_record("simulation.warmup_days", int(days), was,
+                                                                         source)]
     return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
 
 

@@ -41,6 +41,7 @@ class MserResult:
 
     @property
     def truncation_batches(self) -> int:
+        """The truncation point in batches of the batch size."""
         return self.truncation // self.batch
 
 

@@ -22,6 +22,7 @@ Steps = tuple[np.ndarray, np.ndarray]
 
 
 def day_of(start: dt.date, d: dt.date) -> float:
+    """Model time (days from ``start``) of calendar date ``d``, at its midnight."""
     return float((d - start).days)
 
 
@@ -90,6 +91,7 @@ def disrupted(steps: Steps, disruptions: list[Disruption], start: dt.date, t0: f
 
 
 def value_at(steps: Steps, t: float) -> float:
+    """The value of a step function (change times, values) at model time ``t``."""
     times, values = steps
     i = int(np.searchsorted(times, t, side="right")) - 1
     return float(values[max(i, 0)])

@@ -11,6 +11,7 @@ per-patient path lean.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ class Pool:
         self.home = home  # cohorts of this pool's own locality: served before neighbours' patients
 
     def admits(self, cohort: int) -> bool:
+        """Whether patients of ``cohort`` may use this pool."""
         return self.accepts is None or cohort in self.accepts
 
     def room(self, patient: Any, now: float) -> bool:
@@ -39,6 +41,7 @@ class Pool:
         return self.busy < self.capacity and (self.accepts is None or patient.cohort in self.accepts)
 
     def take(self, patient: Any, now: float) -> None:
+        """Give ``patient`` a slot (the caller has checked there is room)."""
         self.busy += 1
         patient.pool = self
 
@@ -66,6 +69,7 @@ class VisitPool(Pool):
         self.active: dict[int, tuple[float, float]] = {}  # patient id -> (package start, length)
 
     def rate(self, t0: float, length: float, now: float) -> float:
+        """Visits a day at ``now`` for a package started at ``t0`` lasting ``length`` days (linear taper)."""
         frac = 1.0 if length <= 0 else min(max((now - t0) / length, 0.0), 1.0)
         return self.start + (self.end - self.start) * frac
 
@@ -74,10 +78,12 @@ class VisitPool(Pool):
         return sum(self.rate(t0, length, now) for t0, length in self.active.values())
 
     def room(self, patient: Any, now: float) -> bool:
+        """Can this pool take ``patient`` now: eligible, and their first day's visits fit?"""
         return ((self.accepts is None or patient.cohort in self.accepts)
                 and self.load(now) + self.start <= self.capacity + 1e-9)
 
     def take(self, patient: Any, now: float) -> None:
+        """Give ``patient`` a package and commit its visits."""
         length = float(self.los.ppf(np.array([patient.u_los]))[0])
         patient.remaining = patient.package_len = length
         self.add(patient.id, now, length)
@@ -85,9 +91,11 @@ class VisitPool(Pool):
         patient.pool = self
 
     def add(self, pid: int, t0: float, length: float) -> None:
+        """Commit a package's visits (also used for patients already in place at the start)."""
         self.active[pid] = (t0, length)
 
     def drop(self, patient: Any) -> None:
+        """Forget a departing patient's package."""
         self.active.pop(patient.id, None)
 
     def next_room(self, now: float) -> float | None:
@@ -116,12 +124,14 @@ class Group:
     freed slot goes to the first queued patient eligible for it.
     """
 
-    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "pools", "queue")
+    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "on_release", "pools", "queue")
 
     def __init__(self, env: simpy.Environment, name: str, pools: list[Pool]):
         self.env = env
         self.name = name
         self.pools = pools
+        # called with the pool's name after every release (escalation waits for added places to empty)
+        self.on_release: Callable[[str], None] | None = None
         self.queue: deque[tuple[Any, simpy.Event]] = deque()
         self._visits = [p for p in pools if isinstance(p, VisitPool)]
         self._simple = len(pools) == 1 and pools[0].accepts is None and not self._visits
@@ -164,13 +174,17 @@ class Group:
         return False
 
     def release(self, pool: Pool, patient: Any = None) -> None:
+        """Free ``patient``'s slot and hand it to the first queued patient who may use it."""
         pool.busy -= 1
         if patient is not None:
             pool.drop(patient)
         if self.queue:
             self._dispatch(pool)
+        if self.on_release is not None:
+            self.on_release(pool.name)
 
     def set_capacity(self, pool: Pool, capacity: float) -> None:
+        """Change a pool's capacity (never evicting anyone) and fill any room it makes."""
         pool.capacity = capacity
         if self.queue:
             self._dispatch(pool)

@@ -6,18 +6,23 @@ tables and KPIs after the run.  That keeps the per-event path to a few
 attribute writes and lets every KPI be defined once, from the records.
 
 Journey (DESIGN.md section 2):
-arrival -> ED boarding until an acute bed is free -> acute stay -> medically
-fit (MFFD) -> pathway P0-P3 -> [assessment, when the pathway needs one] ->
-[wait for a downstream slot, keeping the acute bed: blocking after service]
--> transfer time -> leave within discharge hours -> downstream stay ->
-outcome (home, long-term care, death) -> possible readmission.
+arrival -> ED boarding until an acute bed is free -> acute stay (to clinically
+fit) -> declared medically fit on a ward round (``mffd``: no longer meets the
+criteria to reside) -> pathway P0-P3 -> ready for transfer (``rft``: the
+multidisciplinary team's decision, where a 2016/17 DTOC starts), with the
+discharge assessment before or after it -> [wait for a downstream place,
+keeping the acute bed: blocking after service] -> transfer time -> leave
+within discharge hours -> downstream stay -> outcome (home, home with a care
+package, long-term care, death; the last waits happen in the downstream place)
+-> possible readmission.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +31,18 @@ import simpy
 
 from flowsim.model.calendar import Steps, arrival_times, capacity_steps, disrupted, team_steps, weekday_times
 from flowsim.model.capacity import Group, Pool, VisitPool
+from flowsim.model.codes import Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
-from flowsim.scenario.schema import MONTHS, PATHWAYS, Scenario, Surge
+from flowsim.scenario.schema import MONTHS, PATHWAYS, Action, Capacity, Scenario, Surge, WardRounds
 
 NAN = math.nan
-#: Journey stages a patient can join at (see ``Model._journey``).
-ED, IN_ACUTE, ASSESSMENT, WAITING, IN_SERVICE = 0, 1, 2, 3, 4
-OUTCOMES: tuple[str, ...] = ("home", "long_term_care", "death")
+# journey stages as plain ints on the per-event path (``Stage`` names them)
+ED, IN_ACUTE, ASSESSMENT, WAITING, IN_SERVICE = (int(s) for s in Stage)
+HOME, LONG_TERM_CARE, DEATH, HOME_WITH_CARE = (int(o) for o in (Outcome.HOME, Outcome.LONG_TERM_CARE, Outcome.DEATH,
+                                                                Outcome.HOME_WITH_CARE))
 
 
 class Buffered:
@@ -70,9 +77,9 @@ class Patient:
 
     __slots__ = (
         "id", "person", "readmission_of", "cohort", "pathway", "acute_los", "assess_dur",
-        "transfer", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "pool",
-        "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
-        "acute_end", "service", "stay_end", "outcome", "ltc_granted", "ds_end", "elective", "cancelled",
+        "transfer", "ready_gap", "u_los", "u_outcome", "u_readmit", "u_readmit_time", "u_weekend", "u_org", "pool",
+        "arrival", "bed_start", "clinically_fit", "mffd", "rft", "assess_start", "assess_end", "slot_granted",
+        "acute_end", "service", "stay_end", "outcome", "onward_granted", "ds_end", "elective", "cancelled",
         "initial", "initial_stage", "remaining", "package_len",
     )
 
@@ -82,28 +89,31 @@ class Patient:
     acute_los: float
     assess_dur: float
     transfer: float
+    ready_gap: float
     u_los: float
     u_outcome: float
     u_readmit: float
     u_readmit_time: float
     u_weekend: float
+    u_org: float
 
     def __init__(self, pid: int, person: int, readmission_of: int, arrival: float):
         self.id = pid
         self.person = person
         self.readmission_of = readmission_of
         self.arrival = arrival
-        self.bed_start = self.mffd = self.assess_start = self.assess_end = NAN
-        self.slot_granted = self.acute_end = self.stay_end = self.ltc_granted = self.ds_end = NAN
+        self.bed_start = self.clinically_fit = self.mffd = self.rft = self.assess_start = self.assess_end = NAN
+        self.slot_granted = self.acute_end = self.stay_end = self.onward_granted = self.ds_end = NAN
         self.service = -1
-        self.outcome = -1
+        self.outcome = int(Outcome.NONE)
         self.elective = False
         self.initial = False  # already in the system on the start-from-today snapshot
         self.initial_stage = -1  # the journey stage a snapshot patient joined at
         self.remaining = NAN
         self.package_len = NAN  # visit-based P1: the package's planned length (its visits taper over it)
-        self.cancelled = 0  # electives: 1 no bed free, 2 cancelled under escalation
+        self.cancelled = int(Cancelled.NOT)
         self.pool: Pool | None = None
+        self.u_org = NAN
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,11 @@ class _Sampler:
         assess = sc.assessment.duration if sc.assessment is not None else None
         self.assess = Buffered(assess, streams[prefix + "assessment_time"])
         self.transfer: dict[str, Buffered] = {p: Buffered(pw.transfer_time, streams[f"{prefix}transfer_time.{p}"])
-                         for p, pw in sc.pathways.items()}
+                                              for p, pw in sc.pathways.items()}
+        # streams added with the two clocks (issue 11): new names, so every older stream is unchanged
+        self.ready_gap: dict[str, Buffered] = {
+            p: Buffered(pw.ready_after_fit, streams[f"{prefix}ready_after_fit.{p}"]) for p, pw in sc.pathways.items()}
+        self.org = Buffered(None, streams[prefix + "responsible_org"])
         self.u = Buffered(None, streams[prefix + "patient_uniforms"])
 
     def fill(self, p: Patient, cohort: int | None = None) -> None:
@@ -172,14 +186,63 @@ class _Sampler:
         p.pathway = pw
         p.assess_dur = self.assess()
         p.transfer = self.transfer[pw]()
+        p.ready_gap = self.ready_gap[pw]()
+        p.u_org = self.org()
         uu = self.u
         p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = uu(), uu(), uu(), uu(), uu()
+
+    def set_pathway(self, p: Patient, pathway: str) -> None:
+        """Send a patient to a given pathway (snapshot rows name it), redrawing what depends on it."""
+        if pathway != p.pathway:
+            p.pathway = pathway
+            p.transfer = self.transfer[pathway]()
+            p.ready_gap = self.ready_gap[pathway]()
+
+
+class _Rounds:
+    """When a clinically fit patient is declared medically fit: the next ward round that picks them up."""
+
+    def __init__(self, spec: WardRounds, start_weekday: int, t0: float, t1: float, rng: np.random.Generator):
+        times: list[float] = []
+        probs: list[float] = []
+        # rounds beyond the run's end too, so a patient fit near the end still gets a (late) time
+        for day in range(math.floor(t0), math.ceil(t1) + 15):
+            weekend = (start_weekday + day) % 7 >= 5
+            hours, p = ((spec.weekend_hours, spec.weekend_pickup) if weekend
+                        else (spec.weekday_hours, spec.weekday_pickup))
+            for h in sorted(set(hours)):
+                times.append(day + h / 24.0)
+                probs.append(p)
+        self.times = times
+        self.probs = probs
+        self.u = Buffered(None, rng)
+        self.never = math.ceil(t1) + 15.0
+
+    def declared(self, t: float) -> float:
+        """The first round at or after ``t`` at which the patient is picked up."""
+        i = bisect.bisect_left(self.times, t)
+        times, probs, u = self.times, self.probs, self.u
+        while i < len(times):
+            if u() < probs[i]:
+                return times[i]
+            i += 1
+        return self.never
+
+
+@dataclass
+class _Onward:
+    """Care a downstream stay can end in (care home, home care): arranging time, then a place."""
+
+    arrange: Buffered
+    group: Group | None = None
+    pool: Pool | None = None
+    stay: Buffered | None = None
 
 
 class Model:
     """One replication: build with a scenario and its streams, then ``run()``."""
 
-    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):  # noqa: PLR0915
+    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):
         sc = scenario
         self.sc = sc
         sim = sc.simulation
@@ -199,38 +262,50 @@ class Model:
         self._extra: dict[str, float] = {}
         self._cap_log: dict[str, list[tuple[float, float]]] = {}
         self._extra_log: dict[str, list[tuple[float, float]]] = {}
-        self.n_delayed = 0  # patients delayed right now (read by escalation rules)
+        # live counts the escalation rules read: DTOC patients (acute and reporting non-acute beds) and
+        # acute patients no longer meeting the criteria to reside
+        self.n_dtoc = 0
+        self.n_nctr = 0
         self.cancel_electives = 0
-        self._discharge_overrides: list[Any] = []
-        # patients waiting for the discharge window, re-timed when an escalation action changes the rules
-        self._leaving: dict[int, tuple[Patient, float, float, simpy.Process]] = {}
-        self._track_leaving = sc.escalation is not None and any(
-            a.kind == "extend_discharge" for a in sc.escalation.actions)
-        env = self.env
-
-        # acute beds
+        self._watchers: dict[str, list[Callable[[], bool]]] = {}
         assert sc.acute is not None and sc.arrivals is not None  # full mode (pathway-only scenarios are compiled)
         self.acute_pool, self.acute = self._group("acute", sc.acute.beds)
+        self.rounds = (_Rounds(sc.acute.ward_rounds, self.start_weekday, self.t0, self.t1,
+                               streams["fitness_declaration"]) if sc.acute.ward_rounds is not None else None)
+        self._build_assessment()
+        self._build_services()
+        self._build_onward()
+        self._build_discharge()
+        self._build_demand()
+        self.escalation = EscalationController(self, sc.escalation) if sc.escalation is not None else None
+        if sc.initial_state is not None:
+            self._start_from_snapshot()
 
-        # assessment team
+    # ------------------------------------------------------------------ set-up
+    def _build_assessment(self) -> None:
+        """The discharge assessment team: staff by weekday and weekend, within working hours."""
         self.assess_pool: Pool | None = None
         self.assess: Group | None = None
-        if sc.assessment is not None:
-            a = sc.assessment
-            staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
-            wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
-            steps = self._disrupt("assessment",
-                                  team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0, self.t1))
-            self.assess_pool = Pool("assessment", steps[1][0])
-            self.assess = Group(env, "assessment", [self.assess_pool])
-            self._register(self.assess, self.assess_pool, steps)
+        a = self.sc.assessment
+        if a is None:
+            return
+        staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
+        wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
+        steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0,
+                                                       self.t1))
+        self.assess_pool = Pool("assessment", steps[1][0])
+        self.assess = Group(self.env, "assessment", [self.assess_pool])
+        self._register(self.assess, self.assess_pool, steps)
 
-        # downstream services, grouped by pathway
+    def _build_services(self) -> None:
+        """Downstream services, one queue per pathway in front of its services (tried in listed order)."""
+        sc = self.sc
         cohort_index = {name: i for i, name in enumerate(sc.cohorts)}
         self.service_names: list[str] = []
         self.service_pathway: list[str] = []
         self.service_los: list[_Dist] = []
-        self.service_outcomes: list[tuple[float, float]] = []
+        self.service_outcomes: list[tuple[float, float, float]] = []
+        self.service_reports: list[bool] = []
         self.groups: dict[str, Group] = {}
         for pname, pw in sc.pathways.items():
             pools = []
@@ -250,52 +325,69 @@ class Model:
                 self.service_pathway.append(pname)
                 self.service_los.append(svc.los)
                 o = svc.outcomes
-                self.service_outcomes.append((o.home, o.home + o.long_term_care))
+                # cumulative thresholds in the order home, long-term care, death (home with care last),
+                # so scenarios without home_with_care draw exactly the outcomes they always did
+                self.service_outcomes.append((o.home, o.home + o.long_term_care,
+                                              o.home + o.long_term_care + o.death))
+                self.service_reports.append(svc.reporting(pname))
                 pools.append((pool, steps))
             if pools:
-                group = Group(env, pname, [p for p, _ in pools])
+                group = Group(self.env, pname, [p for p, _ in pools])
                 self.groups[pname] = group
                 for pool, steps in pools:
                     self._register(group, pool, steps)
+        self._service_index = {name: i for i, name in enumerate(self.service_names)}
 
-        # long-term care (care homes)
-        ltc = sc.long_term_care
-        self.ltc_pool: Pool | None = None
-        self.ltc: Group | None = None
-        if ltc.capacity != "unlimited":
-            self.ltc_pool, self.ltc = self._group("long_term_care", ltc.capacity)
-        self.ltc_stay = Buffered(ltc.stay, streams["long_term_care.stay"]) if ltc.stay else None
-        self.ltc_place = Buffered(ltc.placement_time, streams["long_term_care.placement"])
+    def _onward(self, name: str, capacity: Capacity, stay: _Dist | None, arrange: _Dist, prefix: str) -> _Onward:
+        out = _Onward(Buffered(arrange, self.streams[prefix + "placement" if name == "long_term_care"
+                                                     else prefix + "start"]))
+        if capacity != "unlimited":
+            out.pool, out.group = self._group(name, capacity)
+        if stay is not None:
+            out.stay = Buffered(stay, self.streams[prefix + "stay"])
+        return out
 
-        # discharge timing
+    def _build_onward(self) -> None:
+        """Care homes and long-term home care, where downstream stays can end (after a wait in place)."""
+        ltc, hc = self.sc.long_term_care, self.sc.home_care
+        self.ltc = self._onward("long_term_care", ltc.capacity, ltc.stay, ltc.placement_time, "long_term_care.")
+        self.home_care = self._onward("home_care", hc.capacity, hc.stay, hc.start_time, "home_care.")
+
+    def _build_discharge(self) -> None:
+        """Discharge hours and weekend rules, per-pathway readmission and assessment settings."""
+        sc = self.sc
         d = sc.discharge
+        self._discharge_overrides: list[Action] = []
+        # patients waiting for the discharge window, re-timed when an escalation action changes the rules
+        self._leaving: dict[int, tuple[Patient, float, float, simpy.Process]] = {}
+        self._track_leaving = sc.escalation is not None and any(
+            a.kind == "extend_discharge" for a in sc.escalation.actions)
         self._base_hours = (d.hours.start / 24.0, d.hours.end / 24.0) if d.hours is not None else None
         self._base_weekend = {p: d.weekend_rate_for(p) for p in PATHWAYS}
         self.dis_hours = self._base_hours
         self.weekend_rate = dict(self._base_weekend)
         self.readmission: dict[str, tuple[float, float]] = {p: (pw.readmission.probability, pw.readmission.within_days)
-                            for p, pw in sc.pathways.items()}
+                                                            for p, pw in sc.pathways.items()}
         self.needs_assessment: dict[str, bool] = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
+        self.assess_first: dict[str, bool] = {p: pw.assessment_timing == "before_ready"
+                                              for p, pw in sc.pathways.items()}
 
+    def _build_demand(self) -> None:
+        """Non-elective arrivals (with surges) and scheduled electives."""
+        sc = self.sc
+        assert sc.arrivals is not None
         surges = tuple(Surge(start=x.start, end=x.end, factor=x.factor or 1.0, note=x.note)
                        for x in sc.disruptions if x.kind == "demand_surge")
-        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, streams["arrivals"], surges)
-        env.process(self._arrivals())
-
-        # electives
+        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
+        self.env.process(self._arrivals())
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
-                                                self.t0, self.t1, streams["electives"])
-            self.elective_los = Buffered(e.los, streams["elective_los"])
-            self.elective_u = Buffered(None, streams["elective_uniforms"])
-            env.process(self._electives())
+                                                self.t0, self.t1, self.streams["electives"])
+            self.elective_los = Buffered(e.los, self.streams["elective_los"])
+            self.elective_u = Buffered(None, self.streams["elective_uniforms"])
+            self.env.process(self._electives())
 
-        self.escalation = EscalationController(self, sc.escalation) if sc.escalation is not None else None
-        if sc.initial_state is not None:
-            self._start_from_snapshot()
-
-    # ------------------------------------------------------------------ set-up helpers
     def _group(self, name: str, cap: Any) -> tuple[Pool, Group]:
         steps = self._disrupt(name, capacity_steps(cap, self.start, self.t0, self.t1))
         pool = Pool(name, float(steps[1][0]))
@@ -334,16 +426,52 @@ class Model:
             self._cap_log[name].append((self.env.now, cap))
             group.set_capacity(pool, cap)
 
-    # ------------------------------------------------------------------ escalation actions
-    def start_action(self, action: Any) -> None:
+    # ------------------------------------------------------------------ escalation host (see EscalationHost)
+    def escalation_metrics(self) -> dict[str, float]:
+        """The live state the OPEL rules read (the same names as the triggers' ``metric``)."""
+        pool = self.acute_pool
+        core = pool.capacity - self._extra["acute"]  # beds in use without those opened by escalation
+        occ = 100.0 * pool.busy / core if 0 < core < math.inf else (math.inf if pool.busy else 0.0)
+        queue = self.acute.queue
+        longest = 24.0 * (self.env.now - queue[0][0].arrival) if queue else 0.0
+        values = {"acute_occupancy_pct": occ, "ed_boarding": float(len(queue)),
+                  "ed_longest_wait_hours": longest, "delayed_patients": float(self.n_dtoc),
+                  "nctr_patients": float(self.n_nctr),
+                  "waiting_for_assessment": float(len(self.assess.queue)) if self.assess is not None else 0.0}
+        for p in ("P1", "P2", "P3"):
+            values[f"queue_{p}"] = float(len(self.groups[p].queue)) if p in self.groups else 0.0
+        return values
+
+    def start_action(self, action: Action) -> None:
+        """Put an escalation action into force (called by the escalation controller)."""
         self._toggle(action, +1)
 
-    def stop_action(self, action: Any) -> None:
+    def stop_action(self, action: Action) -> None:
+        """Take an escalation action out of force (called by the escalation controller)."""
         self._toggle(action, -1)
 
-    def _toggle(self, action: Any, sign: int) -> None:
+    def places_in_use(self, action: Action) -> bool:
+        """Are patients still in places above the capacity in force at the action's target?"""
+        assert action.target is not None
+        _, pool = self._pools[action.target]
+        return pool.busy > pool.capacity + 1e-9
+
+    def watch_release(self, target: str, callback: Callable[[], bool]) -> None:
+        """Call ``callback`` after each release of a place at ``target`` until it returns True (close-when-empty
+        escalation actions end when the last patient in the places they added has left)."""
+        group, _ = self._pools[target]
+        self._watchers.setdefault(target, []).append(callback)
+        group.on_release = self._released
+
+    def _released(self, name: str) -> None:
+        watchers = self._watchers.get(name)
+        if watchers:
+            self._watchers[name] = [w for w in watchers if not w()]
+
+    def _toggle(self, action: Action, sign: int) -> None:
         if action.kind == "add_capacity":
             name = action.target
+            assert name is not None and action.amount is not None
             self._extra[name] += sign * action.amount
             self._extra_log[name].append((self.env.now, self._extra[name]))
             self._apply(name)
@@ -361,9 +489,10 @@ class Model:
         hours = self._base_hours
         weekend = dict(self._base_weekend)
         for a in self._discharge_overrides:
-            if a.hours is not None:
+            # an extension only widens the hours: with no base hours (discharges at any time) it has none to widen
+            if a.hours is not None and hours is not None:
                 h = (a.hours.start / 24.0, a.hours.end / 24.0)
-                hours = h if hours is None else (min(hours[0], h[0]), max(hours[1], h[1]))
+                hours = (min(hours[0], h[0]), max(hours[1], h[1]))
             if a.weekend_rate is not None:
                 weekend = {p: max(r, a.weekend_rate) for p, r in weekend.items()}
         self.dis_hours = hours
@@ -389,7 +518,24 @@ class Model:
             finally:
                 self._leaving.pop(p.id, None)
 
-    # ------------------------------------------------------------------ processes
+    def _leave_time(self, t: float, pathway: str, u_weekend: float) -> float:
+        """Earliest time >= t at which a patient may physically leave (discharge hours, weekends)."""
+        hours = self.dis_hours
+        rate = self.weekend_rate[pathway]
+        if hours is None and rate >= 1.0:
+            return t
+        h0, h1 = hours if hours is not None else (0.0, 1.0)
+        day = math.floor(t)
+        for _ in range(14):
+            wd = (self.start_weekday + day) % 7
+            if wd < 5 or u_weekend < rate:
+                open_, close = day + h0, day + h1
+                if t < close:
+                    return max(t, open_)
+            day += 1
+        return t  # unreachable with a valid scenario; never block forever
+
+    # ------------------------------------------------------------------ demand
     def _new_patient(self, t: float, person: int = -1, readmission_of: int = -1) -> Patient:
         p = Patient(self._next_id, self._next_id if person < 0 else person, readmission_of, t)
         self._next_id += 1
@@ -406,16 +552,198 @@ class Model:
             fill(p)
             env.process(journey(p))
 
+    def _electives(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        for t in self.elective_times.tolist():
+            yield env.timeout(t - env.now)
+            p = self._new_patient(env.now)
+            p.elective = True
+            p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
+            p.pathway = "P0"
+            p.acute_los = self.elective_los()
+            p.transfer = 0.0
+            p.ready_gap = 0.0
+            p.u_weekend = self.elective_u()
+            if self.cancel_electives:
+                p.cancelled = int(Cancelled.ESCALATION)
+            elif not self.acute.try_acquire(p):
+                p.cancelled = int(Cancelled.NO_BED)
+            else:
+                env.process(self._elective_stay(p))
+
+    def _elective_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """A planned stay: criteria-led discharge when it ends (no ward-round declaration)."""
+        env = self.env
+        p.bed_start = env.now
+        yield env.timeout(p.acute_los)
+        p.clinically_fit = p.mffd = p.rft = env.now
+        self.n_nctr += 1
+        yield from self._leave(p, env.now)
+        p.acute_end = env.now
+        p.outcome = HOME
+        self.n_nctr -= 1
+        self.acute.release(self.acute_pool)
+
+    def _readmission(self, prev: Patient, delay: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay)
+        p = self._new_patient(self.env.now, prev.person, prev.id)
+        self.readmit.fill(p, prev.cohort)
+        yield from self._journey(p)
+
+    # ------------------------------------------------------------------ the journey
+    def _journey(self, p: Patient, stage: int = ED) -> Generator[simpy.Event, Any, None]:
+        """A stay from the ED onwards; ``stage`` > ED joins part-way (patients already in the
+        system on a start-from-today snapshot, who carry the stamps and places of earlier stages).
+
+        The ED wait and the acute stay are written out here rather than in helpers: every patient
+        passes through them, and a delegating generator frame per step costs time on the event path.
+        """
+        env = self.env
+        if stage == ED:  # wait in ED for an acute bed (first come, first served)
+            ev = self.acute.request(p)
+            if ev is not None:
+                yield ev
+            p.bed_start = env.now
+        if stage <= IN_ACUTE:  # the clinical stay, then declared fit on the next round that picks the patient up
+            yield env.timeout(p.acute_los)
+            p.clinically_fit = env.now
+            if self.rounds is not None:
+                t = self.rounds.declared(env.now)
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+            p.mffd = env.now
+            self.n_nctr += 1
+        if stage <= WAITING:
+            if p.pathway == "P0":
+                yield from self._home(p)
+                return
+            yield from self._get_ready(p, stage)
+            yield from self._get_place(p)
+            yield from self._leave_acute(p)
+        yield from self._downstream(p)
+
+    def _ready(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """Ready for transfer: the MDT's decision, ``ready_gap`` after medically fit (and not before now)."""
+        env = self.env
+        t = p.mffd + p.ready_gap
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        p.rft = env.now
+        if p.pathway != "P0":
+            self.n_dtoc += 1
+
+    def _home(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """P0: ready, then transport and medicines (transfer time), then out within discharge hours."""
+        env = self.env
+        t = p.mffd + p.ready_gap
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        p.rft = env.now
+        yield from self._leave(p, env.now + p.transfer)
+        p.acute_end = env.now
+        self.n_nctr -= 1
+        self.acute.release(self.acute_pool)
+        p.outcome = HOME
+        self._maybe_readmit(p, p.pathway)
+
+    def _get_ready(self, p: Patient, stage: int) -> Generator[simpy.Event, Any, None]:
+        """Readiness and the discharge assessment, in the pathway's order."""
+        pw = p.pathway
+        before = self.assess_first[pw]
+        if stage <= IN_ACUTE and not before:
+            yield from self._ready(p)
+        if stage <= ASSESSMENT and self.needs_assessment[pw]:
+            yield from self._assess(p)
+        if before and stage <= ASSESSMENT:
+            yield from self._ready(p)
+
+    def _assess(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        assert self.assess is not None and self.assess_pool is not None
+        env = self.env
+        ev = self.assess.request(p)
+        if ev is not None:
+            yield ev
+        p.assess_start = env.now
+        yield env.timeout(p.assess_dur)
+        p.assess_end = env.now
+        self.assess.release(self.assess_pool)
+
+    def _get_place(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """Wait in the acute bed for a place on the pathway (the place is held from the grant)."""
+        ev = self.groups[p.pathway].request(p)
+        if ev is not None:
+            yield ev
+        p.slot_granted = self.env.now
+        assert p.pool is not None
+        p.service = p.pool.index
+
+    def _leave_acute(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """Transfer, then out within discharge hours: delayed (under the pathway's reason) until then."""
+        yield from self._leave(p, self.env.now + p.transfer)
+        p.acute_end = self.env.now
+        self.n_nctr -= 1
+        self.n_dtoc -= 1
+        self.acute.release(self.acute_pool)
+
+    def _downstream(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """The downstream stay and its outcome; onward care is waited for in the place."""
+        env = self.env
+        pool = p.pool
+        assert pool is not None
+        k = pool.index
+        # a snapshot patient's rest of stay, or a visit-based package's length fixed when it was taken
+        los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        yield env.timeout(los)
+        p.stay_end = env.now
+        home, ltc, death = self.service_outcomes[k]
+        u = p.u_outcome
+        if u < home:
+            p.outcome = HOME
+        elif u < ltc:
+            p.outcome = LONG_TERM_CARE
+            yield from self._wait_onward(p, self.ltc, self.service_reports[k])
+        elif u < death:
+            p.outcome = DEATH
+        else:
+            p.outcome = HOME_WITH_CARE
+            yield from self._wait_onward(p, self.home_care, self.service_reports[k])
+        p.ds_end = env.now
+        self.groups[p.pathway].release(pool, p)
+        if p.outcome in (HOME, HOME_WITH_CARE):
+            self._maybe_readmit(p, p.pathway)
+
+    def _wait_onward(self, p: Patient, onward: _Onward, reporting: bool) -> Generator[simpy.Event, Any, None]:
+        """Arrange onward care and wait for a place, keeping the downstream place meanwhile."""
+        env = self.env
+        if reporting:
+            self.n_dtoc += 1
+        t = onward.arrange()
+        if t > 0:
+            yield env.timeout(t)
+        if onward.group is not None:
+            ev = onward.group.request(p)
+            if ev is not None:
+                yield ev
+            env.process(self._onward_stay(onward))
+        p.onward_granted = env.now
+        if reporting:
+            self.n_dtoc -= 1
+
+    def _onward_stay(self, onward: _Onward) -> Generator[simpy.Event, Any, None]:
+        assert onward.stay is not None and onward.group is not None and onward.pool is not None
+        yield self.env.timeout(onward.stay())
+        onward.group.release(onward.pool)
+
+    def _maybe_readmit(self, p: Patient, pw: str) -> None:
+        prob, within = self.readmission.get(pw, (0.0, 30.0))
+        if prob > 0 and p.u_readmit < prob:
+            self.env.process(self._readmission(p, p.u_readmit_time * within))
+
     # ------------------------------------------------------------------ start from today
-    def _start_from_snapshot(self) -> None:  # noqa: C901, PLR0912, PLR0915
-        """Put the snapshot's patients in their places at t = 0; waiting patients queue longest-first."""
+    def _snapshot_rows(self) -> list[tuple[str, str | None, str | None, float | None]]:
+        """Every snapshot patient as (node, cohort, pathway, days already there), longest there first."""
         init = self.sc.initial_state
         assert init is not None
-        sampler = _Sampler(self.sc, self.streams, "initial.")
-        u = Buffered(None, self.streams["initial.residual"])
-        cohort_index = {name: i for i, name in enumerate(self.sc.cohorts)}
-        cohorts = list(self.sc.cohorts.values())
-        service_index = {name: i for i, name in enumerate(self.service_names)}
         Row = tuple[str, str | None, str | None, float | None]
         ed_row: Row = ("ed", None, None, None)
         acute_row: Row = ("acute", None, None, None)
@@ -428,9 +756,17 @@ class Model:
         rows += [(r.node, r.cohort, r.pathway, r.days) for r in init.patients]
         # longest time already spent first, so queues are served in order of waiting
         rows.sort(key=lambda r: -(r[3] or 0.0))
-        starts: list[tuple[Patient, int]] = []
+        return rows
+
+    def _start_from_snapshot(self) -> None:
+        """Put the snapshot's patients in their places at t = 0; waiting patients queue longest-first."""
+        sampler = _Sampler(self.sc, self.streams, "initial.")
+        u = Buffered(None, self.streams["initial.residual"])
         pick = Buffered(None, self.streams["initial.cohort"])
-        for node, cohort, pathway, days in rows:
+        cohort_index = {name: i for i, name in enumerate(self.sc.cohorts)}
+        service_index = self._service_index
+        starts: list[tuple[Patient, int]] = []
+        for node, cohort, pathway, days in self._snapshot_rows():
             elapsed = 0.0 if days is None else days
             p = self._new_patient(-elapsed)
             p.initial = True
@@ -440,41 +776,48 @@ class Model:
                 pathway = node
             c = cohort_index[cohort] if cohort is not None else self._snapshot_cohort(node, pathway, pick())
             sampler.fill(p, c)
-            if pathway is not None and pathway != p.pathway:
-                p.pathway = pathway
-                p.transfer = sampler.transfer[pathway]()
-            if node == "ed":
-                starts.append((p, ED))
-                continue
-            p.bed_start = -elapsed
-            if node in service_index:
-                k = service_index[node]
-                pool = self._pools[node][1]
-                pool.busy += 1
-                p.pool = pool
-                p.service = k
-                p.mffd = p.slot_granted = p.acute_end = -elapsed
-                if self.needs_assessment[p.pathway]:
-                    p.assess_start = p.assess_end = -elapsed
-                p.remaining = _residual(self.service_los[k], days, u())
-                if isinstance(pool, VisitPool):  # a package under way: its visits taper from when it began
-                    p.package_len = elapsed + p.remaining
-                    pool.add(p.id, -elapsed, p.package_len)
-                starts.append((p, IN_SERVICE))
-                continue
-            self.acute_pool.busy += 1
-            if node == "acute":
-                p.acute_los = _residual(cohorts[p.cohort].acute_los, days, u())
-                starts.append((p, IN_ACUTE))
-            else:
-                p.mffd = -elapsed
-                self.n_delayed += 1
-                if node != "assessment" and self.needs_assessment[p.pathway]:
-                    p.assess_start = p.assess_end = -elapsed
-                starts.append((p, ASSESSMENT if node == "assessment" else WAITING))
+            if pathway is not None:
+                sampler.set_pathway(p, pathway)
+            starts.append((p, self._place_snapshot_patient(p, node, days, u)))
         for p, stage in starts:
             p.initial_stage = stage
             self.env.process(self._journey(p, stage))
+
+    def _place_snapshot_patient(self, p: Patient, node: str, days: float | None, u: Buffered) -> int:
+        """Stamp what a snapshot patient has already done, take their place, and return their stage.
+
+        ``u`` (the residual-stay stream) is drawn only for patients part-way through a stay.
+        """
+        elapsed = -p.arrival
+        if node == "ed":
+            return ED
+        p.bed_start = -elapsed
+        if node in self._service_index:  # in a downstream service
+            pool = self._pools[node][1]
+            pool.busy += 1
+            p.pool = pool
+            p.service = k = pool.index
+            p.clinically_fit = p.mffd = p.rft = p.slot_granted = p.acute_end = -elapsed
+            if self.needs_assessment[p.pathway]:
+                p.assess_start = p.assess_end = -elapsed
+            p.remaining = _residual(self.service_los[k], days, u())
+            if isinstance(pool, VisitPool):  # a package under way: its visits taper from when it began
+                p.package_len = elapsed + p.remaining
+                pool.add(p.id, -elapsed, p.package_len)
+            return IN_SERVICE
+        self.acute_pool.busy += 1
+        if node == "acute":
+            p.acute_los = _residual(list(self.sc.cohorts.values())[p.cohort].acute_los, days, u())
+            return IN_ACUTE
+        # medically fit and waiting: for assessment (ready unless the pathway assesses first), or assessed and ready
+        p.clinically_fit = p.mffd = -elapsed
+        self.n_nctr += 1
+        if node != "assessment" or not self.assess_first[p.pathway]:
+            p.rft = -elapsed
+            self.n_dtoc += 1
+        if node != "assessment" and self.needs_assessment[p.pathway]:
+            p.assess_start = p.assess_end = -elapsed
+        return ASSESSMENT if node == "assessment" else WAITING
 
     def _snapshot_cohort(self, node: str, pathway: str | None, u: float) -> int:
         """The cohort of a counted snapshot patient, in proportion to who would be found there.
@@ -503,139 +846,9 @@ class Model:
         cum = np.cumsum(w / w.sum())
         return min(int(np.searchsorted(cum, u, side="right")), len(cum) - 1)
 
-    def _electives(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        for t in self.elective_times.tolist():
-            yield env.timeout(t - env.now)
-            p = self._new_patient(env.now)
-            p.elective = True
-            p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
-            p.pathway = "P0"
-            p.acute_los = self.elective_los()
-            p.transfer = 0.0
-            p.u_weekend = self.elective_u()
-            if self.cancel_electives:
-                p.cancelled = 2
-            elif not self.acute.try_acquire(p):
-                p.cancelled = 1
-            else:
-                env.process(self._elective_stay(p))
-
-    def _elective_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        p.bed_start = env.now
-        yield env.timeout(p.acute_los)
-        p.mffd = env.now
-        yield from self._leave(p, env.now)
-        p.acute_end = env.now
-        p.outcome = 0
-        self.acute.release(self.acute_pool)
-
-    def _readmission(self, prev: Patient, delay: float) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(delay)
-        p = self._new_patient(self.env.now, prev.person, prev.id)
-        self.readmit.fill(p, prev.cohort)
-        yield from self._journey(p)
-
-    def _leave_time(self, t: float, pathway: str, u_weekend: float) -> float:
-        """Earliest time >= t at which a patient may physically leave (discharge hours, weekends)."""
-        hours = self.dis_hours
-        rate = self.weekend_rate[pathway]
-        if hours is None and rate >= 1.0:
-            return t
-        h0, h1 = hours if hours is not None else (0.0, 1.0)
-        day = math.floor(t)
-        for _ in range(14):
-            wd = (self.start_weekday + day) % 7
-            if wd < 5 or u_weekend < rate:
-                open_, close = day + h0, day + h1
-                if t < close:
-                    return max(t, open_)
-            day += 1
-        return t  # unreachable with a valid scenario; never block forever
-
-    def _journey(self, p: Patient, stage: int = 0) -> Generator[simpy.Event, Any, None]:  # noqa: C901, PLR0912, PLR0915
-        """A stay from the ED onwards; ``stage`` > 0 joins part-way (patients already in the
-        system on a start-from-today snapshot, who carry the stamps and places of earlier stages)."""
-        env = self.env
-        pw = p.pathway
-        if stage == ED:
-            ev = self.acute.request(p)
-            if ev is not None:
-                yield ev
-            p.bed_start = env.now
-        if stage <= IN_ACUTE:
-            yield env.timeout(p.acute_los)
-            p.mffd = env.now
-            if pw != "P0":
-                self.n_delayed += 1
-        if stage <= WAITING:
-            if pw != "P0":
-                if stage <= ASSESSMENT and self.needs_assessment[pw]:
-                    assert self.assess is not None and self.assess_pool is not None
-                    ev = self.assess.request(p)
-                    if ev is not None:
-                        yield ev
-                    p.assess_start = env.now
-                    yield env.timeout(p.assess_dur)
-                    p.assess_end = env.now
-                    self.assess.release(self.assess_pool)
-                ev = self.groups[pw].request(p)
-                if ev is not None:
-                    yield ev
-                p.slot_granted = env.now
-                self.n_delayed -= 1
-                p.service = p.pool.index  # type: ignore[union-attr]
-            yield from self._leave(p, env.now + p.transfer)
-            p.acute_end = env.now
-            self.acute.release(self.acute_pool)
-            if pw == "P0":
-                p.outcome = 0
-                self._maybe_readmit(p, pw)
-                return
-        pool = p.pool
-        assert pool is not None
-        k = pool.index
-        # a snapshot patient's rest of stay, or a visit-based package's length fixed when it was taken
-        los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
-        yield env.timeout(los)
-        p.stay_end = env.now
-        home, ltc = self.service_outcomes[k]
-        u = p.u_outcome
-        if u < home:
-            p.outcome = 0
-        elif u < ltc:
-            p.outcome = 1
-            self.n_delayed += 1
-            place = self.ltc_place()
-            if place > 0:
-                yield env.timeout(place)
-            if self.ltc is not None:
-                ev = self.ltc.request(p)
-                if ev is not None:
-                    yield ev
-                env.process(self._ltc_stay())
-            p.ltc_granted = env.now
-            self.n_delayed -= 1
-        else:
-            p.outcome = 2
-        p.ds_end = env.now
-        self.groups[pw].release(pool, p)
-        if p.outcome == 0:
-            self._maybe_readmit(p, pw)
-
-    def _ltc_stay(self) -> Generator[simpy.Event, Any, None]:
-        assert self.ltc_stay is not None and self.ltc is not None and self.ltc_pool is not None
-        yield self.env.timeout(self.ltc_stay())
-        self.ltc.release(self.ltc_pool)
-
-    def _maybe_readmit(self, p: Patient, pw: str) -> None:
-        prob, within = self.readmission.get(pw, (0.0, 30.0))
-        if prob > 0 and p.u_readmit < prob:
-            self.env.process(self._readmission(p, p.u_readmit_time * within))
-
     # ------------------------------------------------------------------ run
     def run(self) -> RawRun:
+        """Run the replication to its end and return the raw stamps and logs."""
         self.env.run(until=self.t1)
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1

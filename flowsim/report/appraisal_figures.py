@@ -1,5 +1,6 @@
 """Figures for option appraisal: paired differences, DTOC trajectory against the BCF target, occupancy
-against 92%.  Same conventions as ``figures.py`` (own Agg canvas, NHS colours, atomic writes)."""
+against 92%.  Same conventions as ``figures.py`` (own Agg canvas, NHS colours, atomic writes, user text as plain
+text that wraps).  Every option appears under its one display name (``Comparison.names``)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from flowsim.report.figures import (
     NHS_RED,
     _format_date_axis,
     _new_figure,
-    _save_atomic,
     _tidy,
+    plain_text,
+    png_bytes,
+    save_atomic,
+    wrap,
 )
 from flowsim.report.sweep_figures import LINE_COLOURS
+from flowsim.results.kpi import Modelled, kpi_applies
+from flowsim.scenario.loader import scenario_to_dict
+from flowsim.scenario.provenance import title as scenario_title
 
 if TYPE_CHECKING:
     from flowsim.appraisal import Comparison
@@ -37,6 +44,12 @@ def daily_mean(run: RunResult, column: str) -> pd.Series:
 
 
 def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
+    """:func:`forest_plot` saved as a PNG at ``path``."""
+    return save_atomic(forest_plot(diffs, n_reps), path)
+
+
+@plain_text
+def forest_plot(diffs: pd.DataFrame, n_reps: int) -> Figure:
     """Each option's paired difference from the baseline with its 95% CI, one panel per KPI."""
     kpis = [k for k in FOREST_KPIS if k in set(diffs["kpi"])]
     options = list(dict.fromkeys(diffs["option"]))
@@ -59,13 +72,14 @@ def forest_figure(diffs: pd.DataFrame, path: Path, n_reps: int) -> Path:
             ax.plot(r["diff_mean"], yi, "o", color=colour, markersize=7,
                     markerfacecolor=colour if r["distinguishable"] else "white")
         ax.axvline(0, color=NHS_DARK_GREY, linewidth=1)
-        ax.set_yticks(y, [o.replace("_", " ")[:28] for o in options], fontsize=8)
+        ax.set_yticks(y, [wrap(o, 30) for o in options], fontsize=8)
         unit = sub["unit"].dropna().iloc[0] if sub["unit"].notna().any() else ""
-        ax.set_title(f"{sub['label'].dropna().iloc[0]} ({unit})", fontsize=9.5, color=NHS_DARK_BLUE)
+        ax.set_title(wrap(f"{sub['label'].dropna().iloc[0]} ({unit})", 50), fontsize=9.5, color=NHS_DARK_BLUE)
         _tidy(ax)
-    return _save_atomic(fig, path)
+    return fig
 
 
+@plain_text
 def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,  # noqa: PLR0917
                     target_label: str, n_reps: int) -> Figure:
     """One line per scenario (first = baseline) of a daily mean over replications, smoothed by a centred
@@ -78,7 +92,7 @@ def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylab
         s = s.sort_index().rolling(7, center=True, min_periods=1).mean()
         dates = pd.DatetimeIndex(s.index)
         ax.plot(dates, s.to_numpy(), color=LINE_COLOURS[i % len(LINE_COLOURS)], linewidth=2.2 if i == 0 else 1.5,
-                label=("baseline: " if i == 0 else "") + label)
+                label=wrap(("baseline: " if i == 0 else "") + label, 70))
     if target is not None:
         ax.axhline(target, color=NHS_RED, linestyle="--", linewidth=1.3, label=target_label)
     if dates is not None:
@@ -89,26 +103,45 @@ def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylab
     return fig
 
 
-def trajectory_figure(cmp: Comparison, column: str, path: Path, heading: str, ylabel: str,  # noqa: PLR0917
-                      target: float | None, target_label: str) -> Path:
-    """A daily series per scenario of a comparison, with a target line."""
-    series = {name.replace("_", " "): daily_mean(run, column)
-              for name, run in zip(cmp.names, cmp.runs, strict=True)}
-    return _save_atomic(trajectory_plot(series, heading, cmp.baseline.scenario.name, ylabel, target, target_label,
-                                        len(cmp.baseline.replications)), path)
+def trajectory_series(cmp: Comparison, column: str, heading: str, ylabel: str, target: float | None,  # noqa: PLR0917
+                      target_label: str) -> Figure:
+    """A daily series per scenario of a comparison (each under its display name), with a target line."""
+    series = {name: daily_mean(run, column) for name, run in zip(cmp.names, cmp.runs, strict=True)}
+    # the baseline's display name, and how many settings the run changed in its file (if any)
+    title = scenario_title({**scenario_to_dict(cmp.baseline.scenario), "name": cmp.names[0]})
+    return trajectory_plot(series, heading, title, ylabel, target, target_label, len(cmp.baseline.replications))
 
 
-def comparison_figures(cmp: Comparison, diffs: pd.DataFrame, outdir: Path) -> dict[str, Path]:
-    outdir.mkdir(parents=True, exist_ok=True)
+def comparison_plots(cmp: Comparison) -> dict[str, Figure]:
+    """The comparison's own figures by file name: the forest plot of paired differences, the DTOC trajectory
+    against the BCF target and (unless the comparison is pathway-only) occupancy against the ceiling."""
     sc = cmp.baseline.scenario
+    modelled = Modelled.of(sc)
+    diffs = cmp.differences([k for k in cmp.kpis() if kpi_applies(k, modelled)])
     dtoc_target = sc.targets.delayed_per_100k * sc.population_18plus / 1e5
-    return {
-        "figure_differences": forest_figure(diffs, outdir / "differences.png", len(cmp.baseline.replications)),
-        "figure_dtoc": trajectory_figure(
-            cmp, "delayed_midnight", outdir / "dtoc_trajectory.png", "Delayed transfers of care",
-            "delayed patients (midnight census)", dtoc_target,
+    out = {
+        "differences.png": forest_plot(diffs, len(cmp.baseline.replications)),
+        "dtoc_trajectory.png": trajectory_series(
+            cmp, "delayed_midnight", "Delayed transfers of care", "delayed patients (midnight census)", dtoc_target,
             f"BCF target {sc.targets.delayed_per_100k:g} per 100,000 adults = {dtoc_target:.1f} a day"),
-        "figure_occupancy": trajectory_figure(
-            cmp, "occupancy_pct", outdir / "occupancy_options.png", "G&A bed occupancy", "occupancy at midnight (%)",
-            sc.targets.occupancy_pct, f"{sc.targets.occupancy_pct:g}% ceiling"),
     }
+    if sc.mode != "pathway_only":
+        out["occupancy_options.png"] = trajectory_series(
+            cmp, "occupancy_pct", "G&A bed occupancy", "occupancy at midnight (%)", sc.targets.occupancy_pct,
+            f"{sc.targets.occupancy_pct:g}% ceiling")
+    return out
+
+
+ROLES = {"differences.png": "figure_differences", "dtoc_trajectory.png": "figure_dtoc",
+         "occupancy_options.png": "figure_occupancy"}
+
+
+def comparison_figures(cmp: Comparison, outdir: Path) -> dict[str, Path]:
+    """:func:`comparison_plots` as PNGs in ``outdir``, by role: the ``draw`` hook the CLI hands to
+    ``write_comparison``."""
+    return {ROLES[name]: save_atomic(fig, outdir / name) for name, fig in comparison_plots(cmp).items()}
+
+
+def comparison_pngs(cmp: Comparison) -> dict[str, bytes]:
+    """:func:`comparison_plots` as PNG bytes by file name (for a report made in memory)."""
+    return {name: png_bytes(fig) for name, fig in comparison_plots(cmp).items()}

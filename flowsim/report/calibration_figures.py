@@ -1,4 +1,5 @@
-"""Figures for calibration: observed against simulated (fitted and held out), and the objective profile."""
+"""Figures for calibration: observed against simulated (fitted and held out), and the objective profile.
+Same conventions as ``figures.py``; the CLI hands :func:`draw_calibration` to ``calibrate``."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from flowsim.report.figures import (
     NHS_ORANGE,
     NHS_RED,
     _new_figure,
-    _save_atomic,
     _tidy,
+    plain_text,
+    save_atomic,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 
 
+@plain_text
 def fit_figure(report: pd.DataFrame, path: Path, replications: int) -> Path:
     """Each target: observed (cross) and simulated mean with its 95% CI, as % of observed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,9 +52,10 @@ def fit_figure(report: pd.DataFrame, path: Path, replications: int) -> Path:
     ax.set_xlabel("simulated as % of observed")
     ax.legend(fontsize=8, frameon=False)
     _tidy(ax)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
+@plain_text
 def profile_figure(result: CalibrationResult, path: Path) -> Path:
     """Objective against each free parameter over every candidate, with the 95% likelihood-ratio line."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,4 +85,10 @@ def profile_figure(result: CalibrationResult, path: Path) -> Path:
         ax.set_xlabel(p.label or p.path, fontsize=8)
         ax.set_ylabel("objective (sum of z²)", fontsize=8, color=NHS_DARK_GREY)
         _tidy(ax)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
+
+
+def draw_calibration(result: CalibrationResult, outdir: Path) -> dict[str, Path]:
+    """Both calibration figures into ``outdir``, by role (the ``draw`` hook of ``calibrate``)."""
+    return {"figure_fit": fit_figure(result.report, outdir / "fit.png", result.problem.config.replications),
+            "figure_profile": profile_figure(result, outdir / "profile.png")}

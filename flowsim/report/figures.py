@@ -9,19 +9,33 @@ says how many replications the bands come from.
 We draw on :class:`matplotlib.figure.Figure` with the Agg canvas rather than
 through ``pyplot``, so that making figures never touches global plotting state,
 never needs a display, and is safe to call from a CLI, a test or a notebook.
+
+User text (scenario, service and option names) is drawn as it is written: never
+parsed as mathtext (a name with ``$...$`` used to crash the figures), never cut
+(long labels wrap) and never re-cased (acronyms such as IRR stay IRR).  Every
+public builder is wrapped in :func:`plain_text`, and so are the savers, because
+matplotlib creates some tick labels only when it draws.
+
+Figure functions take result objects or plain frames and return figures or
+files; the domain never calls them (the CLI and ``flowsim.report.outputs`` do).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import logging
 import math
 import os
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import matplotlib as mpl
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
@@ -32,7 +46,44 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
+from flowsim.scenario.loader import scenario_to_dict
+from flowsim.scenario.provenance import title as scenario_title
+
+if TYPE_CHECKING:
+    from flowsim.experiment.runner import RunResult
+
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+def plain_text(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with mathtext and TeX off (rcParams ``text.parse_math`` and ``text.usetex``), so '$' in a
+    scenario or service name is drawn as a dollar sign; every flowsim figure is built and saved this way."""
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with mpl.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def wrap(text: str, width: int) -> str:
+    """``text`` wrapped onto lines of at most ``width`` characters (never cut, never re-cased)."""
+    return "\n".join(textwrap.wrap(str(text), width=max(8, width), break_long_words=False)) or str(text)
+
+
+def display_name(name: str) -> str:
+    """A name for people when no label is given: underscores become spaces, case is kept ('irr_reablement' ->
+    'irr reablement'; a scenario's ``label`` should say 'IRR and reablement')."""
+    return str(name).replace("_", " ")
+
+
+def new_plain_figure(width: float, height: float) -> Figure:
+    """A bare figure on its own Agg canvas (for layouts ``_new_figure`` does not fit)."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
 
 DPI = 120
 
@@ -49,14 +100,27 @@ NHS_AQUA_GREEN = "#00A499"
 NHS_PURPLE = "#330072"
 NHS_DARK_GREEN = "#006747"
 
-#: Delay reasons in the order they are stacked (earliest stage of the discharge
+#: DTOC SitRep reason groups in the order they are stacked (earliest stage of the discharge
 #: journey at the bottom), with the plain-English labels a board reader expects.
 DELAY_REASONS: tuple[tuple[str, str, str], ...] = (
-    ("delayed_assessment", "Assessment", NHS_PURPLE),
-    ("delayed_P1", "P1 home with support", NHS_BLUE),
-    ("delayed_P2", "P2 intermediate care bed", NHS_LIGHT_BLUE),
-    ("delayed_P3", "P3 nursing/D2A bed", NHS_AQUA_GREEN),
-    ("delayed_care_home", "Care home placement", NHS_WARM_YELLOW),
+    ("delayed_assessment", "Completion of assessment (A)", NHS_PURPLE),
+    ("delayed_non_acute_nhs", "Further non-acute NHS care: P2/P3 beds (C)", NHS_LIGHT_BLUE),
+    ("delayed_home_care", "Care package in own home: P1, home care (E)", NHS_BLUE),
+    ("delayed_care_home", "Care home placement (D)", NHS_WARM_YELLOW),
+)
+
+#: Patients not meeting the criteria to reside, stacked by discharge pathway.
+NCTR_PATHWAYS: tuple[tuple[str, str, str], ...] = (
+    ("nctr_P0", "P0 home", NHS_DARK_GREY),
+    ("nctr_P1", "P1 home with support", NHS_BLUE),
+    ("nctr_P2", "P2 intermediate care bed", NHS_LIGHT_BLUE),
+    ("nctr_P3", "P3 nursing/D2A bed", NHS_AQUA_GREEN),
+)
+
+#: Discharge Ready Date delay bands as the daily columns name them (NHS England's monthly publication).
+DRD_BANDS: tuple[tuple[str, str], ...] = (
+    ("0", "0 days"), ("1", "1 day"), ("2_3", "2-3"), ("4_6", "4-6"), ("7_13", "7-13"), ("14_20", "14-20"),
+    ("21plus", "21+"),
 )
 
 PATHWAY_LABELS: dict[str, str] = {
@@ -169,8 +233,8 @@ def _new_figure(width: float, height: float, heading: str, title: str, note: str
     """
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    # long scenario names wrap rather than run off the page
-    text = textwrap.fill(f"{heading}: {title}", width=int(width * 8))
+    # long scenario names wrap rather than run off the page (and are never cut)
+    text = wrap(f"{heading}: {title}", int(width * 8))
     fig.suptitle(text, fontsize=13, fontweight="bold", color=NHS_DARK_BLUE)
     panel = fig.subfigures(1, 1)
     assert isinstance(panel, SubFigure)
@@ -178,7 +242,16 @@ def _new_figure(width: float, height: float, heading: str, title: str, note: str
     return fig, panel
 
 
-def _save_atomic(fig: Figure, path: Path) -> Path:
+@plain_text
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (for a report that embeds it without touching the disk)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    return buf.getvalue()
+
+
+@plain_text
+def save_atomic(fig: Figure, path: Path) -> Path:
     """Write ``fig`` to ``path`` so a reader never sees a half-written PNG.
 
     We save to a uniquely named temporary file in the same directory (same
@@ -187,6 +260,7 @@ def _save_atomic(fig: Figure, path: Path) -> Path:
     ``open(..., "xb")`` rather than ``mkstemp`` so the file gets the usual
     umask-based permissions instead of owner-only ones.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "xb") as fh:
@@ -292,7 +366,7 @@ def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
         note += f"; dotted lines: 5–95% range of the total across {n_reps} replications"
     else:
         note += " (single replication)"
-    fig, panel = _new_figure(10, 5.8, "Patients medically fit but delayed", title, note)
+    fig, panel = _new_figure(10, 5.8, "Delayed transfers of care by SitRep reason", title, note)
     ax = panel.add_subplot()
     dates: pd.DatetimeIndex | None = None
     if reasons:
@@ -331,16 +405,80 @@ def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     return fig
 
 
-def _pretty_service(name: str) -> str:
-    """'intermediate_care' -> 'Intermediate care', 'nursing_d2a' -> 'Nursing D2A' for panel titles."""
-    words = name.replace("_", " ").split()
-    # short codes with a digit are acronyms: d2a -> D2A, p1 -> P1
-    words = [w.upper() if len(w) <= 4 and any(ch.isdigit() for ch in w) else w for w in words]
-    text = " ".join(words)
-    return text[:1].upper() + text[1:]
+@dataclass(frozen=True)
+class Services:
+    """A scenario's downstream services for the queues figure: pathway -> [(service name, display label)]."""
+
+    by_pathway: Mapping[str, Sequence[tuple[str, str]]]
+
+    @classmethod
+    def of(cls, scenario: Mapping[str, Any]) -> Services:
+        """From a scenario as plain data (``scenario_to_dict`` or a resolved ``scenario.yaml``)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for p, pw in (scenario.get("pathways") or {}).items():
+            for name, svc in ((pw or {}).get("services") or {}).items():
+                out.setdefault(str(p), []).append((str(name), str((svc or {}).get("label") or display_name(name))))
+        return cls(out)
+
+    @classmethod
+    def from_names(cls, by_pathway: Mapping[str, Sequence[str]]) -> Services:
+        """From service names alone (labels are the names, spaced)."""
+        return cls({p: [(n, display_name(n)) for n in names] for p, names in by_pathway.items()})
 
 
-def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pathway: dict[str, list[str]]) -> Figure:  # noqa: C901, PLR0912, PLR0915
+def _queue_panel(ax: Axes, daily: pd.DataFrame, pathway: str, n_reps: int) -> None:
+    """Left panel: patients waiting in hospital for ``pathway``."""
+    stats = _percentiles(daily, f"queue_{pathway}")
+    if n_reps > 1:
+        _band(ax, stats, NHS_BLUE, "Waiting: 5–95% of replications")
+    ax.plot(stats.index, stats["mean"], color=NHS_DARK_BLUE, linewidth=_line_width(len(stats), 1.8),
+            label="Waiting" + _mean_suffix(n_reps))
+    ax.set_title(f"Waiting in hospital for {PATHWAY_LABELS[pathway]}", fontsize=10.5, loc="left")
+    ax.set_ylabel("Patients waiting")
+    ax.set_ylim(0, max(_nanmax(stats["p95"].to_numpy()) * 1.12, 1.0))
+
+
+def _places_panel(ax: Axes, daily: pd.DataFrame, pathway: str, services: Sequence[tuple[str, str]],
+                  n_reps: int) -> None:
+    """Right panel: a pathway's places (or visits a day) in use against its capacity, services summed."""
+    names = [(s, lab) for s, lab in services if f"service_{s}_occupied" in daily.columns]
+    # visit-based P1 capacity is in visits a day: compare it with visits in use, not packages
+    use = [f"service_{s}_visits" if f"service_{s}_visits" in daily.columns else f"service_{s}_occupied"
+           for s, _ in names]
+    total = daily[["replication", "date"]].copy()
+    total["occupied"] = daily[use].sum(axis=1)
+    total["capacity"] = daily[[f"service_{s}_capacity" for s, _ in names]].sum(axis=1)
+    stats = _percentiles(total, "occupied")
+    if n_reps > 1:
+        _band(ax, stats, NHS_AQUA_GREEN, "Occupied: 5–95% of replications")
+    # zorder: when the services are full the occupancy line sits on the capacity line; keep it visible
+    ax.plot(stats.index, stats["mean"], color=NHS_DARK_GREEN, linewidth=_line_width(len(stats), 1.8),
+            zorder=3, label="Occupied" + _mean_suffix(n_reps))
+    cap = _finite_or_nan(_percentiles(total, "capacity")["mean"])
+    label = f"{pathway} places: " + "; ".join(lab for _, lab in names)
+    if np.isfinite(cap).any():
+        ax.step(stats.index, cap, where="post", color=NHS_RED, linewidth=1.6, label="Capacity")
+    else:
+        label += " (unlimited)"
+    ax.set_title(wrap(label, 62), fontsize=10.5, loc="left")
+    in_visits = [u.endswith("_visits") for u in use]
+    ax.set_ylabel("Visits a day in use" if all(in_visits) else "Places / visits a day" if any(in_visits)
+                  else "Places occupied")
+    ax.set_ylim(0, max(max(_nanmax(stats["p95"].to_numpy()), _nanmax(cap)) * 1.12, 1.0))
+
+
+def _shared_legend(panel: SubFigure, axes: Sequence[Axes]) -> None:
+    handles: dict[str, Artist] = {}
+    for ax in axes:
+        if ax.get_visible():
+            for handle, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lab, handle)
+    if handles:
+        panel.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                     ncol=min(len(handles), 5), frameon=False, fontsize=9)
+
+
+def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services: Services) -> Figure:
     """One row per downstream pathway: who waits for it (left), how full its services are (right).
 
     Side by side, a long queue next to services running at their capacity line
@@ -349,53 +487,15 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pat
     services are summed (per replication and day) so each row reads at a
     glance; the per-service series are in ``daily.csv``.
     """
-    rows_pw = [p for p in services_by_pathway if p in PATHWAY_LABELS and f"queue_{p}" in daily.columns]
-    rows = max(len(rows_pw), 1)
-    note = _spread_note(n_reps)
-    if n_reps > 1:
-        note += ": lines are means, shading the 5–95% range"
-    fig, panel = _new_figure(12, 1.6 + 2.6 * rows, "Waiting for and using community services", title, note)
-    axes = panel.subplots(rows, 2, squeeze=False)
+    rows_pw = [p for p in services.by_pathway if p in PATHWAY_LABELS and f"queue_{p}" in daily.columns]
+    note = _spread_note(n_reps) + (": lines are means, shading the 5–95% range" if n_reps > 1 else "")
+    fig, panel = _new_figure(12, 1.6 + 2.6 * max(len(rows_pw), 1), "Waiting for and using community services",
+                             title, note)
+    axes = panel.subplots(max(len(rows_pw), 1), 2, squeeze=False)
     dates = pd.DatetimeIndex(pd.to_datetime(daily["date"]).drop_duplicates().sort_values())
-
     for i, pathway in enumerate(rows_pw):
-        ax = axes[i, 0]
-        stats = _percentiles(daily, f"queue_{pathway}")
-        if n_reps > 1:
-            _band(ax, stats, NHS_BLUE, "Waiting: 5–95% of replications")
-        ax.plot(stats.index, stats["mean"], color=NHS_DARK_BLUE, linewidth=_line_width(len(stats), 1.8),
-                label="Waiting" + _mean_suffix(n_reps))
-        ax.set_title(f"Waiting in hospital for {PATHWAY_LABELS[pathway]}", fontsize=10.5, loc="left")
-        ax.set_ylabel("Patients waiting")
-        ax.set_ylim(0, max(_nanmax(stats["p95"].to_numpy()) * 1.12, 1.0))
-
-        ax = axes[i, 1]
-        names = [s for s in services_by_pathway[pathway] if f"service_{s}_occupied" in daily.columns]
-        # visit-based P1 capacity is in visits a day: compare it with visits in use, not packages
-        use = [f"service_{s}_visits" if f"service_{s}_visits" in daily.columns else f"service_{s}_occupied"
-               for s in names]
-        in_visits = any(u.endswith("_visits") for u in use)
-        total = daily[["replication", "date"]].copy()
-        total["occupied"] = daily[use].sum(axis=1)
-        total["capacity"] = daily[[f"service_{s}_capacity" for s in names]].sum(axis=1)
-        stats = _percentiles(total, "occupied")
-        if n_reps > 1:
-            _band(ax, stats, NHS_AQUA_GREEN, "Occupied: 5–95% of replications")
-        # zorder: when the services are full the occupancy line sits on the capacity line; keep it visible
-        ax.plot(stats.index, stats["mean"], color=NHS_DARK_GREEN, linewidth=_line_width(len(stats), 1.8),
-                zorder=3, label="Occupied" + _mean_suffix(n_reps))
-        cap = _finite_or_nan(_percentiles(total, "capacity")["mean"])
-        label = f"{pathway} places: " + ", ".join(_pretty_service(s) for s in names)
-        if np.isfinite(cap).any():
-            ax.step(stats.index, cap, where="post", color=NHS_RED, linewidth=1.6, label="Capacity")
-        else:
-            label += " (unlimited)"
-        ax.set_title(label if len(label) < 70 else label[:67] + "...", fontsize=10.5, loc="left")
-        all_visits = all(u.endswith("_visits") for u in use)
-        ax.set_ylabel("Visits a day in use" if all_visits else "Places / visits a day" if in_visits
-                      else "Places occupied")
-        ax.set_ylim(0, max(max(_nanmax(stats["p95"].to_numpy()), _nanmax(cap)) * 1.12, 1.0))
-
+        _queue_panel(axes[i, 0], daily, pathway, n_reps)
+        _places_panel(axes[i, 1], daily, pathway, services.by_pathway[pathway], n_reps)
     for ax in axes.ravel():
         if not ax.has_data():
             ax.set_visible(False)
@@ -407,15 +507,7 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services_by_pat
     if not rows_pw:
         panel.text(0.5, 0.5, "No downstream queues or services in this scenario", ha="center", va="center",
                    fontsize=11, color=NHS_DARK_GREY)
-
-    handles: dict[str, Artist] = {}
-    for ax in axes.ravel():
-        if ax.get_visible():
-            for handle, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                handles.setdefault(lab, handle)
-    if handles:
-        panel.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-                     ncol=min(len(handles), 5), frameon=False, fontsize=9)
+    _shared_legend(panel, list(axes.ravel()))
     return fig
 
 
@@ -483,35 +575,190 @@ def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     return fig
 
 
-def make_figures(daily: pd.DataFrame, outdir: Path, title: str,
-                 services_by_pathway: dict[str, list[str]]) -> list[Path]:
-    """Write the board-paper PNGs for one scenario's results and return their paths.
+@plain_text
+def _nctr_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Patients not meeting the criteria to reside (today's measure) by pathway, beside the 2016/17 DTOC count.
 
-    ``daily`` is the per-(replication, day) table from ``RunResult.daily()``;
-    ``title`` (normally the scenario name) goes in every heading;
-    ``services_by_pathway`` maps each downstream pathway (P1-P3) to its
-    services, one row of the queues figure each (pathways without a queue
-    column are skipped).  Files are written atomically, so a
-    half-finished run never leaves a truncated PNG for someone to paste into
-    a paper.
+    The two clocks side by side: everyone medically fit and still in an acute bed (stacked by
+    the pathway they are leaving on) against the DTOC patients among them in acute beds.  The
+    gap is what the 2016/17 return did not count: waiting to be declared ready for transfer,
+    assessments done before readiness, and P0 patients waiting for transport or discharge hours.
+    """
+    parts = [(col, label, color) for col, label, color in NCTR_PATHWAYS if col in daily.columns]
+    note = "Coloured areas: mean number at midnight, by discharge pathway"
+    note += f" (across {n_reps} replications)" if n_reps > 1 else " (single replication)"
+    fig, panel = _new_figure(10, 5.8, "Patients not meeting the criteria to reside (NCTR)", title, note)
+    ax = panel.add_subplot()
+    means = pd.DataFrame({col: _percentiles(daily, col)["mean"] for col, _, _ in parts}).fillna(0.0)
+    ax.stackplot(means.index, means.T.to_numpy(), labels=[label for _, label, _ in parts],
+                 colors=[color for _, _, color in parts], alpha=0.9, linewidth=0)
+    if "delayed_acute_midnight" in daily.columns:
+        dtoc = _percentiles(daily, "delayed_acute_midnight")
+        ax.plot(dtoc.index, dtoc["mean"], color="black", linewidth=1.3, linestyle="--",
+                label="of whom delayed transfers of care in acute beds (2016/17 SitRep)")
+    _style_axes(ax)
+    ax.set_ylabel("Patients at midnight")
+    _format_date_axis(ax, pd.DatetimeIndex(means.index))
+    panel.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=9)
+    return fig
+
+
+@plain_text
+def _drd_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+    """Discharge Ready Date delays by band: share of discharges (left) and delay days (right).
+
+    Totals over the whole window per replication, then the mean and its 95% confidence interval
+    across replications, so a band's bar says how sure the estimate is, not how a day varies.
+    """
+    from flowsim.experiment.stats import mean_ci
+
+    reps = daily.groupby("replication") if "replication" in daily.columns else [(0, daily)]
+    counts = np.array([[float(g[f"drd_discharges_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
+    days = np.array([[float(g[f"drd_delay_days_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
+    pct = 100.0 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    note = (f"Bars: mean over {n_reps} replications; lines: 95% confidence interval" if n_reps > 1
+            else "Single replication: no interval")
+    fig, panel = _new_figure(12, 5.2, "Discharge delays from the Discharge Ready Date", title, note)
+    axes = panel.subplots(1, 2)
+    labels = [label for _, label in DRD_BANDS]
+    for ax, values, ylabel, color in ((axes[0], pct, "% of discharges", NHS_BLUE),
+                                      (axes[1], days, "Delay days (discharge date minus DRD)", NHS_PURPLE)):
+        stats = [mean_ci(values[:, j]) for j in range(values.shape[1])]
+        m = np.array([x[0] for x in stats])
+        err = np.array([[x[0] - x[1], x[2] - x[0]] if np.isfinite(x[1]) else [0.0, 0.0] for x in stats]).T
+        ax.bar(labels, m, color=color, alpha=0.85, yerr=err, capsize=3, ecolor=NHS_DARK_GREY)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("Delay band (days)")
+        _tidy(ax)
+        ax.set_ylim(bottom=0)
+    return fig
+
+
+@plain_text
+def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, labels: list[str]) -> Figure:
+    """When each escalation action was in force, and the escalation beds open.
+
+    A command centre reads this for flapping: an action that is on for a few hours at a time,
+    many times, shows as a ragged line well below 100%; one that is opened and kept shows as
+    long plateaus.  Each line is the share of the day the action was in force, averaged over
+    replications.
+    """
+    cols = sorted((c for c in daily.columns if c.startswith("escalation_action_")),
+                  key=lambda c: int(c.rsplit("_", 1)[1]))
+    note = "Share of each day an action was in force" + (f", mean of {n_reps} replications" if n_reps > 1 else "")
+    fig, panel = _new_figure(12, 7.5, "Escalation actions in force", title, note)
+    axes = panel.subplots(2, 1, sharex=True, height_ratios=[1.4, 1.0])
+    palette = (NHS_BLUE, NHS_RED, NHS_AQUA_GREEN, NHS_ORANGE, NHS_PURPLE, NHS_DARK_GREEN, NHS_WARM_YELLOW)
+    dates = pd.DatetimeIndex(pd.to_datetime(daily["date"]).drop_duplicates().sort_values())
+    for j, col in enumerate(cols):
+        i = int(col.rsplit("_", 1)[1])
+        name = labels[i] if i < len(labels) else f"Action {i + 1}"
+        stats = _percentiles(daily, col)
+        axes[0].step(stats.index, 100.0 * stats["mean"], where="post", color=palette[j % len(palette)],
+                     linewidth=1.4, label="\n".join(textwrap.wrap(name, 50)))
+    axes[0].set_ylabel("% of the day in force")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=3)
+    if "escalation_beds_open" in daily.columns:
+        beds = _percentiles(daily, "escalation_beds_open")
+        if n_reps > 1:
+            _band(axes[1], beds, NHS_BLUE, "5–95% of replications")
+        axes[1].plot(beds.index, beds["mean"], color=NHS_DARK_BLUE, linewidth=1.5,
+                     label="Escalation beds open" + _mean_suffix(n_reps))
+        axes[1].legend(loc="upper left", fontsize=8.5, frameon=False)
+    axes[1].set_ylabel("Beds open (daily mean)")
+    for ax in axes:
+        limits = ax.get_ylim()
+        _style_axes(ax)
+        ax.set_ylim(limits)
+        _format_date_axis(ax, dates)
+    axes[0].tick_params(labelbottom=False)
+    return fig
+
+
+@plain_text
+def dtoc_target_figure(daily: pd.DataFrame, title: str, target: float | None, target_label: str) -> Figure:
+    """Fan chart of delayed patients at midnight across replications, with the BCF target line."""
+    stats = _percentiles(daily, "delayed_midnight")
+    n = _replication_count(daily)
+    note = _spread_note(n)
+    if n > 1:
+        note += ": line is the mean, shading the middle 50% and 90% of replications"
+    fig, panel = _new_figure(10, 5.4, "Delayed transfers of care against the BCF target", title, note)
+    ax = panel.add_subplot()
+    if n > 1:
+        _band(ax, stats, NHS_BLUE, "5–95% of replications", "25–75% of replications")
+    ax.plot(stats.index, stats["mean"], color=NHS_DARK_BLUE, linewidth=_line_width(len(stats), 2.0), zorder=3,
+            label="Mean of replications" if n > 1 else "Delayed patients")
+    if target is not None and math.isfinite(target):
+        ax.axhline(target, color=NHS_RED, linestyle="--", linewidth=1.6, zorder=4, label=target_label)
+    _style_axes(ax)
+    top = max(float(stats["p95"].max()) if len(stats) else 0.0, target or 0.0)
+    if top > 0:
+        ax.set_ylim(0, top * 1.12)
+    ax.set_ylabel("Delayed patients (midnight census)")
+    _format_date_axis(ax, pd.DatetimeIndex(stats.index))
+    panel.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=9)
+    return fig
+
+
+@plain_text
+def run_figures(daily: pd.DataFrame, title: str, services: Services, mode: str = "full", *,
+                action_labels: Sequence[str] = ()) -> dict[str, Figure]:
+    """The board-paper figures of one scenario's results, by file name.
+
+    ``daily`` is the per-(replication, day) table from ``RunResult.daily()``; ``title`` goes in every heading
+    (:func:`flowsim.scenario.provenance.title` says when the run changed its scenario file).  A pathway-only
+    scenario (``mode``) has no acute beds to fill, so it gets no occupancy chart; the winter timeline is drawn
+    only when some replication escalated above OPEL 1.  Today's measures get their own figures when the daily
+    table has them: patients not meeting the criteria to reside by pathway, Discharge Ready Date delay bands
+    (not for pathway-only scenarios, which have no acute stay to discharge from) and, with escalation, the
+    actions in force (``action_labels`` name them, in the scenario's order).
     """
     if daily.empty:
         raise ValueError("no daily results to plot")
     missing = [c for c in ("date", "acute_occupied_midnight") if c not in daily.columns]
     if missing:
         raise ValueError(f"daily results lack required column(s): {', '.join(missing)}")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     n_reps = _replication_count(daily)
-    builders: tuple[tuple[str, Callable[[], Figure]], ...] = (
-        ("occupancy.png", lambda: _occupancy_figure(daily, title, n_reps)),
-        ("delays.png", lambda: _delays_figure(daily, title, n_reps)),
-        ("queues.png", lambda: _queues_figure(daily, title, n_reps, services_by_pathway)),
-    )
+    builders: list[tuple[str, Callable[[], Figure]]] = []
+    if mode != "pathway_only":
+        builders.append(("occupancy.png", lambda: _occupancy_figure(daily, title, n_reps)))
+    builders += [("delays.png", lambda: _delays_figure(daily, title, n_reps)),
+                 ("queues.png", lambda: _queues_figure(daily, title, n_reps, services))]
+    if "nctr_midnight" in daily.columns:
+        builders.append(("nctr.png", lambda: _nctr_figure(daily, title, n_reps)))
+    drd = [f"drd_discharges_{k}" for k, _ in DRD_BANDS]
+    if mode != "pathway_only" and all(c in daily.columns for c in drd) and float(daily[drd].to_numpy().sum()) > 0:
+        builders.append(("discharge_delays.png", lambda: _drd_figure(daily, title, n_reps)))
     if "opel_level" in daily.columns and daily["opel_level"].max() > 1:
-        builders = (*builders, ("timeline.png", lambda: _timeline_figure(daily, title, n_reps)))
-    written: list[Path] = []
-    for filename, build in builders:
-        written.append(_save_atomic(build(), outdir / filename))
+        builders.append(("timeline.png", lambda: _timeline_figure(daily, title, n_reps)))
+    if any(c.startswith("escalation_action_") for c in daily.columns):
+        labels = list(action_labels)
+        builders.append(("escalation_actions.png", lambda: _escalation_actions_figure(daily, title, n_reps, labels)))
+    return {name: build() for name, build in builders}
+
+
+def make_figures(daily: pd.DataFrame, outdir: Path, title: str, services: Services | Mapping[str, Sequence[str]],
+                 mode: str = "full", *, action_labels: Sequence[str] = ()) -> list[Path]:
+    """Write :func:`run_figures` as PNGs into ``outdir`` (atomically: a half-finished run never leaves a
+    truncated PNG for someone to paste into a paper) and return their paths."""
+    svc = services if isinstance(services, Services) else Services.from_names(services)
+    figures = run_figures(daily, title, svc, mode, action_labels=action_labels)
+    written = [save_atomic(fig, Path(outdir) / name) for name, fig in figures.items()]
     log.info("wrote %d figures to %s", len(written), outdir)
     return written
+
+
+def run_title(result: RunResult) -> str:
+    """The title a run's figures carry: the scenario's name, and how many settings the run changed."""
+    return scenario_title(scenario_to_dict(result.scenario))
+
+
+def draw_run(result: RunResult, outdir: Path) -> list[Path]:
+    """The run's figures into ``outdir``: the ``draw`` hook the CLI hands to ``write_run_dir``."""
+    data = scenario_to_dict(result.scenario)
+    esc = result.scenario.escalation
+    labels = [a.label or a.kind for a in esc.actions] if esc is not None else []
+    return make_figures(result.daily(), outdir, scenario_title(data), Services.of(data), result.scenario.mode,
+                        action_labels=labels)

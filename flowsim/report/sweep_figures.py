@@ -26,20 +26,24 @@ from flowsim.report.figures import (
     NHS_PURPLE,
     NHS_RED,
     _new_figure,
-    _save_atomic,
     _tidy,
+    plain_text,
+    save_atomic,
+    wrap,
 )
+from flowsim.results.kpi import kpi_info
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from flowsim.experiment.runner import WarmupChoice
-    from flowsim.sweep import SweepSpec, TargetResult
+    from flowsim.sweep import SweepResult, SweepSpec, TargetResult
 
 LINE_COLOURS = [NHS_BLUE, NHS_ORANGE, NHS_AQUA_GREEN, NHS_PURPLE, NHS_RED, NHS_LIGHT_BLUE, NHS_DARK_GREY]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name-safe form of a parameter path (the response figure of ``path`` is response_<slug>.png)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "x"
 
 
@@ -57,6 +61,7 @@ def _labels(spec: SweepSpec) -> dict[str, str]:
     return {p.path: p.name for p in spec.parameters}
 
 
+@plain_text
 def response_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, by: str | None = None) -> Path:
     """Mean KPI against parameter ``x`` with 95% CI bands, one line per value of ``by`` (if given)."""
     labels = _labels(spec)
@@ -77,7 +82,7 @@ def response_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, 
             name = None if value is None else f"{labels.get(by or '', by)} = {value:g}"
             ax.fill_between(grp[x], grp["ci_low"], grp["ci_high"], color=colour, alpha=0.18, linewidth=0)
             ax.plot(grp[x], grp["mean"], "o-", color=colour, linewidth=1.6, markersize=4, label=name)
-        ax.set_title(kpi.replace("_", " "), fontsize=10, color=NHS_DARK_BLUE)
+        ax.set_title(wrap(kpi_info(kpi).label, 50), fontsize=10, color=NHS_DARK_BLUE)
         ax.set_xlabel(labels.get(x, x))
         _tidy(ax)
         if by is not None:
@@ -85,9 +90,10 @@ def response_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, 
     if others:
         panel.text(0.01, 0.0, "averaged over: " + ", ".join(labels.get(o, o) for o in others), fontsize=8,
                    color=NHS_DARK_GREY)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
+@plain_text
 def heatmap_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, y: str) -> Path:
     """Mean KPI over a two-parameter grid, each cell annotated with its mean and CI half-width."""
     labels = _labels(spec)
@@ -105,7 +111,7 @@ def heatmap_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, y
         ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
         ax.set_xlabel(labels.get(x, x))
         ax.set_ylabel(labels.get(y, y))
-        ax.set_title(kpi.replace("_", " "), fontsize=10, color=NHS_DARK_BLUE)
+        ax.set_title(wrap(kpi_info(kpi).label, 50), fontsize=10, color=NHS_DARK_BLUE)
         values = grid.to_numpy(dtype=float)
         mid = np.nanmean(values) if np.isfinite(values).any() else 0.0
         for i in range(values.shape[0]):
@@ -115,9 +121,10 @@ def heatmap_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path, x: str, y
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if v > mid else NHS_DARK_BLUE)
         fig.colorbar(img, ax=ax, shrink=0.8)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
+@plain_text
 def scatter_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path) -> Path:
     """Latin hypercube designs: each KPI's point means against each parameter."""
     labels = _labels(spec)
@@ -135,11 +142,12 @@ def scatter_figure(spec: SweepSpec, summary: pd.DataFrame, path: Path) -> Path:
             if i == len(kpis) - 1:
                 ax.set_xlabel(labels.get(p, p))
             if j == 0:
-                ax.set_ylabel(kpi.replace("_", " "), fontsize=8)
+                ax.set_ylabel(wrap(kpi_info(kpi).label, 30), fontsize=8)
             _tidy(ax)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
+@plain_text
 def target_figure(result: TargetResult, path: Path) -> Path:
     """KPI mean and CI at every value the target finder tried, the threshold, and the answer."""
     t = result.target
@@ -159,13 +167,14 @@ def target_figure(result: TargetResult, path: Path) -> Path:
         ax.axvline(result.point_estimate, color=NHS_ORANGE, linestyle=":", linewidth=1.5,
                    label=f"mean meets it from {result.point_estimate:g}")
     ax.set_xlabel(t.label or t.parameter)
-    ax.set_ylabel(t.kpi.replace("_", " "))
+    ax.set_ylabel(wrap(kpi_info(t.kpi).label, 40))
     ax.legend(fontsize=8, frameon=False)
     _tidy(ax)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
-def sensitivity_figure(table: pd.DataFrame, method: str, path: Path) -> Path:
+@plain_text
+def sensitivity_figure(table: pd.DataFrame, method: str, path: Path, labels: dict[str, str] | None = None) -> Path:
     """Morris: mu* (bars, with CI) and sigma; Sobol: first-order and total indices with CIs."""
     kpis = list(dict.fromkeys(table["kpi"]))
     note = ("Morris screening: mu* = mean absolute elementary effect (importance), sigma = interaction or "
@@ -173,8 +182,7 @@ def sensitivity_figure(table: pd.DataFrame, method: str, path: Path) -> Path:
     fig, panel = _new_figure(11, 3.2 * math.ceil(len(kpis) / 2) + 1, "Global sensitivity", method, note)
     for ax, kpi in zip(_grid_axes(panel, len(kpis)), kpis, strict=False):
         sub = table[table["kpi"] == kpi]
-        names = [str(p).split(".")[-2] + "." + str(p).split(".")[-1] if "." in str(p) else str(p)
-                 for p in sub["parameter"]]
+        names = [wrap((labels or {}).get(str(p), str(p)), 28) for p in sub["parameter"]]
         y = np.arange(len(sub))
         if method == "morris":
             ax.barh(y - 0.2, sub["mu_star"], xerr=sub["mu_star_conf"], height=0.4, color=NHS_BLUE, label="mu*")
@@ -183,10 +191,10 @@ def sensitivity_figure(table: pd.DataFrame, method: str, path: Path) -> Path:
             ax.barh(y - 0.2, sub["S1"], xerr=sub["S1_conf"], height=0.4, color=NHS_BLUE, label="S1")
             ax.barh(y + 0.2, sub["ST"], xerr=sub["ST_conf"], height=0.4, color=NHS_LIGHT_BLUE, label="ST")
         ax.set_yticks(y, names, fontsize=8)
-        ax.set_title(kpi.replace("_", " "), fontsize=10, color=NHS_DARK_BLUE)
+        ax.set_title(wrap(kpi_info(kpi).label, 50), fontsize=10, color=NHS_DARK_BLUE)
         ax.legend(fontsize=8, frameon=False)
         _tidy(ax)
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)
 
 
 def sweep_figures(spec: SweepSpec, summary: pd.DataFrame, target: TargetResult | None,
@@ -202,18 +210,30 @@ def sweep_figures(spec: SweepSpec, summary: pd.DataFrame, target: TargetResult |
             for p in params:
                 varying = [q for q in params if q != p and summary[q].nunique() > 1]
                 by = varying[0] if len(varying) == 1 else None
-                files[f"figure_response_{_slug(p)}"] = response_figure(
-                    spec, summary, outdir / f"response_{_slug(p)}.png", p, by)
+                files[f"figure_response_{slug(p)}"] = response_figure(
+                    spec, summary, outdir / f"response_{slug(p)}.png", p, by)
             if len(params) >= 2:
                 files["figure_heatmap"] = heatmap_figure(spec, summary, outdir / "heatmap.png", params[0], params[1])
     if target is not None:
         files["figure_target"] = target_figure(target, outdir / "target.png")
     if sensitivity is not None and spec.sensitivity is not None:
         files["figure_sensitivity"] = sensitivity_figure(sensitivity, spec.sensitivity.method,
-                                                         outdir / "sensitivity.png")
+                                                         outdir / "sensitivity.png", {
+                                                             p.path: p.label or ".".join(p.path.split(".")[-2:])
+                                                             for p in spec.sensitivity.parameters})
     return files
 
 
+def draw_sweep(result: SweepResult, outdir: Path) -> dict[str, Path]:
+    """Every figure of a sweep, the warm-up plot included when this call chose it (the ``draw`` hook of
+    ``run_sweep``)."""
+    files = sweep_figures(result.spec, result.summary, result.target, result.sensitivity, outdir)
+    if result.warmup_choice is not None:
+        files["figure_warmup"] = warmup_figure(result.warmup_choice, outdir / "warmup.png")
+    return files
+
+
+@plain_text
 def warmup_figure(choice: WarmupChoice, path: Path) -> Path:
     """The pilot series, its batch means, the MSER statistic and the chosen truncation."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,10 +249,10 @@ def warmup_figure(choice: WarmupChoice, path: Path) -> Path:
     for ax in (top, bottom):
         ax.axvline(days[0] + m.truncation, color=NHS_RED, linestyle="--", linewidth=1.2)
         _tidy(ax)
-    top.set_ylabel(choice.kpi.replace("_", " "))
+    top.set_ylabel(wrap(choice.kpi.replace("_", " "), 30))
     top.legend(fontsize=8, frameon=False)
     d = np.arange(len(m.statistic)) * m.batch + days[0]
     bottom.plot(d, m.statistic, color=NHS_DARK_BLUE, linewidth=1.2)
     bottom.set_ylabel("MSER statistic")
     bottom.set_xlabel("days since the empty start (red line: chosen warm-up)")
-    return _save_atomic(fig, path)
+    return save_atomic(fig, path)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowsim.model.model import IN_ACUTE, IN_SERVICE, RawRun
+from flowsim.model.codes import Cancelled, Stage
+from flowsim.model.model import RawRun
+from flowsim.results.delays import segments
 from flowsim.results.records import Records
 from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import Scenario
 
-_ORDER = ("arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
-          "acute_end", "stay_end", "ltc_granted", "ds_end")
+_ORDER = ("arrival", "bed_start", "clinically_fit", "mffd", "assess_start", "assess_end", "slot_granted",
+          "acute_end", "stay_end", "onward_granted", "ds_end")
 _TOL = 1e-9
+IN_ACUTE, IN_SERVICE = Stage.IN_ACUTE, Stage.IN_SERVICE
 
 
 def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, float]:
@@ -28,14 +31,9 @@ def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, floa
     return area, float(np.sum(e - s))
 
 
-def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901, PLR0915
-    problems: list[str] = []
-    T = raw.t1
-    # 0. a cancelled elective never gets a bed
-    bad = int(np.sum((rec["cancelled"] > 0) & ~np.isnan(rec["bed_start"])))
-    if bad:
-        problems.append(f"{bad} cancelled electives occupied a bed")
-    # 1. stamps are in journey order
+def _order_checks(rec: Records, sc: Scenario) -> list[str]:
+    """Stamps in journey order; ready for transfer after medically fit, before a place, on the assessment's side."""
+    problems = []
     prev = rec["arrival"]
     for f in _ORDER[1:]:
         cur = rec[f]
@@ -44,6 +42,74 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         if bad:
             problems.append(f"{bad} stays have {f} before an earlier stage")
         prev = np.where(np.isnan(cur), prev, cur)
+    before = np.array([p in sc.pathways and sc.pathways[p].assessment_timing == "before_ready"
+                       for p in rec["pathway"]], dtype=bool)
+    for earlier, later, mask, what in (
+            ("mffd", "rft", None, "ready for transfer before medically fit"),
+            ("rft", "slot_granted", None, "a place granted before ready for transfer"),
+            ("rft", "assess_start", ~before, "an assessment after readiness starting before it"),
+            ("assess_end", "rft", before, "ready for transfer before an assessment that precedes it")):
+        a, b = rec[earlier], rec[later]
+        ok = ~np.isnan(a) & ~np.isnan(b) & (True if mask is None else mask)
+        bad = int(np.sum(b[ok] < a[ok] - _TOL))
+        if bad:
+            problems.append(f"{bad} stays have {what}")
+    return problems
+
+
+def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
+    """Nobody outside a bed is in a bed census: every counted delay, and every NCTR day, is spent in a bed.
+
+    Per stay: a counted acute delay lies inside the acute stay; a counted non-acute delay lies inside a
+    bed-based downstream stay (after leaving the acute bed, before leaving the service).  In total: at
+    every midnight the delayed census in acute beds is at most the acute occupancy.
+    """
+    problems = []
+    bed_start, acute_end, ds_end = rec["bed_start"], rec["acute_end"], rec["ds_end"]
+    for seg in segments(rec):
+        has = ~np.isnan(seg.start) & seg.counted
+        if seg.acute:
+            lo, hi = bed_start, acute_end
+        else:
+            lo, hi = acute_end, ds_end
+            bad = int(np.sum(has & ~seg.in_bed))
+            if bad:
+                problems.append(f"{bad} delays counted in a bed census for patients who are not in a bed ({seg.name})")
+        inside = (~np.isnan(lo) & (seg.start >= lo - _TOL)
+                  & (np.isnan(seg.end) | np.isnan(hi) | (seg.end <= hi + _TOL))
+                  & ~(np.isnan(seg.end) & ~np.isnan(hi)))
+        bad = int(np.sum(has & ~inside))
+        if bad:
+            problems.append(f"{bad} {seg.name} delays fall outside the bed they are counted in")
+    nctr = ~np.isnan(rec["mffd"]) & ~np.isnan(rec["bed_start"])
+    bad = int(np.sum(~np.isnan(rec["mffd"]) & np.isnan(rec["bed_start"])))
+    if bad:
+        problems.append(f"{bad} patients medically fit without ever having an acute bed")
+    midnights = np.arange(int(round(T)), dtype=float) + 1.0
+    occ = Level.from_intervals(bed_start, acute_end, T).at(midnights, left=True)
+    acute_segs = [seg for seg in segments(rec) if seg.acute]
+    starts = np.concatenate([np.where(seg.counted, seg.start, np.nan) for seg in acute_segs])
+    ends = np.concatenate([seg.end for seg in acute_segs])
+    delayed = Level.from_intervals(starts, ends, T).at(midnights, left=True)
+    nctr_mid = Level.from_intervals(np.where(nctr, rec["mffd"], np.nan), acute_end, T).at(midnights, left=True)
+    if np.any(delayed > occ + _TOL) or np.any(nctr_mid > occ + _TOL):
+        problems.append("the delayed or NCTR census exceeds the patients in acute beds on some midnight")
+    return problems
+
+
+def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901
+    """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
+    force, work conservation and the bed census."""
+    problems: list[str] = []
+    T = raw.t1
+    # 0. a cancelled elective never gets a bed
+    bad = int(np.sum((rec["cancelled"] != Cancelled.NOT) & ~np.isnan(rec["bed_start"])))
+    if bad:
+        problems.append(f"{bad} cancelled electives occupied a bed")
+    # 1. stamps are in journey order; nobody outside a bed is in a bed census
+    problems.extend(_order_checks(rec, sc))
+    if "dtoc_start" in rec.cols:
+        problems.extend(_bed_census_checks(rec, sc, T))
 
     # 2. conservation per node: entered = left + still there at the end
     emergency_arrival = np.where(rec["elective"], np.nan, rec["arrival"])
@@ -141,7 +207,8 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
         levels[name] = (Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T),
                         Level.from_steps(*raw.capacity[name]))
     needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in rec["pathway"]])
-    wait_start = np.where(needs, rec["assess_end"], rec["mffd"])
+    # a patient starts waiting for a place once ready for transfer and (if needed) assessed
+    wait_start = np.where(needs, np.maximum(rec["assess_end"], rec["rft"]), rec["rft"])
     granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])
     for pname, pw in sc.pathways.items():
         if not pw.services:

@@ -2,6 +2,10 @@
 
 Times are float days from ``simulation.start_date`` 00:00 (negative during
 warm-up); NaN means the stay had not reached that point when the run ended.
+Beside the stamps, each stay carries what the delay measures need, worked out
+once from the stamps and the scenario (``flowsim.results.delays``): its delay
+segments with their SitRep reason, responsible organisation and whether the
+bed they happen in reports, so any measure can be recomputed from the table.
 """
 
 from __future__ import annotations
@@ -11,15 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flowsim.model.model import OUTCOMES, RawRun
+from flowsim.model.codes import CANCELLED_LABELS, OUTCOME_LABELS
+from flowsim.model.model import RawRun
 
 TIME_FIELDS: tuple[str, ...] = (
-    "arrival", "bed_start", "mffd", "assess_start", "assess_end", "slot_granted",
-    "acute_end", "stay_end", "ltc_granted", "ds_end",
+    "arrival", "bed_start", "clinically_fit", "mffd", "rft", "assess_start", "assess_end", "slot_granted",
+    "acute_end", "stay_end", "onward_granted", "ds_end",
 )
 
-#: What a delayed patient waits for (NHS DTOC reason groups used by flowsim).
-REASONS: tuple[str, ...] = ("assessment", "P1", "P2", "P3", "care_home")
+#: Derived per-stay columns (see ``flowsim.results.delays.add_delay_columns``), written to ``patients.parquet``.
+DELAY_FIELDS: tuple[str, ...] = (
+    "dtoc_start", "wait_start", "wait_reason", "assess_org", "wait_org",
+    "onward_start", "onward_reason", "onward_org", "onward_in_bed", "onward_reports",
+    "drd_delay_days",
+)
 
 
 @dataclass(frozen=True)
@@ -52,32 +61,37 @@ class Records:
             "pathway": pd.Categorical(c["pathway"], categories=["P0", "P1", "P2", "P3"]),
             "service": svc[c["service"]],
             **{f: c[f] for f in TIME_FIELDS},
-            "outcome": np.array([*OUTCOMES, ""], dtype=object)[c["outcome"]],
+            "outcome": np.array([*OUTCOME_LABELS, ""], dtype=object)[c["outcome"]],
             "kind": np.where(c["elective"], "elective", "non_elective"),
-            "cancelled": np.array(["", "no_bed", "escalation"], dtype=object)[c["cancelled"]],
+            "cancelled": np.array(CANCELLED_LABELS, dtype=object)[c["cancelled"]],
             "initial": c["initial"],
             "initial_stage": c["initial_stage"],
             "package_len": c["package_len"],
+            **{f: c[f] for f in DELAY_FIELDS if f in c},
         })
         return df
 
 
 def build_records(raw: RawRun) -> Records:
+    """One replication's patient stamps as column arrays.  Delay columns are added by
+    ``flowsim.results.delays.add_delay_columns``."""
     pts = raw.patients
+    n = len(pts)
     cols: dict[str, np.ndarray] = {
-        "id": np.fromiter((p.id for p in pts), dtype=np.int64, count=len(pts)),
-        "person": np.fromiter((p.person for p in pts), dtype=np.int64, count=len(pts)),
-        "readmission_of": np.fromiter((p.readmission_of for p in pts), dtype=np.int64, count=len(pts)),
-        "cohort": np.fromiter((p.cohort for p in pts), dtype=np.int64, count=len(pts)),
-        "service": np.fromiter((p.service for p in pts), dtype=np.int64, count=len(pts)),
-        "outcome": np.fromiter((p.outcome for p in pts), dtype=np.int64, count=len(pts)),
+        "id": np.fromiter((p.id for p in pts), dtype=np.int64, count=n),
+        "person": np.fromiter((p.person for p in pts), dtype=np.int64, count=n),
+        "readmission_of": np.fromiter((p.readmission_of for p in pts), dtype=np.int64, count=n),
+        "cohort": np.fromiter((p.cohort for p in pts), dtype=np.int64, count=n),
+        "service": np.fromiter((p.service for p in pts), dtype=np.int64, count=n),
+        "outcome": np.fromiter((p.outcome for p in pts), dtype=np.int64, count=n),
         "pathway": np.array([p.pathway for p in pts], dtype=object),
-        "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=len(pts)),
-        "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=len(pts)),
-        "initial": np.fromiter((p.initial for p in pts), dtype=bool, count=len(pts)),
-        "initial_stage": np.fromiter((p.initial_stage for p in pts), dtype=np.int64, count=len(pts)),
-        "package_len": np.fromiter((p.package_len for p in pts), dtype=float, count=len(pts)),
+        "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=n),
+        "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=n),
+        "initial": np.fromiter((p.initial for p in pts), dtype=bool, count=n),
+        "initial_stage": np.fromiter((p.initial_stage for p in pts), dtype=np.int64, count=n),
+        "package_len": np.fromiter((p.package_len for p in pts), dtype=float, count=n),
+        "u_org": np.fromiter((p.u_org for p in pts), dtype=float, count=n),
     }
     for f in TIME_FIELDS:
-        cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=len(pts))
+        cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=n)
     return Records(cols, raw.cohort_names, raw.service_names, raw.service_pathway)

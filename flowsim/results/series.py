@@ -57,6 +57,7 @@ class Level:
 
     @classmethod
     def from_steps(cls, times: np.ndarray, values: np.ndarray) -> Level:
+        """A step function from change times and the value from each on."""
         return cls(np.asarray(times, dtype=float), np.asarray(values, dtype=float))
 
     @classmethod
@@ -104,6 +105,7 @@ class Level:
         return self._span(edges[:-1], edges[1:])
 
     def mean(self, a: float, b: float) -> float:
+        """Time-weighted mean over ``[a, b)``."""
         return float(self._span(np.array([a]), np.array([b]))[0] / (b - a))
 
 

@@ -26,9 +26,11 @@ class _Dist(BaseModel):
 
     @property
     def mean(self) -> float:  # pragma: no cover - every subclass overrides
+        """The distribution's mean (days)."""
         raise NotImplementedError
 
     def ppf(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         raise NotImplementedError
 
     def cdf(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
@@ -68,12 +70,15 @@ class Exponential(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return self.mean_
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         return -self.mean_ * np.log1p(-u)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         return -np.expm1(-np.maximum(x, 0.0) / self.mean_)
 
 
@@ -87,6 +92,7 @@ class _MeanSd(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return self.mean_
 
     @model_validator(mode="after")
@@ -105,16 +111,20 @@ class Lognormal(_MeanSd):
 
     @property
     def sigma(self) -> float:
+        """The log-scale sd that gives this mean and sd."""
         return math.sqrt(math.log1p((self.sd / self.mean_) ** 2))
 
     @property
     def mu(self) -> float:
+        """The log-scale mean that gives this mean and sd."""
         return math.log(self.mean_) - 0.5 * self.sigma**2
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         return np.exp(self.mu + self.sigma * special.ndtri(u))
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         with np.errstate(divide="ignore"):
             return special.ndtr((np.log(np.maximum(x, 0.0)) - self.mu) / self.sigma)
 
@@ -125,11 +135,13 @@ class Gamma(_MeanSd):
     dist: Literal["gamma"]
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         shape = (self.mean_ / self.sd) ** 2
         scale = self.sd**2 / self.mean_
         return special.gammaincinv(shape, u) * scale
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         shape = (self.mean_ / self.sd) ** 2
         scale = self.sd**2 / self.mean_
         return special.gammainc(shape, np.maximum(x, 0.0) / scale)
@@ -151,12 +163,15 @@ class Weibull(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return self.scale * math.gamma(1.0 + 1.0 / self.shape)
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         return self.scale * (-np.log1p(-u)) ** (1.0 / self.shape)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         return -np.expm1(-((np.maximum(x, 0.0) / self.scale) ** self.shape))
 
 
@@ -176,13 +191,16 @@ class Triangular(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return (self.low + self.mode + self.high) / 3.0
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         c = (self.mode - self.low) / (self.high - self.low)
         return stats.triang.ppf(u, c, loc=self.low, scale=self.high - self.low)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         c = (self.mode - self.low) / (self.high - self.low)
         return stats.triang.cdf(x, c, loc=self.low, scale=self.high - self.low)
 
@@ -202,12 +220,15 @@ class Uniform(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return 0.5 * (self.low + self.high)
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         return self.low + (self.high - self.low) * u
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         return np.clip((np.asarray(x, dtype=float) - self.low) / (self.high - self.low), 0.0, 1.0)
 
 
@@ -219,12 +240,15 @@ class Fixed(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         return self.value
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         return np.full(np.shape(u), self.value, dtype=float)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         return (np.asarray(x, dtype=float) >= self.value).astype(float)
 
 
@@ -252,15 +276,18 @@ class Empirical(_Dist):
 
     @property
     def mean(self) -> float:
+        """The distribution's mean (days)."""
         w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights)
         return float(np.dot(self.values, w) / w.sum())
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Inverse cdf: the quantiles of ``u`` in [0, 1)."""
         vals, cdf = self._cdf()
         idx = np.searchsorted(cdf, u, side="right")
         return vals[np.minimum(idx, len(vals) - 1)]
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution at ``x``."""
         vals, cdf = self._cdf()
         idx = np.searchsorted(vals, x, side="right")
         return np.where(idx > 0, cdf[np.maximum(idx - 1, 0)], 0.0)

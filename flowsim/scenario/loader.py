@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from flowsim.errors import ScenarioError
+from flowsim.scenario.provenance import lookup, override_record
 from flowsim.scenario.safeyaml import LineMap, Loc, Unreadable, YamlSyntaxError, load_value, parse_yaml, read_text
 from flowsim.scenario.schema import FieldProblems, Scenario
 from flowsim.scenario.types import MAX_COUNT
@@ -368,10 +369,19 @@ def validate_dict(data: dict[str, Any], source: str = "<scenario>", lines: LineM
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Load, inherit, override and validate a scenario file."""
+    """Load, inherit, override and validate a scenario file.
+
+    Each override is also recorded in the scenario's ``overrides`` (path, value used, the file's value), so
+    that whatever is made from the scenario as run can say it is not the file as written."""
     data, lines = load_raw(path)
-    data = apply_overrides(data, list(overrides), lines)
-    return finish_scenario(data, lines, str(path))
+    items = list(overrides)
+    changed = apply_overrides(data, items, lines)
+    records = [override_record(path, lookup(changed, path), lookup(data, path))
+               for path in dict.fromkeys(item.split("=", 1)[0].strip() for item in items)
+               if lookup(changed, path) != lookup(data, path)]  # setting a field to its own value changes nothing
+    if records:
+        changed["overrides"] = [*(changed.get("overrides") or []), *records]
+    return finish_scenario(changed, lines, str(path))
 
 
 def finish_scenario(data: dict[str, Any], lines: LineMap, source: str) -> Scenario:
@@ -409,6 +419,11 @@ def scenario_to_yaml(scenario: Scenario) -> str:
 
 
 def scenario_hash(scenario: Scenario) -> str:
-    """Stable content hash, so a run can be traced to exactly the scenario it used."""
-    canon = json.dumps(scenario_to_dict(scenario), sort_keys=True, separators=(",", ":"))
+    """Stable content hash, so a run can be traced to exactly the scenario it used.
+
+    The record of how a run changed its file (``overrides``) is provenance, not input: the same settings
+    reached by editing the file or by ``--set`` hash alike."""
+    data = scenario_to_dict(scenario)
+    data.pop("overrides", None)
+    canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

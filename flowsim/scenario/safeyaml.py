@@ -90,6 +90,7 @@ class SafeLoader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """PyYAML's composer with a nesting limit: a deeply nested file is an error, not a stack overflow."""
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flowsim.scenario.distributions import Distribution, Fixed
+from flowsim.scenario.provenance import placeholder_problems
 from flowsim.scenario.types import (
     MAX_DATE,
     MAX_RATE,
@@ -45,6 +46,8 @@ from flowsim.scenario.types import Probability as Probability
 PathwayName = Literal["P0", "P1", "P2", "P3"]
 PATHWAYS: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 Org = Literal["nhs", "social_care", "both"]
+#: SitRep reason groups a delay can have (2016/17 monthly DTOC SitRep, reasons A, C, D and E).
+DelayReason = Literal["assessment", "non_acute_nhs", "care_home", "home_care"]
 AgeBand = Literal["18-64", "65-84", "85+"]
 Month = Literal["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 MONTHS: tuple[str, ...] = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -70,7 +73,32 @@ class FieldProblems(ValueError):
 
 
 class Frozen(BaseModel):
+    """Base of every scenario part: unknown fields are errors, and nothing changes after validation."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrgShares(Frozen):
+    """Shares of delays attributed to each organisation, drawn once per delayed patient.
+
+    For when attribution is not one fixed value: e.g. waits for care-home places where some
+    residents are funded by NHS continuing healthcare and most by the council.
+    """
+
+    nhs: Probability = 0.0
+    social_care: Probability = 0.0
+    both: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> OrgShares:
+        total = self.nhs + self.social_care + self.both
+        if abs(total - 1.0) > _SUM_TOL:
+            raise ValueError(f"responsible shares must sum to 1, they sum to {total:.6g}")
+        return self
+
+
+#: Who a delay is attributed to: one organisation, or shares sampled per delayed patient.
+Responsible = Union[Org, OrgShares]
 
 
 # --------------------------------------------------------------------------- capacity
@@ -231,15 +259,21 @@ class Hours(Frozen):
 
 
 class Outcomes(Frozen):
-    """Where patients go when a downstream stay ends."""
+    """Where patients go when a downstream stay ends.
+
+    ``home_with_care``: home, but only once a long-term home-care package starts (``home_care``);
+    the patient keeps the place until then (a bed-based service: a delay in a non-acute bed,
+    SitRep reason E "awaiting care package in own home").
+    """
 
     home: Probability = 1.0
     long_term_care: Probability = 0.0
     death: Probability = 0.0
+    home_with_care: Probability = 0.0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Outcomes:
-        total = self.home + self.long_term_care + self.death
+        total = self.home + self.long_term_care + self.death + self.home_with_care
         if abs(total - 1.0) > _SUM_TOL:
             raise ValueError(f"outcome probabilities must sum to 1, they sum to {total:.6g}")
         return self
@@ -280,12 +314,34 @@ class Service(Frozen):
         default="places", description="'places': beds or concurrent packages; 'visits': home visits per day "
                                       "(P1), each package needing a visit rate that tapers over its stay.")
     visits: VisitProfile | None = None
+    bed_based: bool | None = Field(
+        default=None, description="Patients stay in a bed (P2/P3 units) rather than at home (P1). Default: false "
+                                  "for P1 services, true otherwise. Only bed-based services hold delayed bed-days.")
+    provider: Literal["nhs", "council", "independent"] = Field(
+        default="nhs", description="Who runs the service (NHS trust, council, independent sector).")
+    funder: Org = Field(default="nhs", description="Who funds the service: the organisation a delay waiting for "
+                                                   "it is attributed to, unless the pathway's 'responsible' says so.")
+    reports_dtoc: bool | None = Field(
+        default=None, description="Delays in this service's beds are returned in the DTOC SitRep. Default: bed-based "
+                                  "services run by an NHS provider (council and independent beds do not report).")
 
     @model_validator(mode="after")
     def _visits_need_profile(self) -> Service:
         if self.capacity_unit == "visits" and self.visits is None:
             raise ValueError("a service with capacity_unit 'visits' needs 'visits: {start, end}' per package")
+        if self.reports_dtoc and self.bed_based is False:
+            raise ValueError("reports_dtoc needs a bed-based service: a patient at home is never a delayed bed-day")
         return self
+
+    def in_beds(self, pathway: str) -> bool:
+        """Do patients of this service (on ``pathway``) occupy beds?"""
+        return self.bed_based if self.bed_based is not None else pathway != "P1"
+
+    def reporting(self, pathway: str) -> bool:
+        """Do delays in this service's beds count in the DTOC SitRep?"""
+        if self.reports_dtoc is not None:
+            return self.reports_dtoc
+        return self.in_beds(pathway) and self.provider == "nhs"
 
 
 class Pathway(Frozen):
@@ -298,10 +354,30 @@ class Pathway(Frozen):
 
     label: Text | None = None
     needs_assessment: bool = False
-    responsible: Org = "nhs"
+    responsible: Responsible | None = Field(
+        default=None, description="Who a delay waiting for this pathway is attributed to (one organisation or shares "
+                                  "drawn per delayed patient); default: the funder of the service awaited.")
     transfer_time: Distribution = Field(default_factory=lambda: Fixed(dist="fixed", value=0.0))
     services: dict[Name, Service] = Field(default_factory=dict)
     readmission: Readmission = Field(default_factory=Readmission)
+    ready_after_fit: Distribution = Field(
+        default_factory=lambda: Fixed(dist="fixed", value=0.0),
+        description="Days from medically fit (no longer meets the criteria to reside) to ready for transfer (the "
+                    "multidisciplinary team's decision: where a 2016/17 DTOC starts). Default 0: the same instant.")
+    assessment_timing: Literal["after_ready", "before_ready"] = Field(
+        default="after_ready",
+        description="'after_ready': the discharge assessment follows readiness and its wait is a DTOC (SitRep reason "
+                    "A, completion of assessment); 'before_ready': it is done while the patient is medically fit "
+                    "but not yet ready for transfer (not a DTOC), and readiness waits for it.")
+    dtoc_reason: DelayReason | None = Field(
+        default=None, description="SitRep reason of a delay waiting for this pathway. Default: P1 'home_care' "
+                                  "(care package in own home), P2/P3 'non_acute_nhs' (further non-acute NHS care).")
+
+    def reason(self, name: str) -> str:
+        """The SitRep reason group of a delay waiting for this pathway."""
+        if self.dtoc_reason is not None:
+            return self.dtoc_reason
+        return "home_care" if name == "P1" else "non_acute_nhs"
 
 
 class Assessment(Frozen):
@@ -316,7 +392,8 @@ class Assessment(Frozen):
     hours: Hours = Field(default_factory=lambda: Hours(start=9, end=17))
     weekend_hours: Hours | None = None
     duration: Distribution
-    responsible: Org = "social_care"
+    responsible: Responsible = Field(
+        default="social_care", description="Who runs the assessment: the organisation its waits are attributed to.")
 
 
 class Discharge(Frozen):
@@ -331,6 +408,7 @@ class Discharge(Frozen):
     weekend_rate: Probability | dict[PathwayName, Probability] = 1.0
 
     def weekend_rate_for(self, pathway: str) -> float:
+        """The weekend discharge rate of ``pathway`` (1 when not given)."""
         if isinstance(self.weekend_rate, dict):
             return float(self.weekend_rate.get(pathway, 1.0))  # type: ignore[call-overload]
         return float(self.weekend_rate)
@@ -347,7 +425,7 @@ class LongTermCare(Frozen):
     capacity: Capacity = "unlimited"
     stay: Distribution | None = None
     placement_time: Distribution = Field(default_factory=lambda: Fixed(dist="fixed", value=0.0))
-    responsible: Org = "social_care"
+    responsible: Responsible = "social_care"
 
     @model_validator(mode="after")
     def _stay_if_limited(self) -> LongTermCare:
@@ -356,10 +434,52 @@ class LongTermCare(Frozen):
         return self
 
 
+class HomeCare(Frozen):
+    """Long-term home care (domiciliary care packages) that a downstream stay can end in.
+
+    A patient whose stay ends ``home_with_care`` keeps their place while the package is
+    arranged (``start_time``) and, when ``capacity`` is limited (packages in progress), until
+    one is free: in a bed-based service, a delay in a non-acute bed (SitRep reason E).
+    Kept in the same shape as ``long_term_care`` so that home care can grow into a capacity
+    in hours with a reablement hand-over.
+    """
+
+    capacity: Capacity = "unlimited"
+    stay: Distribution | None = Field(default=None, description="How long a package lasts (needed when capacity "
+                                                                "is limited).")
+    start_time: Distribution = Field(default_factory=lambda: Fixed(dist="fixed", value=0.0),
+                                     description="Days to arrange a package before it can start.")
+    responsible: Responsible = "social_care"
+
+    @model_validator(mode="after")
+    def _stay_if_limited(self) -> HomeCare:
+        if self.capacity != "unlimited" and self.stay is None:
+            raise ValueError("home_care with limited capacity needs a 'stay' distribution")
+        return self
+
+
+class WardRounds(Frozen):
+    """When medical fitness is declared: ward and board rounds, by time of day and weekday.
+
+    A non-elective patient's acute stay (``acute_los``) ends when they are clinically fit; they
+    are *declared* medically fit (no longer meeting the criteria to reside) at the next round at
+    which they are picked up.  At each round a clinically fit patient is picked up with the
+    round's probability (weekend rounds are fewer and see fewer patients).  The declaration lag
+    adds acute bed-days.
+    """
+
+    weekday_hours: Annotated[list[HourOfDay], Field(min_length=1, max_length=24)]
+    weekend_hours: Annotated[list[HourOfDay], Field(max_length=24)] = Field(default_factory=list)
+    weekday_pickup: Share = 1.0
+    weekend_pickup: Share = 1.0
+
+
 class Acute(Frozen):
     """General and acute (G&A) beds available to non-elective patients."""
 
     beds: Capacity
+    ward_rounds: WardRounds | None = Field(
+        default=None, description="Fitness declared on ward rounds; omitted: declared the moment the acute stay ends.")
 
 
 class Electives(Frozen):
@@ -405,11 +525,20 @@ class Disruption(Frozen):
         return self
 
 
-OpelMetric = Literal["acute_occupancy_pct", "ed_boarding", "ed_longest_wait_hours", "delayed_patients"]
+OpelMetric = Literal["acute_occupancy_pct", "ed_boarding", "ed_longest_wait_hours", "delayed_patients",
+                     "nctr_patients", "waiting_for_assessment", "queue_P1", "queue_P2", "queue_P3"]
 
 
 class Trigger(Frozen):
-    """One condition on system state, e.g. ``{metric: acute_occupancy_pct, above: 95}``."""
+    """One condition on system state, e.g. ``{metric: acute_occupancy_pct, above: 95}``.
+
+    Metrics: ``acute_occupancy_pct`` (occupied acute beds / core beds x 100, where core beds are the
+    beds in use without those opened by escalation, so opening beds does not lower the reading that
+    opened them), ``ed_boarding``, ``ed_longest_wait_hours``, ``delayed_patients`` (DTOC patients in
+    acute and reporting non-acute beds), ``nctr_patients`` (acute patients no longer meeting the
+    criteria to reside), ``waiting_for_assessment``, and ``queue_P1``..``queue_P3`` (patients waiting
+    in acute beds for a place on that pathway).
+    """
 
     metric: OpelMetric
     above: Threshold
@@ -427,25 +556,45 @@ class LevelRule(Frozen):
             raise ValueError("a level rule needs a non-empty 'any' or 'all' list of triggers")
         return self
 
+    def holds(self, values: dict[str, float]) -> bool:
+        """Does the rule hold for these metric values?"""
+        if self.any is not None:
+            return any(values[t.metric] > t.above for t in self.any)
+        return all(values[t.metric] > t.above for t in self.all or [])
+
 
 class Action(Frozen):
-    """What an organisation does at an OPEL level, with its delay and cost.
+    """What an organisation does under pressure, with its delay, minimum duration and cost.
 
     Kinds: ``add_capacity`` (``target``: ``acute`` escalation beds, ``assessment`` staff, or a
     service name for spot-purchased P2/P3 beds or P1 packages; ``amount`` places),
     ``extend_discharge`` (``hours`` and/or ``weekend_rate`` in force while active),
-    ``cancel_electives``.  An action starts ``delay_hours`` after its level is reached
-    (if the level still holds) and stops as soon as the level falls below it; capacity
-    taken away closes to new patients at once, without moving anyone.
+    ``cancel_electives``.
+
+    An action is called for while the OPEL level is at least ``level``, or (community
+    escalation) while its own rule ``when`` holds, e.g. ``{any: [{metric: queue_P1, above: 15}]}``.
+    It starts ``delay_hours`` after it is called for (if it still is).  Once started it stays on
+    for at least ``min_duration_hours``; when no longer called for it stands down after
+    ``stand_down_hours`` (called for again in the meantime: it carries on).  Capacity taken away
+    closes to new patients at once, without moving anyone; with ``close_when_empty`` the action
+    stays in force (and is paid for) until the places it added are empty.
     """
 
-    level: Annotated[int, Range(2, 4, "an OPEL level", integer=True)]
+    level: Annotated[int, Range(2, 4, "an OPEL level", integer=True)] | None = None
+    when: LevelRule | None = None
     kind: Literal["add_capacity", "extend_discharge", "cancel_electives"]
     target: str | None = None
     amount: PositiveCount | None = None
     hours: Hours | None = None
     weekend_rate: Probability | None = None
     delay_hours: DelayHours = 0.0
+    min_duration_hours: DelayHours = Field(
+        default=0.0, description="Once started, the action stays on at least this long (rostered staff, opened wards).")
+    stand_down_hours: DelayHours = Field(
+        default=0.0, description="The action stops only after it has not been called for this long.")
+    close_when_empty: bool = Field(
+        default=False, description="add_capacity: when standing down, the places close to new patients and the "
+                                   "action ends when the last patient in them has left.")
     cost_one_off: Money = 0.0
     cost_per_day: Money = 0.0
     cost_per_place_day: Money = 0.0
@@ -453,25 +602,29 @@ class Action(Frozen):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Action:
+        if (self.level is None) == (self.when is None):
+            raise ValueError("an action needs exactly one of 'level' (an OPEL level) or 'when' (its own rule)")
         if self.kind == "add_capacity" and (self.target is None or self.amount is None):
             raise ValueError("an add_capacity action needs 'target' and 'amount'")
         if self.kind == "extend_discharge" and self.hours is None and self.weekend_rate is None:
             raise ValueError("an extend_discharge action needs 'hours' or 'weekend_rate'")
+        if self.close_when_empty and self.kind != "add_capacity":
+            raise ValueError("close_when_empty is for add_capacity actions")
         return self
 
 
 class Escalation(Frozen):
-    """OPEL levels 1-4 computed from system state at set times of day, with hysteresis.
+    """OPEL levels 1-4 computed from system state at set times of day, with hysteresis, and actions.
 
     At each evaluation the target level is the highest whose rule holds (1 if none).
     A higher target is adopted at once; a lower one only once the current level has
-    been held for ``hold_days``.
+    been held for ``hold_days``.  Actions follow a level or their own rule (see ``Action``).
     """
 
     evaluate_at_hours: Annotated[list[HourOfDay], Field(min_length=1, max_length=24)] = Field(
         default_factory=lambda: [8.0, 14.0, 20.0])
     hold_days: Annotated[float, Range(0, 366, "days")] = 1.0
-    levels: dict[Literal[2, 3, 4], LevelRule]
+    levels: dict[Literal[2, 3, 4], LevelRule] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -479,11 +632,13 @@ class Escalation(Frozen):
         # level L is reached only when the rule of L or of a higher level holds; an action at a level no
         # rule reaches would sit in the scenario (and its costs in a reader's mind) without ever starting
         ruled = sorted(self.levels)
-        bad: list[tuple[tuple[str | int, ...], str]] = [
-            (("actions", i, "level"), f"no rule in escalation.levels reaches OPEL {a.level} or above (rules: "
-                                      f"{', '.join(map(str, ruled)) or 'none'}), so this action can never start; "
-                                      "add a level rule or remove the action")
-            for i, a in enumerate(self.actions) if not any(level >= a.level for level in ruled)]
+        bad: list[tuple[tuple[str | int, ...], str]] = []
+        if not self.levels and not self.actions:
+            bad.append((("levels",), "escalation needs OPEL 'levels' or actions with their own 'when' rule"))
+        bad += [(("actions", i, "level"), f"no rule in escalation.levels reaches OPEL {a.level} or above (rules: "
+                                          f"{', '.join(map(str, ruled)) or 'none'}), so this action can never start; "
+                                          "add a level rule or remove the action")
+                for i, a in enumerate(self.actions) if a.level is not None and not any(lv >= a.level for lv in ruled)]
         if bad:
             raise FieldProblems(bad)
         return self
@@ -557,6 +712,8 @@ class DemandProfile(Frozen):
 
 COST_FIELDS = ("acute_delay_per_day", "acute_occupied_bed_day", "acute_available_bed_day", "non_elective_admission",
                "fixed_per_day", "investment_one_off")
+#: Fields of ``costs`` a note may explain: the prices above and the value the appraisal puts on a delayed bed-day.
+NOTED_COST_FIELDS = (*COST_FIELDS, "value_per_delayed_bed_day")
 
 
 class Costs(Frozen):
@@ -569,7 +726,7 @@ class Costs(Frozen):
     """
 
     acute_delay_per_day: Money = Field(
-        default=0.0, description="Cost of one day a medically fit patient waits in an acute bed.")
+        default=0.0, description="Cost of one DTOC day in an acute bed (ready for transfer and still there).")
     acute_occupied_bed_day: Money = Field(
         default=0.0, description="Variable cost of an occupied G&A bed-day.")
     acute_available_bed_day: Money = Field(
@@ -582,14 +739,19 @@ class Costs(Frozen):
                                  "assessment staff), for every day reported.")
     investment_one_off: Money = Field(
         default=0.0, description="One-off investment this scenario needs (set-up, recruitment, equipment).")
+    value_per_delayed_bed_day: Money | None = Field(
+        default=None, description="What the board is willing to pay to avoid one delayed bed-day, over and above "
+                                  "the cash the costs above already count (patients' deconditioning and harm). Not a "
+                                  "cost: the option appraisal uses it for net monetary benefit and the probability "
+                                  "each option is best; unset, it reports neither.")
     notes: dict[str, str] = Field(default_factory=dict,
                                   description="Source or 'ASSUMPTION: ...' for each cost field, by field name.")
 
     @model_validator(mode="after")
     def _known_notes(self) -> Costs:
-        unknown = [k for k in self.notes if k not in COST_FIELDS]
+        unknown = [k for k in self.notes if k not in NOTED_COST_FIELDS]
         if unknown:
-            raise FieldProblems([(("notes", k), f"not a cost field; allowed: {', '.join(COST_FIELDS)}")
+            raise FieldProblems([(("notes", k), f"not a cost field; allowed: {', '.join(NOTED_COST_FIELDS)}")
                                  for k in unknown])
         return self
 
@@ -629,12 +791,25 @@ class Simulation(Frozen):
 
     @property
     def end_date(self) -> dt.date:
+        """The day after the last reported day (the results window is ``[start_date, end_date)``)."""
         return self.start_date + dt.timedelta(days=self.duration_days)
 
     @property
     def first_date(self) -> dt.date:
         """The first day simulated (the start of the warm-up)."""
         return self.start_date - dt.timedelta(days=self.warmup_days)
+
+
+class Override(Frozen):
+    """One change made for a run on top of the scenario file (``--set``, ``--warmup``).
+
+    Kept in the resolved scenario so that every output generated from it (terminal, figure titles, report
+    header, assumptions, checklist) can say that the run is not the file as written, and what changed."""
+
+    path: str = Field(min_length=1, description="Dotted field path, as given to --set.")
+    value: Any = Field(description="The value used in this run.")
+    was: Any = Field(default=None, description="The value the scenario file gave (null: not set there).")
+    source: str = Field(default="--set", description="Where the change came from (--set, --warmup).")
 
 
 class Scenario(Frozen):
@@ -660,10 +835,14 @@ class Scenario(Frozen):
     assessment: Assessment | None = None
     discharge: Discharge = Field(default_factory=Discharge)
     long_term_care: LongTermCare = Field(default_factory=LongTermCare)
+    home_care: HomeCare = Field(default_factory=HomeCare)
     electives: Electives | None = None
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
     initial_state: InitialState | None = None
+    overrides: list[Override] = Field(
+        default_factory=list, description="Written by flowsim, not by hand: the changes a run made to the file "
+                                          "(--set, --warmup), so outputs can show them.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:  # noqa: C901, PLR0912
@@ -736,6 +915,14 @@ class Scenario(Frozen):
                     problems.append((("escalation", "actions", i, "kind"),
                                      "cancel_electives needs an 'electives' section"))
         problems.extend(self._capacity_problems(services))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _assumption_fields(self) -> Scenario:
+        """Every ``{field}`` an assumption quotes must be a field of the scenario (see ``provenance``)."""
+        problems = placeholder_problems(self.assumptions, lambda: self.model_dump(mode="json", by_alias=True))
         if problems:
             raise FieldProblems(problems)
         return self
