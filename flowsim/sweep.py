@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,10 +44,16 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
-from flowsim.experiment.runner import WarmupChoice, choose_warmup, run_replication, simulate_to_precision
+from flowsim.experiment.runner import (
+    WarmupChoice,
+    check_warmup_auto,
+    choose_warmup,
+    run_replication,
+    simulate_to_precision,
+)
 from flowsim.experiment.stats import bounded_ci
 from flowsim.results.kpi import kpi_range
-from flowsim.rundir import atomic_text, atomic_write, versions
+from flowsim.rundir import atomic_text, atomic_write, claim_output, finish_output, reopen_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
     apply_overrides,
@@ -60,6 +65,7 @@ from flowsim.scenario.loader import (
     set_path,
 )
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import Finite, Range, Seed
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +87,8 @@ class Parameter(_Spec):
     path: str = Field(min_length=1, description="dotted scenario path, as for --set")
     label: str | None = None
     values: list[float | int | str] | None = Field(default=None, min_length=1)
-    low: float | None = None
-    high: float | None = None
+    low: Finite | None = None
+    high: Finite | None = None
     integer: bool = Field(default=False, description="round sampled values to whole numbers")
 
     @model_validator(mode="after")
@@ -106,8 +112,8 @@ class AutoReplications(_Spec):
     """Replications by the confidence-interval method (Hoad et al. 2010) on the base scenario."""
 
     kpi: str = "delayed_patients_per_day"
-    precision: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    max: Annotated[int, Field(ge=3, le=10_000)] = 100
+    precision: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.05
+    max: Annotated[int, Range(3, 10_000, integer=True)] = 100
 
 
 class Target(_Spec):
@@ -116,14 +122,14 @@ class Target(_Spec):
     parameter: str = Field(min_length=1)
     label: str | None = None
     kpi: str
-    at_most: float | None = None
-    at_least: float | None = None
-    low: float
-    high: float
+    at_most: Finite | None = None
+    at_least: Finite | None = None
+    low: Finite
+    high: Finite
     integer: bool = True
-    tolerance: Annotated[float, Field(gt=0)] | None = None
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    replications: Annotated[int, Field(ge=2)] | None = None
+    tolerance: Annotated[float, Range(0, 1e15, low_open=True)] | None = None
+    confidence: Annotated[float, Range(0.5, 1, low_open=True, high_open=True)] = 0.95
+    replications: Annotated[int, Range(2, 100_000, integer=True)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Target:
@@ -145,10 +151,10 @@ class Sensitivity(_Spec):
     method: Literal["morris", "sobol"] = "morris"
     parameters: list[Parameter] = Field(min_length=2)
     kpis: list[str] = Field(default_factory=lambda: ["delayed_patients_per_day"], min_length=1)
-    trajectories: Annotated[int, Field(ge=2, le=1000)] = 10
-    levels: Annotated[int, Field(ge=2, le=20)] = 4
-    samples: Annotated[int, Field(ge=2, le=65536)] = 64
-    replications: Annotated[int, Field(ge=1)] = 2
+    trajectories: Annotated[int, Range(2, 1000, integer=True)] = 10
+    levels: Annotated[int, Range(2, 20, integer=True)] = 4
+    samples: Annotated[int, Range(2, 65536, integer=True)] = 64
+    replications: Annotated[int, Range(1, 100_000, integer=True)] = 2
 
     @model_validator(mode="after")
     def _check(self) -> Sensitivity:
@@ -168,12 +174,12 @@ class SweepSpec(_Spec):
     description: str = ""
     base: str = Field(min_length=1, description="base scenario, relative to the sweep file")
     set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides of the base, by dotted path")
-    seed: Annotated[int, Field(ge=0)] = 12345
-    replications: Annotated[int, Field(ge=1, le=100_000)] | AutoReplications = 10
-    warmup: Annotated[int, Field(ge=0, le=3660)] | Literal["scenario", "auto"] = "scenario"
+    seed: Seed = 12345
+    replications: Annotated[int, Range(1, 100_000, integer=True)] | AutoReplications = 10
+    warmup: Annotated[int, Range(0, 3660, integer=True)] | Literal["scenario", "auto"] = "scenario"
     warmup_kpi: str = "delayed_midnight"
     design: Literal["grid", "lhs"] = "grid"
-    samples: Annotated[int, Field(ge=2, le=100_000)] | None = None
+    samples: Annotated[int, Range(2, 100_000, integer=True)] | None = None
     parameters: list[Parameter] = Field(default_factory=list)
     kpis: list[str] = Field(default_factory=lambda: list(DEFAULT_KPIS), min_length=1)
     target: Target | None = None
@@ -660,6 +666,18 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def _check_points(spec: SweepSpec, factory: PointFactory) -> None:
+    """Build every design and sensitivity point once, so an invalid one stops the sweep before it writes."""
+    if spec.warmup == "auto":
+        check_warmup_auto(factory.base.scenario)
+    for values in design_points(spec):
+        factory.build(values)
+    if spec.sensitivity is not None:
+        problem, x = sensitivity_design(spec.sensitivity, spec.seed)
+        for row in x:
+            factory.build(dict(zip(problem["names"], map(_canon, row.tolist()), strict=True)))
+
+
 def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
               draw: SweepDrawer | None = None, command: list[str] | None = None) -> SweepResult:
@@ -669,25 +687,24 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     before the sweep is marked complete; without it none is drawn."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
-    out = out or Path("outputs") / "sweeps" / (spec.name or spec_path.stem)
+    factory = PointFactory(spec, spec_path, overrides, spec_lines)  # every scenario checked before any write
+    # the spec's name chooses what the directory is called, never where it is (a slug under outputs/sweeps)
+    out = out or Path("outputs") / "sweeps" / slug(spec.name or spec_path.stem, "sweep")
     store = Store(out)
     meta_path = out / "sweep.json"
     existing = store.done()
     if existing and not resume and not fresh:
         raise FlowsimError(f"{out} already holds {len(existing)} results of a sweep; add --resume to continue it, "
                            f"or --fresh to discard them and start again")
-    if fresh and out.exists():
-        shutil.rmtree(store.parts, ignore_errors=True)
-        meta_path.unlink(missing_ok=True)
-        existing = set()
+    _check_points(spec, factory)  # a bad grid value is a user mistake: found before anything is written
     old_meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
-    if store.clean_temporaries():
-        log.info("removed partial files left by an interrupted run")
-
-    factory = PointFactory(spec, spec_path, overrides, spec_lines)
     if old_meta and old_meta.get("seed") != spec.seed:
         raise FlowsimError(f"{out}: the sweep was started with seed {old_meta.get('seed')}, now {spec.seed}; "
                            "results would mix seeds (use --fresh, or another --out)")
+    claimed = claim_output(out, "sweep", overwrite=fresh, resume=resume, command=command, what="")
+    existing = store.done()
+    if store.clean_temporaries():
+        log.info("removed partial files left by an interrupted run")
     ex = executor or SerialExecutor()
     show = sys.stderr.isatty() if progress is None else progress
 
@@ -764,7 +781,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         "points": {**old_points, **{p.id: p.scenario_id for p in [*design, *sens_points]}},
         "status": "running", "versions": versions(), "command": command if command is not None else sys.argv,
     }
-    out.mkdir(parents=True, exist_ok=True)
+    reopen_output(claimed)  # from here on a resumed sweep is incomplete until it finishes again
     atomic_text(out / "sweep.yaml", spec_path.read_text(encoding="utf-8"))
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     if already:
@@ -844,6 +861,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
                 target=target_result.as_dict() if target_result else None)
     atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     files["meta"] = meta_path
+    finish_output(claimed)
     return result
 
 
