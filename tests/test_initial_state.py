@@ -762,11 +762,18 @@ def test_row_on_an_undefined_pathway_is_a_validation_error(scenario_builder, row
 
 
 @pytest.mark.parametrize("initial", [{"acute_occupied": 14}, {"services": {"ic": 8}}])
-def test_snapshot_above_capacity_is_accepted_and_runs_clean(scenario_builder, initial) -> None:
-    """A hospital over its base capacity on the snapshot day (escalation beds open) is a real state: it validates,
-    runs without an invariant violation, and nobody new is admitted until occupancy falls back under capacity."""
+def test_snapshot_above_capacity_needs_saying_and_then_runs_clean(scenario_builder, initial) -> None:
+    """A snapshot above the capacity in force is refused as a likely typo, naming the field and the way to say it
+    is meant (issue 15); with ``allow_over_capacity: true`` (escalation beds open on the day, a real state) it
+    validates, runs without an invariant violation, and nobody new is admitted until occupancy falls back under
+    capacity."""
     data = _csv_scenario(scenario_builder)  # 12 acute beds, ic capacity 6
     data["initial_state"] = initial
+    with pytest.raises(ScenarioError) as exc:
+        validate_dict(data)
+    field = "initial_state.acute_occupied" if "acute_occupied" in initial else "initial_state.services.ic"
+    assert field in str(exc.value) and "allow_over_capacity" in str(exc.value)
+    data["initial_state"] = {**initial, "allow_over_capacity": True}
     sc = validate_dict(data)
     result = simulate(sc, replications=1, seed=1, progress=False)
     assert result.checks == []  # on 682e0b0: placements at t = 0 were checked as grants over capacity
