@@ -110,3 +110,20 @@ def test_exemption_pattern_sees_ruffs_directives() -> None:
     assert _EXEMPTION.search("def f():  # noqa: C901, PLR0912")
     assert _EXEMPTION.search("def g(a, b):  # noqa: PLR0917")
     assert not _EXEMPTION.search("x = 1  # noqa: E501")
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """``.ci/run`` calls the test command the README gives (after installing), and what that command needs is
+    declared: pytest-xdist in the test extra when it distributes, and ``-p no:benchmark`` in addopts so a
+    globally installed pytest-benchmark cannot abort it (its xdist warning is an error under our filterwarnings)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(python -m pytest[^\n]*)\n```\n\nruns the tests", readme)
+    assert block, "the README's set-up section gives the test command in a bash block followed by 'runs the tests'"
+    command = block.group(1)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.startswith("python -m pytest")]
+    assert ci == [command]
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    if " -n " in f"{command} ":
+        assert re.search(r'test = \[[^\]]*"pytest-xdist', pyproject)
+    assert re.search(r'addopts = "[^"]*-p no:benchmark', pyproject)
