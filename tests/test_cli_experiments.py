@@ -31,6 +31,7 @@ from flowsim.cli import main
 from flowsim.experiment.replications import decide
 from flowsim.experiment.runner import run_replication
 from flowsim.report.format import fmt
+from flowsim.results.kpi import kpi_info
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
@@ -246,7 +247,8 @@ def test_sweep_stdout(shipped_sweep: tuple[subprocess.CompletedProcess[str], Pat
     lines = proc.stdout.splitlines()
     assert any(re.match(r"Sweep 'rotherham_intermediate_care': 8 replications per point, seed 12345, "
                         r"warm-up 30 days; \d+ tasks run now", ln) for ln in lines), proc.stdout
-    start = lines.index("Delayed patients per day (patients): mean [95% CI]")
+    info = kpi_info("delayed_patients_per_day")  # the heading names the KPI as the registry does
+    start = lines.index(f"{info.label} ({info.unit}): mean [95% CI]")
     assert "Intermediate care beds (P2)" in lines[start + 1] and "P1 packages" in lines[start + 1]
     rows = lines[start + 2:start + 14]
     summary = pd.read_csv(out / "summary.csv")
