@@ -109,9 +109,10 @@ def slug(text: str, fallback: str = "output") -> str:
     """A safe single path component from free text (a config's ``name:``): letters, digits, _ and -.
 
     ``../../x`` and ``/etc/cron.d`` become ``x`` and ``etc-cron-d``: a name in a file can choose what
-    an output directory is called, never where it is.
+    an output directory is called, never where it is.  A long name keeps its end (the part that tells
+    directories apart), at most 80 characters.
     """
-    out = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[:80]
+    out = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[-80:].strip("-_")
     return out or fallback
 
 
