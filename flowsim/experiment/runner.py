@@ -257,24 +257,33 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
     return lambda task: f"scenario '{scenario.name}' replication {task[2]} (seed {task[1]})"
 
 
+#: Told ``(replications done, replications in all)`` each time a replication finishes (a web page's progress bar).
+ProgressCallback = Callable[[int, int], None]
+
+
 def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
-              bar: tqdm[Any], store: PartStore) -> list[ReplicationRecord]:
+              bar: tqdm[Any], store: PartStore, on_progress: ProgressCallback | None = None) -> list[ReplicationRecord]:
     """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
     out: list[ReplicationRecord] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
         out.append(ReplicationRecord(res, store))
         bar.update()
+        if on_progress is not None:
+            on_progress(len(out), len(tasks))
     return out
 
 
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
              progress: bool | None = None, keep_patients: bool = True,
-             executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
+             executor: Executor | None = None, *, parts: Path | None = None,
+             on_progress: ProgressCallback | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
     ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    ``on_progress(done, total)`` is called in the calling thread as each replication finishes (the terminal's
+    bar is ``progress``; a web page passes a callback).
     Each replication's tables are stored under ``parts`` (a temporary directory by default) as
     they arrive, so memory stays flat however many replications run (see ``RunResult``).
     """
@@ -286,7 +295,7 @@ def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, work
     store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store, on_progress)
             execution = ex.describe()
     finally:
         bar.close()
