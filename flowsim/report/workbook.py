@@ -122,10 +122,11 @@ def tables(directory: Path) -> dict[str, pd.DataFrame]:
         out[sheet] = pd.concat([_with_scenario(n, read_csv(d / file)) for n, d in runs], ignore_index=True)
     out["Daily"] = pd.concat([_with_scenario(n, _daily_means(d)) for n, d in runs], ignore_index=True)
     if kind == "comparison":
-        out["Compared"] = read_csv(directory / "differences.csv")  # type: ignore[assignment]
-        out["Value for money"] = read_csv(directory / "economics.csv", required=False)  # type: ignore[assignment]
-        out["Standards"] = read_csv(directory / "targets.csv", required=False)  # type: ignore[assignment]
-    return {k: (v if v is not None else pd.DataFrame()) for k, v in out.items()}
+        for sheet, file in (("Compared", "differences.csv"), ("Value for money", "economics.csv"),
+                            ("Standards", "targets.csv")):
+            frame = read_csv(directory / file, required=sheet == "Compared")
+            out[sheet] = frame if frame is not None else pd.DataFrame()
+    return out
 
 
 def _write(sheets: Mapping[str, pd.DataFrame], target: Any) -> None:

@@ -156,7 +156,7 @@ def _walk(value: Any, annotation: Any, meta: list[Any], loc: Loc) -> Iterator[Le
     meta = [*meta, *more]
     yield loc, value, annotation, meta
     for member in _members(annotation):
-        member, member_meta = _strip(member)
+        member, _ = _strip(member)
         origin = typing.get_origin(member)
         if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(value, dict):
             for name, f in member.model_fields.items():
@@ -268,19 +268,17 @@ def _label(loc: Loc, data: Mapping[str, Any]) -> str:  # noqa: PLR0911
 
 
 def _unit(loc: Loc, rng: Range, data: Mapping[str, Any]) -> str:
-    if loc[:2] == ("acute", "beds"):
-        return "beds"
     if loc[0] == "pathways":
         svc = lookup(data, ".".join(map(str, loc[:4])))
         return str(svc.get("capacity_unit") or "places") if isinstance(svc, dict) else "places"
-    if loc[0] == "assessment" and loc[1] in ("staff", "weekend_staff"):
-        return "concurrent assessments"
-    if loc[-2] in ("start", "end") or loc[-1] in ("start", "end"):
-        return "hour of the day (0-24)"
-    if loc[-1] == "annual_growth":
-        return "a year (0.02 = 2%)"
-    if "weekend_rate" in loc:
-        return "probability (0-1)"
+    named = [("beds", loc[:2] == ("acute", "beds")),
+             ("concurrent assessments", loc[0] == "assessment" and loc[1] in ("staff", "weekend_staff")),
+             ("hour of the day (0-24)", loc[-1] in ("start", "end")),
+             ("a year (0.02 = 2%)", loc[-1] == "annual_growth"),
+             ("probability (0-1)", "weekend_rate" in loc)]
+    found = next((unit for unit, hit in named if hit), None)
+    if found is not None:
+        return found
     allowed = rng.allowed
     return allowed[allowed.find("(") + 1: allowed.rfind(")")] if "(" in allowed else ""
 
@@ -293,7 +291,8 @@ def _step(rng: Range, loc: Loc) -> float:
     return 0.001 if loc[-1] == "annual_growth" else 0.01 if rng.high <= 1 else 0.05 if "surges" in loc else 0.1
 
 
-def _number_lever(loc: Loc, value: Any, rng: Range, group: str, data: Mapping[str, Any], notes: _Notes) -> Lever:
+def _number_lever(loc: Loc, value: Any, rng: Range, *, group: str, data: Mapping[str, Any],
+                  notes: _Notes) -> Lever:
     step = _step(rng, loc)
     note, where = notes.note(loc)
     if not where:
@@ -313,28 +312,36 @@ def _capacity_leaf(loc: Loc, value: Any) -> tuple[Loc, Any] | None:
     return None
 
 
+#: The schema's range of a count: a capacity whose union member carries none falls back to it.
+_COUNT_RANGE = next(m for m in _strip(Count)[1] if isinstance(m, Range))
+
+
+def _lever_at(leaf: Leaf, data: Mapping[str, Any], notes: _Notes) -> Lever | None:
+    """The lever at one node of the scenario, if it is one: a capacity anywhere, or a field :data:`PATTERNS`
+    names."""
+    loc, value, annotation, meta = leaf
+    if not loc or loc[0] in ("initial_state", "escalation", "overrides", "disruptions"):
+        return None
+    if _is_capacity(annotation):
+        at = _capacity_leaf(loc, value)
+        if at is None:
+            return None
+        return _number_lever(at[0], at[1], _range_of(annotation, meta, 0) or _COUNT_RANGE,
+                             group=_CAPACITY_GROUP.get(str(loc[0]), "Beds and capacity"), data=data, notes=notes)
+    kind = next((g for p, g in PATTERNS if _matches(loc, p)), None)
+    if kind is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    rng = _range_of(annotation, meta, value)
+    return _number_lever(loc, value, rng, group=kind, data=data, notes=notes) if rng is not None else None
+
+
 def levers_of(scenario: Scenario, lines: LineMap | None = None) -> list[Lever]:
     """The levers of a scenario, grouped (:data:`GROUPS`) and in file order within a group.
 
     ``lines`` (from ``load_raw``) lets each lever carry the comment its file wrote beside it."""
     data = scenario_to_dict(scenario)
     notes = _Notes(lines or {})
-    found: list[Lever] = []
-    count_range = next(m for m in _strip(Count)[1] if isinstance(m, Range))  # the schema's range of a count
-    for loc, value, annotation, meta in _walk(data, Scenario, [], ()):
-        if not loc or loc[0] in ("initial_state", "escalation", "overrides", "disruptions"):
-            continue
-        if _is_capacity(annotation):
-            leaf = _capacity_leaf(loc, value)
-            rng = _range_of(annotation, meta, 0) or count_range
-            if leaf is not None and rng is not None:
-                group = _CAPACITY_GROUP.get(str(loc[0]), "Beds and capacity")
-                found.append(_number_lever(leaf[0], leaf[1], rng, group, data, notes))
-            continue
-        group = next((g for p, g in PATTERNS if _matches(loc, p)), None)
-        rng = _range_of(annotation, meta, value) if group else None
-        if group and rng is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            found.append(_number_lever(loc, value, rng, group, data, notes))
+    found = [lever for leaf in _walk(data, Scenario, [], ()) if (lever := _lever_at(leaf, data, notes)) is not None]
     if scenario.escalation is not None:
         note, where = notes.note(("escalation",))
         found.append(Lever(path="escalation", label="OPEL escalation and its actions", group="Escalation",
