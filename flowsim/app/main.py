@@ -39,14 +39,14 @@ def _state() -> Any:
 def choose_scenario() -> tuple[Path | None, dict[str, str]]:
     """The scenario file the planner chose (shipped, or uploaded and kept under outputs), and upload names."""
     st.sidebar.header("Scenario")
-    source = st.sidebar.radio("Scenario source", ["Shipped scenario", "Upload YAML"], key="source")
-    if source == "Shipped scenario":
+    source = st.sidebar.radio("Scenario source", ["Shipped with flowsim", "Upload YAML"], key="source")
+    if source == "Shipped with flowsim":
         shipped = session.shipped_scenarios()
         names = list(shipped)
         if not names:
             st.sidebar.error("No shipped scenarios found (scenarios/ beside the package or in this folder).")
             return None, {}
-        pick = st.sidebar.selectbox("Shipped scenario", names, key="shipped",
+        pick = st.sidebar.selectbox("Scenario file", names, key="shipped",
                                     index=names.index(DEFAULT_SCENARIO) if DEFAULT_SCENARIO in names else 0)
         return shipped[str(pick)], {}
     upload = st.sidebar.file_uploader("Scenario YAML", type=["yaml", "yml"], key="upload")
@@ -159,7 +159,8 @@ def run_controls(path: Path, settings: list[str], shown_as: dict[str, str], scen
     """Name, replications and seed, and the Run button (the run starts in the background)."""
     state = _state()
     c1, c2, c3 = st.columns([3, 1, 1])
-    name = c1.text_input("Run name", value=f"{scenario.name} - run {len(state.runs) + 1}", key="run_name")
+    name = c1.text_input("Run name", value=f"{scenario.name} - run {len(state.runs) + 1}",
+                         key=f"run_name|{scenario.name}|{len(state.runs)}")
     reps = c2.number_input("Replications", 1, 1000, DEFAULT_REPLICATIONS, key="replications")
     seed = c3.number_input("Seed", 0, 2**31 - 1, DEFAULT_SEED, key="seed")
     if settings:
@@ -181,7 +182,7 @@ def show_run(run: session.AppRun) -> None:
         st.markdown(f"- {change}")
     st.markdown("**Headline measures** (average over replications, 95% CI; verdicts only when the whole interval "
                 "is on one side of the standard)")
-    st.dataframe(views.headline_frame(src), hide_index=True, use_container_width=True, key=f"headline|{run.name}")
+    st.table(views.headline_frame(src).set_index("Measure"))
     png = views.dtoc_png(src)
     if png is not None:
         st.image(png, caption="Delayed transfers of care each day against the Better Care Fund target")
@@ -189,10 +190,12 @@ def show_run(run: session.AppRun) -> None:
         if file in src.figures:
             st.image(src.figures[file], caption=caption)
     st.markdown("**Delayed days by NHS quarter**")
-    st.dataframe(views.quarters_frame(src), hide_index=True, use_container_width=True)
+    quarters = views.quarters_frame(src)
+    st.table(quarters.set_index("NHS quarter") if not quarters.empty else quarters)
 
 
 def runs_tab(path: Path, settings: list[str], shown_as: dict[str, str], scenario: Scenario) -> None:
+    """Run controls, progress, errors as the CLI writes them, and the kept run chosen."""
     state = _state()
     run_controls(path, settings, shown_as, scenario)
     job_status()
@@ -204,7 +207,7 @@ def runs_tab(path: Path, settings: list[str], shown_as: dict[str, str], scenario
         return
     names = list(state.runs)
     pick = st.selectbox("Kept run", names, index=names.index(state.selected) if state.selected in names else 0,
-                        key="kept_run")
+                        key=f"kept_run|{len(names)}")  # a new run is shown first
     state.selected = pick
     show_run(state.runs[pick])
 
@@ -232,19 +235,20 @@ def compare_tab() -> None:
 
 
 def show_comparison(app_cmp: session.AppComparison) -> None:
+    """Paired differences, value for money with the rule's words, and the national standards."""
     cmp = app_cmp.comparison
     st.subheader(f"Options against '{cmp.names[0]}'")
     n = len(cmp.baseline.replications)
     st.caption(f"{n} paired replications each, seed {cmp.baseline.seed} (common random numbers); "
                f"directory `{app_cmp.directory}`")
     st.markdown("**Paired differences** (option minus baseline, 95% CI)")
-    st.dataframe(views.differences_frame(cmp), hide_index=True, use_container_width=True, key="differences")
+    st.table(views.differences_frame(cmp).set_index("Option"))
     st.markdown("**Value for money** (words follow the 95% intervals)")
-    st.dataframe(views.economics_frame(cmp), hide_index=True, use_container_width=True, key="economics")
+    st.table(views.economics_frame(cmp).set_index("Option"))
     for line in views.decision_text(cmp):
         st.markdown(f"- {line}")
     st.markdown("**National standards**")
-    st.dataframe(views.standards_frame(cmp), hide_index=True, use_container_width=True, key="standards")
+    st.table(views.standards_frame(cmp).set_index("Scenario"))
 
 
 # ------------------------------------------------------------------------------------------------ downloads
@@ -269,6 +273,7 @@ def _directory_downloads(directory: Path, stem: str, what: str) -> None:
 
 
 def downloads_tab() -> None:
+    """The chosen run's changed scenario, workbook, report and zip; and the comparison's, when there is one."""
     state = _state()
     if not state.runs:
         st.info("Run a scenario first.")
@@ -287,6 +292,7 @@ def downloads_tab() -> None:
 
 # ------------------------------------------------------------------------------------------------ page
 def main() -> None:
+    """The page: scenario and run window in the sidebar; Scenario, Run, Compare and Downloads tabs."""
     st.set_page_config(page_title="flowsim", layout="wide")
     st.title("flowsim: patient flow and delayed transfers of care")
     _state()

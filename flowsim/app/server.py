@@ -44,6 +44,8 @@ def check_port(host: str, port: int) -> None:
         raise FlowsimError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
     family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # as the server will: a port whose last connections are still closing (TIME_WAIT) is free to listen on
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(address)
         except PermissionError:

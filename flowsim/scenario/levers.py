@@ -394,4 +394,4 @@ def extends_yaml(base: str | Path, settings: Sequence[str], *, name: str | None 
     if name:
         doc["name"] = name
     doc.update(diff)
-    return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=None)
+    return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
