@@ -72,10 +72,9 @@ def app_server(outputs: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 90
         while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"flowsim app did not start (exit {proc.poll()}): {log.read_text(errors='replace')}")
             time.sleep(0.5)
@@ -181,7 +180,7 @@ def test_a_planner_runs_compares_and_downloads(tmp_path: Path) -> None:
     row = next(line for line in got["differences"].splitlines() if "Delayed patients per day (DTOC)" in line)
     assert "Minimal teaching example - run 2" in row and re.search(r"-?[\d.,]+ to -?[\d.,]+", row), row
     # the changed scenario: extends the base, holds the lever's value, and loads as what was run
-    raw, _ = load_raw(got["yaml"])
+    assert "acute" in load_raw(got["yaml"])[0]
     text = got["yaml"].read_text(encoding="utf-8")
     assert f"extends: {MINIMAL.resolve()}" in text and "acute:\n  beds: 120" in text
     sc = load_scenario(got["yaml"])
