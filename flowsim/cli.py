@@ -152,6 +152,9 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--no-patients", action="store_true",
                      help="do not keep per-stay records (no patients.parquet): less memory and disk for long runs")
     run.add_argument("--all-kpis", action="store_true", help="print every KPI, not just the headline set")
+    run.add_argument("--xlsx", action="store_true",
+                     help="also write results.xlsx (KPIs with CIs, quarters, months, daily means) into the run "
+                          "directory")
 
 
 def _add_sweep(sub: Any) -> None:
@@ -201,6 +204,17 @@ def _add_report_and_calibrate(sub: Any) -> None:
                      help="the HTML file (default DIRECTORY/report.html)")
     _add_overwrite(rep, "--out FILE")
 
+    exp = _sub(sub, "export", "export a complete run or comparison directory as an Excel workbook",
+               "Write an Excel workbook (README with scenario, seed, replications, versions and changes; KPIs with "
+               "95% CIs; quarters; months; daily means across replications; and for a comparison the paired "
+               "differences, the value-for-money table and the national standards) from a complete run or "
+               "comparison directory. Incomplete or mixed directories are refused, as by flowsim report.")
+    exp.add_argument("directory", type=Path, help="a directory written by flowsim run or flowsim compare")
+    exp.add_argument("--xlsx", action="store_true", required=True, help="write an Excel workbook (.xlsx)")
+    exp.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="the workbook file (default DIRECTORY/results.xlsx)")
+    _add_overwrite(exp, "--out FILE")
+
     cal = _sub(sub, "calibrate", "fit free scenario parameters to observed targets, with held-out checks",
                "Fit the free scenario parameters of a calibration file to observed targets by differential "
                "evolution on common random numbers; report approximate 95% likelihood-ratio sets and the error on "
@@ -230,6 +244,26 @@ def _add_scenario_tools(sub: Any) -> None:
                "Print the JSON Schema of scenario files (draft 2020-12), with every field's description, for "
                "editors that autocomplete and check YAML against a schema.")
     sch.add_argument("--out", type=Path, default=None, help="write to a file instead of stdout")
+
+
+def _port(text: str) -> int:
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value}")
+    return value
+
+
+def _add_app(sub: Any) -> None:
+    p = _sub(sub, "app", "start the planners' web app in the browser (Streamlit)",
+             "Start a local web app: choose a shipped scenario or upload one, move its levers, run replications "
+             "with progress, keep runs and compare them with a baseline on common random numbers, and download "
+             "the changed scenario, an Excel workbook, the board report and the run directory. Ctrl-C stops it.")
+    p.add_argument("--port", type=_port, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="localhost",
+                   help="address to listen on (default localhost: only this machine; 0.0.0.0 for everyone who can "
+                        "reach it)")
+    p.add_argument("--outputs", type=Path, default=Path("outputs") / "app", metavar="DIR",
+                   help="where the app keeps its run directories (default outputs/app)")
 
 
 def _positive_days(text: str) -> float:
@@ -300,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the way out of hospital (delayed transfers of care)."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_sweep, _add_compare, _add_report_and_calibrate, _add_fit_data, _add_synth_extract,
-                _add_scenario_tools):
+                _add_scenario_tools, _add_app):
         add(sub)
     return parser
 
@@ -419,6 +453,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run)
     if extra:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
+    if args.xlsx:
+        from flowsim.report.workbook import write_workbook
+
+        write_workbook(out)  # before the completion marker, so the manifest lists it
     table = result.summary()
     sc = result.scenario
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
@@ -573,6 +611,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = write_report(args.directory, args.out)
     sys.stdout.write(f"Report of the {kind} in {args.directory}: {path}\n")
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from flowsim.report.workbook import WORKBOOK, is_flowsim_workbook, manifest_lists, write_workbook
+    from flowsim.rundir import check_complete, guard_file
+
+    kind = check_complete(args.directory)  # never a workbook of an interrupted or mixed directory
+    out = args.out or args.directory / WORKBOOK
+    if args.out is None and manifest_lists(args.directory, WORKBOOK):
+        sys.stdout.write(f"The {kind} in {args.directory} already has its workbook (written by the {kind}): {out}\n")
+        return 0
+    guard_file(out, args.overwrite, is_flowsim_workbook, "--out")
+    path = write_workbook(args.directory, out)
+    sys.stdout.write(f"Workbook of the {kind} in {args.directory}: {path}\n")
+    return 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from flowsim.app.server import serve
+
+    return serve(args.port, args.host, args.outputs)
 
 
 def _budget(text: str | None) -> tuple[int, int] | None:
@@ -738,7 +797,8 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                "validate": _cmd_validate, "schema": _cmd_schema, "report": _cmd_report}
+                "validate": _cmd_validate, "schema": _cmd_schema, "report": _cmd_report, "export": _cmd_export,
+                "app": _cmd_app}
     try:
         handler = getattr(args, "func", None) or commands[args.command]
         return handler(args)

@@ -91,8 +91,8 @@ COMPLETE = ".flowsim-complete.json"
 #: Subtrees listed whole in the manifest (the sweep's task store holds thousands of files).
 BULK = ("parts",)
 #: Files flowsim may add to a finished directory (the board report) without making it "mixed".
-ADDED_LATER = ("report.html",)
-_OUTPUT_SUFFIXES = (".csv", ".json", ".parquet", ".png", ".yaml", ".html")
+ADDED_LATER = ("report.html", "results.xlsx")
+_OUTPUT_SUFFIXES = (".csv", ".json", ".parquet", ".png", ".yaml", ".html", ".xlsx")
 
 
 @dataclass(frozen=True)

@@ -257,36 +257,55 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
     return lambda task: f"scenario '{scenario.name}' replication {task[2]} (seed {task[1]})"
 
 
+#: Told ``(replications done, replications in all)`` each time a replication finishes (a web page's progress bar).
+ProgressCallback = Callable[[int, int], None]
+
+
 def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
-              bar: tqdm[Any], store: PartStore) -> list[ReplicationRecord]:
+              tick: Callable[[int, int], None], store: PartStore) -> list[ReplicationRecord]:
     """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
     out: list[ReplicationRecord] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
         out.append(ReplicationRecord(res, store))
-        bar.update()
+        tick(len(out), len(tasks))
     return out
 
 
+def _ticker(bar: tqdm[Any], progress: bool | ProgressCallback | None) -> Callable[[int, int], None]:
+    """What to do as each replication finishes: move the terminal's bar, and tell a caller's callback."""
+    callback = progress if callable(progress) else None
+
+    def tick(done: int, total: int) -> None:
+        bar.update()
+        if callback is not None:
+            callback(done, total)
+
+    return tick
+
+
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
-             progress: bool | None = None, keep_patients: bool = True,
+             progress: bool | ProgressCallback | None = None, keep_patients: bool = True,
              executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
     ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    ``progress``: a terminal progress bar (True, False, or None for "when stderr is a terminal"), or a callable
+    ``progress(done, total)`` called in the calling thread as each replication finishes (a web page's bar).
     Each replication's tables are stored under ``parts`` (a temporary directory by default) as
     they arrive, so memory stays flat however many replications run (see ``RunResult``).
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     sid = scenario_hash(scenario)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = tqdm(total=replications, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
     store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, _ticker(bar, progress),
+                                store)
             execution = ex.describe()
     finally:
         bar.close()
@@ -330,7 +349,7 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
                 bar.total = max(bar.total, len(results) + batch)
                 bar.refresh()
                 new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex,
-                                bar, store)
+                                _ticker(bar, None), store)
                 results.extend(sorted(new, key=lambda r: r.replication))
             execution = ex.describe()
     finally:

@@ -135,15 +135,21 @@ def _period_rows(periods: list[dict[str, Any]], last: str) -> list[Row]:
                  Cell(value=fmt(q.get(last)), numeric=True))) for q in periods]
 
 
-def _dtoc(src: RunSource, page: Page) -> dict[str, Any]:
+def dtoc_trajectory_png(src: RunSource) -> bytes | None:
+    """Delayed patients each day (fan over replications) against the BCF target, as PNG; None without daily data.
+    (The report's chart; the web app shows the same.)"""
     sc = src.scenario
     t = targets(sc)
     target = dtoc_target_per_day(sc)
-    png = None
-    if src.daily is not None and "delayed_midnight" in src.daily.columns and not src.daily.empty:
-        label = (f"BCF target: {t['delayed_per_100k']:g} per 100,000 adults = {target:.1f} a day"
-                 if target is not None else "")
-        png = png_bytes(dtoc_target_figure(src.daily, title(sc), target, label))
+    if src.daily is None or "delayed_midnight" not in src.daily.columns or src.daily.empty:
+        return None
+    label = (f"BCF target: {t['delayed_per_100k']:g} per 100,000 adults = {target:.1f} a day"
+             if target is not None else "")
+    return png_bytes(dtoc_target_figure(src.daily, title(sc), target, label))
+
+
+def _dtoc(src: RunSource, page: Page) -> dict[str, Any]:
+    png = dtoc_trajectory_png(src)
     fig = page.figure(png, "Line chart of delayed patients each day against the Better Care Fund target",
                       "Delayed transfers of care each day (midnight census, acute and community beds) against the "
                       "Better Care Fund target. The line is the average over replications; the shading shows how "
