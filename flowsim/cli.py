@@ -212,6 +212,9 @@ def _add_report_and_calibrate(sub: Any) -> None:
                           "output directory)")
     cal.add_argument("--budget", default=None, metavar="POPSIZE,MAXITER",
                      help="override the optimiser budget, e.g. 2,1 for a quick check")
+    cal.add_argument("--scoring-replications", type=int, default=None, metavar="N",
+                     help="fresh replications the fitted model is scored on (default: the config's scoring block, "
+                          "at least 30); fewer, for a quick check, are recorded as below the minimum")
     cal.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_overwrite(cal, "--out and --write-scenario")
     _add_executor_args(cal)
@@ -588,14 +591,54 @@ def _budget(text: str | None) -> tuple[int, int] | None:
     return pop, it
 
 
+def _signed(x: float) -> str:
+    return f"{x:+.2f}" if math.isfinite(x) else "undefined"
+
+
+def _write_scores(res: Any, w: Callable[[str], Any]) -> None:
+    """The fit table (fresh replications, with the fitting replications' error beside it), the mean absolute
+    errors, prediction-interval coverage and the verdicts against the naive forecasts."""
+    from flowsim.report.format import fmt, fmt_ci
+
+    w(f"\nOn {res.scoring_replications} fresh replications (seed {res.scoring_seed}); 'in sample' = on the "
+      f"{res.problem.config.replications} fitting replications:\n")
+    w(f"{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<24} {'90% PI':<22} "
+      f"{'in sample':>9} {'error':>8}\n")
+    for _, r in res.report.iterrows():
+        w(f"{r['target']:<18} {r['role']:<9} {fmt(r['observed']):>10} {fmt(r['simulated']):>10}  "
+          f"{'[' + fmt_ci(r['ci_low'], r['ci_high']) + ']':<24} "
+          f"{'[' + fmt_ci(r['pi90_low'], r['pi90_high']) + ']':<22} "
+          f"{r['fitting_error_pct']:>8.1f}% {r['error_pct']:>7.1f}%\n")
+    oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
+    w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}"
+      " (fresh replications)\n")
+    for group, s in res.scores.items():
+        ci = s["model"]["mean_abs_error_pct_ci95"]
+        cov = s["coverage"]
+        w(f"  {group}: model {s['model']['mean_abs_error_pct']:.1f}% [95% CI {ci[0]:.1f}%, {ci[1]:.1f}%], "
+          f"{s['model']['mean_abs_error_pct_fitting_replications']:.1f}% on the fitting replications; observed "
+          f"inside the 50% PI {cov['pi50']['inside']} of {cov['pi50']['of']}, inside the 90% PI "
+          f"{cov['pi90']['inside']} of {cov['pi90']['of']}\n")
+        for n in s["naive"].values():
+            w(f"    naive {n['name']}: {n['mean_abs_error_pct']:.1f}% on {len(n['targets'])} target(s); skill "
+              f"{_signed(n['skill'])} (CRPS skill {_signed(n['crps_skill'])})\n")
+        for sentence in s["verdicts"]:
+            w(f"  {sentence}\n")
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
     from flowsim.report.calibration_figures import draw_calibration
-    from flowsim.report.format import fmt, fmt_ci
     from flowsim.rundir import abandon_on_error, claim_output, finish_output, guard_file
 
-    budget = _budget(args.budget)
+    budget: tuple[int, ...] | None = _budget(args.budget)
     prob = load_problem(args.config)
+    if args.scoring_replications is not None:
+        if args.scoring_replications < 2:
+            raise FlowsimError(f"--scoring-replications: expected a whole number of at least 2, "
+                               f"got {args.scoring_replications}")
+        budget = (*(budget or (prob.config.optimiser.popsize, prob.config.optimiser.maxiter)),
+                  args.scoring_replications)
     prob.build({})  # a bad configuration or scenario is reported before anything is written
     if args.write_scenario is not None:
         guard_file(args.write_scenario, args.overwrite, is_fitted_scenario, "--write-scenario")
@@ -608,17 +651,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     w = sys.stdout.write
     cfg = res.problem.config
     w(f"\nCalibration '{cfg.name or args.config.stem}': {len(res.evaluations)} candidates x {cfg.replications} "
-      f"replications (seed {cfg.seed}, common random numbers) in {res.seconds:.0f} s\n\nFitted (approximate 95% "
+      f"replications (seed {cfg.seed}, common random numbers) in {res.seconds:.0f} s; scored on "
+      f"{res.scoring_replications} fresh replications (seed {res.scoring_seed})\n\nFitted (approximate 95% "
       "set over the candidates evaluated):\n")
     for p in cfg.free:
         lo, hi = res.intervals[p.path]
         w(f"  {p.label or p.path:<40} {res.best[p.path]!s:>8}   [{lo:g}, {hi:g}]   searched [{p.low:g}, {p.high:g}]\n")
-    w(f"\n{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<24} {'error':>8}\n")
-    for _, r in res.report.iterrows():
-        w(f"{r['target']:<18} {r['role']:<9} {fmt(r['observed']):>10} {fmt(r['simulated']):>10}  "
-          f"{'[' + fmt_ci(r['ci_low'], r['ci_high']) + ']':<24} {r['error_pct']:>7.1f}%\n")
-    oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
-    w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}\n")
+    _write_scores(res, w)
     w(f"Fitted scenario: {res.files['scenario']}\nOutputs: {res.files['meta'].parent}\n")
     return 0
 
