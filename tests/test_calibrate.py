@@ -629,7 +629,7 @@ def test_duplicate_target_ids_are_rejected(tmp_path) -> None:
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("shipped")
     proc = flowsim("calibrate", SHIPPED, "--budget", "2,1", "--scoring-replications", "2", "--out", out,
-                   "--write-scenario", out / "fitted.yaml", "--workers", "2")
+                   "--write-scenario", out / "fitted.yaml", "--workers", "2", timeout=900)  # ~13 s a replication
     return out, proc
 
 

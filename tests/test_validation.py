@@ -20,8 +20,8 @@ import pytest
 import yaml
 from scipy import integrate, stats
 
-from flowsim import ScenarioError
-from flowsim.calibration.calibrate import Target, load_problem, simulated_values
+from flowsim import ScenarioError, load_scenario, simulate
+from flowsim.calibration.calibrate import Target, calibrate, load_problem, simulated_values
 from flowsim.calibration.validation import naive_forecasts, period_start, score_table, summarise_scores
 from flowsim.experiment.scores import (
     coverage_tolerance,
@@ -279,3 +279,33 @@ def test_scoring_defaults_to_the_next_seed_and_30_replications(tmp_path: Path) -
     assert (prob.config.scoring_seed, prob.config.scoring.replications) == (6, 30)
     prob = load_problem(config_with(tmp_path, {"seed": 77, "replications": 40}))
     assert (prob.config.scoring_seed, prob.config.scoring.replications) == (77, 40)
+
+
+# ========================================================== escalation rules as free parameters (feedback)
+
+
+def test_community_escalation_trigger_and_size_are_fitted(tmp_path: Path) -> None:
+    """A `when:` rule's threshold and an action's size are scenario fields like any other: calibration searches
+    them, the fitted scenario carries them, and they move the simulated delays (the feedback is identifiable):
+    spot beds bought early and many cut P2 delays against a trigger that never fires."""
+    res = calibrate(HERE / "escalation_calibration.yaml", tmp_path / "out", progress=False)
+    ev = res.evaluations
+    trigger, amount = "escalation.actions.0.when.any.0.above", "escalation.actions.0.amount"
+    assert ev[trigger].nunique() > 1 and ev[amount].nunique() > 1
+    assert {"z2_delayed_spread", "z2_p2_q1"} <= set(ev.columns)
+    fitted = load_scenario(res.files["scenario"])
+    action = fitted.escalation.actions[0]  # type: ignore[union-attr]
+    assert action.amount == res.best[amount]
+    assert action.when.any[0].above == res.best[trigger]  # type: ignore[union-attr]
+    early = res.problem.build({trigger: 1, amount: 12})
+    never = res.problem.build({trigger: 10_000, amount: 1})
+    p2 = [res.problem.targets["p2_q1"]]
+    means = []
+    for sc in (early, never):
+        run = simulate(sc, replications=10, seed=3, keep_patients=False, progress=False)
+        sims = simulated_values(p2, [r.kpis for r in run.replications], [r.daily for r in run.replications],
+                                sc.simulation.duration_days)
+        means.append(sims["p2_q1"])
+    diff = means[1] - means[0]  # common random numbers: paired
+    lo = diff.mean() - stats.t.ppf(0.975, 9) * diff.std(ddof=1) / math.sqrt(10)
+    assert lo > 0, (means, diff)

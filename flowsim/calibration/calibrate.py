@@ -406,6 +406,10 @@ class _Evaluator:
         self.cache: dict[tuple[float, ...], float] = {}
         self.rows: list[dict[str, Any]] = []
         self.free = prob.config.free
+        #: each candidate's per-replication target values (held-out ones too when they are read off the same
+        #: run), so the fitted model's in-sample figures need no second run
+        self.sims: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+        self.keep_held = prob.config.validation is None
 
     def values(self, x: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -434,6 +438,15 @@ class _Evaluator:
             out.append(([c[0] for c in chunk], [c[1] for c in chunk]))
         return out
 
+    def _held(self, kpis: list[dict[str, float]], daily: list[pd.DataFrame], days: int) -> dict[str, np.ndarray]:
+        if not self.keep_held:
+            return {}
+        try:
+            return simulated_values([self.prob.targets[t] for t in self.prob.held_ids], kpis, daily, days)
+        except FlowsimError:  # reported by the final evaluation, which needs it
+            self.keep_held = False
+            return {}
+
     def __call__(self, xs: np.ndarray) -> np.ndarray:
         """Vectorised objective: ``xs`` has shape (parameters, candidates)."""
         cols = [xs[:, j] for j in range(xs.shape[1])]
@@ -453,6 +466,7 @@ class _Evaluator:
             terms = objective_terms(fit_targets, sims, self.prob.config.weights)
             obj = float(sum(terms.values()))
             self.cache[keys[i]] = obj
+            self.sims[keys[i]] = {**sims, **self._held(kpis, daily, sc.simulation.duration_days)}
             self.rows.append({**vals[i], "objective": obj, **{f"z2_{k}": v for k, v in terms.items()},
                               **{f"sim_{k}": float(np.mean(v)) for k, v in sims.items()}})
         return np.array([self.cache[k] for k in keys])
@@ -506,7 +520,7 @@ def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: 
     threshold = float(evals["objective"].min()) + float(stats.chi2.ppf(0.95, len(cfg.free)))
     inside = evals[evals["objective"] <= threshold]
     intervals = {p.path: (float(inside[p.path].min()), float(inside[p.path].max())) for p in cfg.free}
-    final = _final_evaluation(prob, best, ex, scoring_reps)
+    final = _final_evaluation(prob, best, ex, scoring_reps, evaluator.sims.get(tuple(best.values())))
     report = final.report
     ins = report[report["role"] == "fitted"]["error_pct"].abs()
     oos = report[report["role"] == "held out"]["error_pct"].abs()
@@ -553,10 +567,21 @@ def _validation_scenario(prob: Problem, best: dict[str, Any]) -> Scenario | None
 
 
 def _simulate_targets(prob: Problem, fitted: Scenario, validation: Scenario | None, runner: _Evaluator, *,
-                      seed: int, replications: int) -> dict[str, np.ndarray]:
-    """Every target's per-replication values on ``seed`` (held-out ones on the validation scenario if any)."""
+                      seed: int, replications: int, known: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Every target's per-replication values on ``seed`` (held-out ones on the validation scenario if any);
+    ``known``: values already simulated on these replications (the fitted candidate's own, from the search)."""
     fit = [prob.targets[t] for t in prob.fit_ids]
     held = [prob.targets[t] for t in prob.held_ids]
+    known = known or {}
+    if all(t.id in known for t in fit) and (validation is not None or all(t.id in known for t in held)):
+        sims = {t.id: known[t.id] for t in fit}
+        if validation is not None and held:
+            [(vk, vd)] = runner.run([validation], seed, replications)
+            sims.update(simulated_values(held, vk, vd, validation.simulation.duration_days))
+        else:
+            sims.update({t.id: known[t.id] for t in held})
+        return sims
     [(kpis, daily)] = runner.run([fitted], seed, replications)
     sims = simulated_values(fit, kpis, daily, fitted.simulation.duration_days)
     if held and validation is not None:
@@ -575,14 +600,16 @@ class _Final:
     scores: dict[str, Any]
 
 
-def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor, scoring_replications: int) -> _Final:
+def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor, scoring_replications: int,
+                      known: dict[str, np.ndarray] | None = None) -> _Final:
     """The fitted model on every target, fitted and held out, twice: on the fitting replications (in sample)
     and on fresh ones (``scoring``: another seed), with naive forecasts and proper scores beside it."""
     cfg = prob.config
     fitted = prob.build(best)
     validation = _validation_scenario(prob, best)
     runner = _Evaluator(prob, ex, tqdm(total=0, disable=True))
-    fitting = _simulate_targets(prob, fitted, validation, runner, seed=cfg.seed, replications=cfg.replications)
+    fitting = _simulate_targets(prob, fitted, validation, runner, seed=cfg.seed, replications=cfg.replications,
+                                known=known)
     scoring = _simulate_targets(prob, fitted, validation, runner, seed=cfg.scoring_seed,
                                 replications=scoring_replications)
     rows = [(prob.targets[t], "fitted") for t in prob.fit_ids] + [(prob.targets[t], "held out") for t in prob.held_ids]
@@ -606,6 +633,47 @@ class _Leaf:
     path: str
     value: Any
     fitted: bool
+    note: str = ""
+
+
+def _list_prefix(data: dict[str, Any], path: str) -> str | None:
+    """The part of ``path`` that ends at the first list on the way (None: no list).  ``extends`` replaces a
+    list whole, so a fitted value inside one (an escalation rule's threshold) is written as the whole list."""
+    node: Any = data
+    keys = path.split(".")
+    for depth, key in enumerate(keys[:-1]):
+        node = node.get(key) if isinstance(node, dict) else (node[int(key)] if key.isdigit() else None)
+        if isinstance(node, list):
+            return ".".join(keys[: depth + 1])
+    return None
+
+
+def _whole_lists(leaves: list[_Leaf], data: dict[str, Any], intervals: dict[str, tuple[float, float]]) -> list[_Leaf]:
+    """Leaves inside lists merged into one leaf per list: the base list with every value set, and a note."""
+    out: list[_Leaf] = []
+    lists: dict[str, list[_Leaf]] = {}
+    for leaf in leaves:
+        prefix = _list_prefix(data, leaf.path)
+        if prefix is None:
+            out.append(leaf)
+        else:
+            lists.setdefault(prefix, []).append(leaf)
+    for prefix, inner in lists.items():
+        node: Any = data
+        for key in prefix.split("."):
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        holder = {"list": copy.deepcopy(node)}
+        notes = []
+        for leaf in inner:
+            set_path(holder, "list" + leaf.path[len(prefix):], leaf.value)
+            if leaf.fitted:
+                lo, hi = intervals[leaf.path]
+                notes.append(f"{leaf.path[len(prefix) + 1:]} FITTED {_fmt(leaf.value)} "
+                             f"[95% set {_fmt(lo)}, {_fmt(hi)}]")
+            else:
+                notes.append(f"{leaf.path[len(prefix) + 1:]} SET")
+        out.append(_Leaf(prefix, holder["list"], False, "; ".join(notes)))
+    return out
 
 
 def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Path, target_path: Path) -> str:
@@ -617,7 +685,7 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
     tree: dict[str, Any] = {}
     leaves = [_Leaf(path, value, False) for path, value in cfg.set.items()]
     leaves += [_Leaf(p.path, result.best[p.path], True) for p in cfg.free]
-    for leaf in leaves:
+    for leaf in _whole_lists(leaves, prob.base_data, result.intervals):
         node = tree
         keys = leaf.path.split(".")
         for key in keys[:-1]:
@@ -652,7 +720,9 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
             else:
                 text = yaml.safe_dump(val.value, default_flow_style=True, width=10_000).strip()
                 text = text.removesuffix("\n...").removesuffix("...").strip()
-                lines.append(f"{pad}{key}: {text}   # SET by {config_path} (fixed during the fit)")
+                why = f"{val.note} ({config_path}); the whole list, as extends replaces lists" if val.note else \
+                    f"SET by {config_path} (fixed during the fit)"
+                lines.append(f"{pad}{key}: {text}   # {why}")
 
     emit(tree, 0)
     return "\n".join(lines) + "\n"

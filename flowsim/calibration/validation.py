@@ -38,7 +38,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,31 @@ from flowsim.experiment.scores import (
 from flowsim.experiment.stats import bounded_ci
 from flowsim.rng import make_stream
 
-if TYPE_CHECKING:
-    from flowsim.calibration.calibrate import Target
+
+class Target(Protocol):
+    """What scoring reads of a target (``flowsim.calibration.calibrate.Target`` has it; a protocol here keeps
+    this module below the calibration driver instead of in a circle with it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def column(self) -> str | None: ...
+    @property
+    def numerator(self) -> str | None: ...
+    @property
+    def denominator(self) -> str | None: ...
+    @property
+    def period(self) -> str | None: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def source(self) -> str: ...
 
 NAIVE_METHODS = {"persistence": "persistence (last fitted period)",
                  "seasonal": "seasonal naive (same period last year)",

@@ -649,7 +649,8 @@ class SnapshotPatient(Frozen):
 
     ``node``: ``ed`` (boarding), ``acute`` (in their acute stay, not yet medically fit),
     ``assessment`` (fit, waiting for or in assessment), ``P1``/``P2``/``P3`` (fit and assessed,
-    waiting in an acute bed for that pathway), or a service name (in a downstream stay).
+    waiting in an acute bed for that pathway), ``P0`` (fit, going home without new support at the
+    next discharge hours: a bed state at midnight has them), or a service name (in a downstream stay).
     """
 
     node: Name
@@ -994,7 +995,7 @@ class Scenario(Frozen):
             if name not in services:
                 out.append((("initial_state", "services", name),
                             f"unknown service (defined: {', '.join(sorted(services))})"))
-        nodes = {"ed", "acute", "assessment", "P1", "P2", "P3"} | services
+        nodes = {"ed", "acute", "assessment", "P0", "P1", "P2", "P3"} | services
         service_pathway = self.service_pathway()
         for i, row in enumerate(init.patients):
             where = ("initial_state", "patients", i)
@@ -1010,7 +1011,7 @@ class Scenario(Frozen):
             elif row.node == "assessment" and row.pathway in self.pathways \
                     and not self.pathways[row.pathway].needs_assessment:
                 out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
-            implied = (row.node if row.node in ("P1", "P2", "P3")
+            implied = (row.node if row.node in ("P0", "P1", "P2", "P3")
                        else service_pathway.get(row.node, row.pathway))
             if implied is not None and implied not in self.pathways:
                 out.append(((*where, "node" if implied == row.node else "pathway"),
@@ -1056,7 +1057,7 @@ class Scenario(Frozen):
         out: list[tuple[tuple[str | int, ...], int, int, str]] = []
         rows = [r.node for r in init.patients]
         in_acute = (init.acute_occupied + sum(init.waiting_for_assessment.values()) + sum(init.waiting.values())
-                    + sum(1 for n in rows if n in ("acute", "assessment", "P1", "P2", "P3")))
+                    + sum(1 for n in rows if n in ("acute", "assessment", "P0", "P1", "P2", "P3")))
         if self.acute is not None:
             cap = _capacity_at(self.acute.beds, self, "acute", start)
             if cap is not None and in_acute > cap:
