@@ -442,12 +442,14 @@ def test_validation_scenario_predicts_the_held_out_targets(tmp_path) -> None:
     # held-out targets come from the validation scenario with the fitted value applied
     surge = load_scenario(SURGE, [f"{IC}={val.best[IC]}"])
     assert surge.simulation.duration_days == 92 and surge.arrivals.rate_per_day == 22
-    run = simulate(surge, replications=2, seed=5, keep_patients=False, progress=False, workers=1)
     specs = [val.problem.targets[t] for t in held]
-    sims = simulated_values(specs, [r.kpis for r in run.replications], [r.daily for r in run.replications], 92)
     rows = held_rows(val)
-    for tid in held:
-        assert rows.loc[tid, "simulated"] == pytest.approx(float(np.mean(sims[tid])), rel=1e-12), tid
+    # in sample on the fitting replications (seed 5, 2), and on the fresh scoring ones (seed 6, 30)
+    for seed, reps, column in ((5, 2, "fitting_simulated"), (val.scoring_seed, val.scoring_replications, "simulated")):
+        run = simulate(surge, replications=reps, seed=seed, keep_patients=False, progress=False, workers=1)
+        sims = simulated_values(specs, [r.kpis for r in run.replications], [r.daily for r in run.replications], 92)
+        for tid in held:
+            assert rows.loc[tid, column] == pytest.approx(float(np.mean(sims[tid])), rel=1e-12), (tid, column)
     assert rows.loc["delayed_jun", "simulated"] != pytest.approx(held_rows(own).loc["delayed_jun", "simulated"])
     meta = json.loads((tmp_path / "val" / "calibration.json").read_text(encoding="utf-8"))
     assert meta["validation_scenario_id"] == scenario_hash(surge)

@@ -15,7 +15,8 @@ the observed series alone: the **last observed value** (the census at the snapsh
 with a normal predictive distribution whose SD is the SD of the observed series over that window, so CRPS
 and coverage compare.  By horizon: MAE, bias (mean of forecast - observed), coverage with the range a
 well-calibrated forecast would show by chance (central 99% of Binomial(origins, level)), mean CRPS and
-skill = 1 - MAE_model / MAE_naive.
+skill = 1 - MAE_model / MAE_naive; the verdict compares the model with the better naive forecast by the paired
+95% CI (over origins) of the difference in absolute error, and says "beats" only when it excludes zero.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from flowsim.experiment.scores import (
     normal_interval,
     prediction_interval,
 )
+from flowsim.experiment.stats import mean_ci
 from flowsim.rundir import OutputDir, atomic_text, atomic_write, claim_output, finish_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
@@ -245,6 +247,8 @@ def by_horizon(forecasts: pd.DataFrame) -> pd.DataFrame:
             nerr = part[f"naive_{key}"] - part["observed"]
             mae = float(nerr.abs().mean())
             crps = float(part[f"naive_{key}_crps"].mean())
+            _, dlo, dhi = mean_ci(err.abs() - nerr.abs())  # paired over origins: model minus naive
+            row.update({f"abs_error_diff_vs_{key}_ci_low": dlo, f"abs_error_diff_vs_{key}_ci_high": dhi})
             row.update({f"naive_{key}_mae": mae, f"naive_{key}_bias": float(nerr.mean()), f"naive_{key}_crps": crps,
                         f"naive_{key}_coverage_90": float(part[f"naive_{key}_in_pi90"].astype(float).mean()),
                         f"skill_vs_{key}": 1.0 - row["mae"] / mae if mae > 0 else math.nan,
@@ -265,15 +269,22 @@ class BacktestResult:
     files: dict[str, Path] = field(default_factory=dict)
 
     def verdicts(self) -> list[str]:
-        """Per horizon, which forecast had the lower MAE, in words that follow the numbers."""
+        """Per horizon, the model against the better naive forecast, in words that follow the paired 95% CI of
+        the difference in absolute error over origins ("beats" only when it excludes zero)."""
         out = []
         for _, r in self.horizons.iterrows():
             best = min(NAIVES, key=lambda k: r[f"naive_{k}_mae"])
-            who = "the model" if r["mae"] < r[f"naive_{best}_mae"] else f"the naive '{NAIVES[best]}'"
-            out.append(f"horizon {int(r['horizon'])} d: {who} has the lower mean absolute error "
-                       f"(model {r['mae']:.2f}, {NAIVES[best]} {r[f'naive_{best}_mae']:.2f}, over {int(r['origins'])} "
-                       f"origins); 90% interval coverage {100 * r['coverage_90']:.0f}% (chance range for a "
-                       f"calibrated forecast {100 * r['coverage_90_chance_low']:.0f}-"
+            lo, hi = r[f"abs_error_diff_vs_{best}_ci_low"], r[f"abs_error_diff_vs_{best}_ci_high"]
+            if hi < 0:
+                who = f"the model beats the naive '{NAIVES[best]}'"
+            elif lo > 0:
+                who = f"the naive '{NAIVES[best]}' beats the model"
+            else:
+                who = f"the model and the naive '{NAIVES[best]}' cannot be told apart"
+            out.append(f"horizon {int(r['horizon'])} d: {who} (mean absolute error {r['mae']:.2f} against "
+                       f"{r[f'naive_{best}_mae']:.2f}, difference 95% CI {lo:+.2f} to {hi:+.2f}, over "
+                       f"{int(r['origins'])} origins); 90% interval coverage {100 * r['coverage_90']:.0f}% (chance "
+                       f"range for a calibrated forecast {100 * r['coverage_90_chance_low']:.0f}-"
                        f"{100 * r['coverage_90_chance_high']:.0f}%)")
         return out
 

@@ -682,6 +682,16 @@ class InitialState(Frozen):
                                    "occupancy falls below capacity, and the excess is reported with the results.")
 
 
+class ParameterDraws(Frozen):
+    """Parameter uncertainty carried into a run (see ``flowsim/scenario/parameters.py``): ``source`` names a
+    calibration directory; ``sets`` (filled when the scenario is loaded) are its accepted parameter sets, one
+    drawn per replication."""
+
+    source: Text
+    sets: list[dict[Text, float]] = Field(default_factory=list, description="filled by flowsim from source")
+    method: Text = ""
+
+
 class Locality(Frozen):
     """A locality (e.g. one of Rotherham's partnership areas) with its own services and demand."""
 
@@ -841,6 +851,9 @@ class Scenario(Frozen):
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
     initial_state: InitialState | None = None
+    parameters_from: ParameterDraws | None = Field(
+        default=None, description="A calibration directory whose accepted parameter sets replications draw from, "
+                                  "so intervals include parameter uncertainty.")
     overrides: list[Override] = Field(
         default_factory=list, description="Written by flowsim, not by hand: the changes a run made to the file "
                                           "(--set, --warmup), so outputs can show them.")
