@@ -110,7 +110,7 @@ def test_bad_parameters_source_is_one_error(tmp_path: Path) -> None:
         load_scenario(path)
     bad = calibration_dir(tmp_path / "bad", [(22, 1.0)])
     (bad / "calibration.json").write_text(json.dumps({"fitted": {"acute.bedz": 3}}), encoding="utf-8")
-    with pytest.raises(ScenarioError, match="missing acute.bedz"):
+    with pytest.raises(ScenarioError, match=r"missing acute\.bedz"):
         load_scenario(scenario_with(tmp_path, bad))
 
 
