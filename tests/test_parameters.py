@@ -19,8 +19,9 @@ import yaml
 from scipy import stats
 
 from flowsim import ScenarioError, load_scenario, simulate
+from flowsim.report.html import write_report
 from flowsim.rng import make_stream
-from flowsim.rundir import summary_dict
+from flowsim.rundir import summary_dict, write_run_dir
 from flowsim.scenario.parameters import PARAMETER_STREAM
 
 HERE = Path(__file__).resolve().parent / "calibration"
@@ -61,6 +62,14 @@ def test_degenerate_accepted_set_equals_the_plain_run(tmp_path: Path) -> None:
     info = summary_dict(drawn)["intervals_include"]
     assert info["parameter_uncertainty"] is True and info["parameter_sets"] == 1
     assert summary_dict(plain)["intervals_include"]["parameter_uncertainty"] is False
+    # the run report says which intervals include what
+    pages = {}
+    for name, run in (("drawn", drawn), ("plain", plain)):
+        write_run_dir(run, tmp_path / name)
+        pages[name] = " ".join(write_report(tmp_path / name).read_text(encoding="utf-8").split())
+    assert "includes <b>parameter uncertainty</b>" in pages["drawn"] and "1 accepted parameter sets" in pages["drawn"]
+    assert "reflects only the model's own randomness" in pages["plain"]
+    assert "parameter uncertainty" not in pages["plain"]
 
 
 @pytest.fixture(scope="module")
