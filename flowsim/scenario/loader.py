@@ -467,5 +467,7 @@ def scenario_hash(scenario: Scenario) -> str:
     reached by editing the file or by ``--set`` hash alike."""
     data = scenario_to_dict(scenario)
     data.pop("overrides", None)
+    if data.get("parameters_from") is None:  # a field added later: absent, it leaves older scenarios' hashes alone
+        data.pop("parameters_from", None)
     canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
