@@ -60,25 +60,35 @@ class Target(Protocol):
     this module below the calibration driver instead of in a circle with it)."""
 
     @property
-    def id(self) -> str: ...
+    def id(self) -> str:
+        """The target's id."""
     @property
-    def description(self) -> str: ...
+    def description(self) -> str:
+        """What the target measures."""
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """How it is read off a run."""
     @property
-    def column(self) -> str | None: ...
+    def column(self) -> str | None:
+        """The daily column summed (period_sum, dispersion)."""
     @property
-    def numerator(self) -> str | None: ...
+    def numerator(self) -> str | None:
+        """The ratio's numerator column."""
     @property
-    def denominator(self) -> str | None: ...
+    def denominator(self) -> str | None:
+        """The ratio's denominator column."""
     @property
-    def period(self) -> str | None: ...
+    def period(self) -> str | None:
+        """The NHS quarter or month it covers."""
     @property
-    def value(self) -> float: ...
+    def value(self) -> float:
+        """The observed value."""
     @property
-    def scale(self) -> float: ...
+    def scale(self) -> float:
+        """The observation's standard deviation."""
     @property
-    def source(self) -> str: ...
+    def source(self) -> str:
+        """Where the number comes from."""
 
 NAIVE_METHODS = {"persistence": "persistence (last fitted period)",
                  "seasonal": "seasonal naive (same period last year)",
