@@ -309,3 +309,21 @@ def test_community_escalation_trigger_and_size_are_fitted(tmp_path: Path) -> Non
     diff = means[1] - means[0]  # common random numbers: paired
     lo = diff.mean() - stats.t.ppf(0.975, 9) * diff.std(ddof=1) / math.sqrt(10)
     assert lo > 0, (means, diff)
+
+
+def test_level_shift_stress_test_is_set_up() -> None:
+    """The level-shift configuration loads, fixes the Q1-Q3 capacities, runs to June 2017, frees one dated step in
+    social-care capacity from 13.12.16 (a list element, reached by index), fits the winter and holds out
+    April-June 2017 (values from the seeds).  (Running it takes hours on a shared 2-core machine.)"""
+    root = Path(__file__).resolve().parents[1]
+    prob = load_problem(root / "calibration" / "rotherham_2016_level_shift.yaml")
+    step = "pathways.P1.services.irr_reablement.capacity.periods.0.add"
+    assert [p.path for p in prob.config.free] == [step]
+    for add in (-24, 0):
+        sc = prob.build({step: add})
+        cap = sc.pathways["P1"].services["irr_reablement"].capacity
+        assert cap.base == 46 and cap.periods[0].add == add  # type: ignore[union-attr]
+        assert str(cap.periods[0].start) == "2016-12-13"  # type: ignore[union-attr]
+        assert sc.simulation.end_date.isoformat() in ("2017-06-30", "2017-07-01")
+    assert {prob.targets[t].value for t in prob.held_ids} == {5.1, 5.9, 5.4}
+    assert prob.config.scoring_seed != prob.config.seed
