@@ -31,8 +31,9 @@ from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
 from flowsim.results.records import TIME_FIELDS
-from flowsim.rng import Streams
-from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict
+from flowsim.rng import Streams, make_stream
+from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict, with_parameters
+from flowsim.scenario.parameters import PARAMETER_STREAM
 from flowsim.scenario.pathway_only import compile_scenario
 from flowsim.scenario.provenance import override_record
 from flowsim.scenario.schema import Scenario
@@ -42,11 +43,21 @@ log = logging.getLogger(__name__)
 PILOT_SEED_OFFSET = 1_000_003  # warm-up pilots draw from seeds the main runs do not use
 
 
+def drawn_parameters(scenario: Scenario, seed: int, replication: int) -> Scenario:
+    """The scenario replication ``replication`` simulates: with ``parameters_from``, one accepted parameter set
+    drawn on its own stream from (seed, replication), so every option on the same seed draws the same set."""
+    draws = scenario.parameters_from
+    if draws is None or not draws.sets:
+        return scenario
+    k = int(make_stream(seed, replication, PARAMETER_STREAM).integers(len(draws.sets)))
+    return with_parameters(scenario, draws.sets[k])
+
+
 def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id: str | None = None,
                     keep_patients: bool = True) -> ReplicationResult:
     """Simulate and analyse one replication."""
     t = time.perf_counter()
-    model_scenario = compile_scenario(scenario)  # pathway-only scenarios run on the full model
+    model_scenario = compile_scenario(drawn_parameters(scenario, seed, replication))  # pathway-only: full model
     raw = Model(model_scenario, Streams(seed, replication)).run()
     res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario), keep_patients)
     for problem in res.checks:

@@ -280,8 +280,9 @@ def build(src: RunSource) -> Page:
     s = src.summary
     n = int(num(s.get("replications"))) if math.isfinite(num(s.get("replications"))) else 0
     page = Page("run", f"{src.name}: simulation report", _masthead(src), footer=footer(src.directory))
+    include = s.get("intervals_include") or {}
     page.add("summary", "Summary", messages=key_messages(src), headline=headline_table(src), how=how_to_read(
-        n, standards=True))
+        n, standards=True, parameters=str(include.get("text")) if include.get("parameter_uncertainty") else None))
     page.add("dtoc", "Delayed transfers of care against the BCF target", **_dtoc(src, page))
     charts = _charts(src, page)
     page.add("occupancy", "Bed occupancy against 92%", figure=charts["occupancy"])
