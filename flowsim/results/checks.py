@@ -112,9 +112,10 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         problems.extend(_bed_census_checks(rec, sc, T))
 
     # 2. conservation per node: entered = left + still there at the end
-    emergency_arrival = np.where(rec["elective"], np.nan, rec["arrival"])
+    community = rec["elective"] | (rec["step_up"] >= 0)  # not through ED: electives and step-up referrals
+    emergency_arrival = np.where(community, np.nan, rec["arrival"])
     nodes = {
-        "ED": (emergency_arrival, np.where(rec["elective"], np.nan, rec["bed_start"])),
+        "ED": (emergency_arrival, np.where(community, np.nan, rec["bed_start"])),
         "acute": (rec["bed_start"], rec["acute_end"]),
         "downstream": (rec["slot_granted"], rec["ds_end"]),
     }
