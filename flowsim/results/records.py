@@ -58,7 +58,8 @@ class Records:
             "person_id": c["person"],
             "readmission_of": c["readmission_of"],
             "cohort": pd.Categorical.from_codes(c["cohort"], self.cohort_names),
-            "pathway": pd.Categorical(c["pathway"], categories=["P0", "P1", "P2", "P3"]),
+            # a death in hospital takes no pathway (empty in the model, missing here)
+            "pathway": pd.Categorical([x or None for x in c["pathway"]], categories=["P0", "P1", "P2", "P3"]),
             "service": svc[c["service"]],
             **{f: c[f] for f in TIME_FIELDS},
             "outcome": np.array([*OUTCOME_LABELS, ""], dtype=object)[c["outcome"]],
