@@ -260,7 +260,13 @@ def test_bank_holidays_are_weekend_days_for_discharges_and_electives(scenario_bu
         data = dict(base)
         if calendar:
             data["calendar"] = {"bank_holidays": calendar}
-        pts = simulate(validate_dict(data), replications=1, seed=1).patients()
+        res = simulate(validate_dict(data), replications=1, seed=1)
+        pts = res.patients()
+        daily = res.daily()
+        # the figures shade the days flagged in the daily table, which has the flag only when a calendar is asked for
+        assert ("bank_holiday" in daily) == bool(calendar)
+        if calendar:
+            assert set(daily.loc[daily["bank_holiday"] > 0, "day"]) == holidays
         left_days = set(np.floor(pts["acute_end"].dropna()).astype(int))
         elective_days = set(np.floor(pts.loc[pts["kind"] == "elective", "arrival"]).astype(int))
         shut = {d for d in range(21) if d not in left_days}

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsim.model.calendar import bank_holidays
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.model import RawRun
 from flowsim.results.checks import check_records
@@ -867,6 +868,9 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     start = sc.simulation.start_date
     r.daily["date"] = np.array([start + dt.timedelta(days=int(d)) for d in days], dtype="datetime64[D]")
     r.daily["day"] = days.astype(int)
+    if sc.calendar.bank_holidays is not None:  # only when asked, so older scenarios' daily tables are unchanged
+        hol = bank_holidays(sc.calendar, start, 0.0, raw.t1)
+        r.daily["bank_holiday"] = np.isin(days.astype(int), sorted(hol)).astype(float)
     occ = _occupancy(r)
     _front_door(r)
     acute_dtoc = _dtoc(r)
