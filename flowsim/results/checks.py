@@ -70,8 +70,8 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
         has = ~np.isnan(seg.start) & seg.counted
         if seg.acute:
             lo, hi = bed_start, acute_end
-        else:
-            lo, hi = acute_end, ds_end
+        else:  # a downstream place: from leaving the acute bed, or from the grant for a step-up referral
+            lo, hi = np.where(rec["step_up"] >= 0, rec["slot_granted"], acute_end), ds_end
             bad = int(np.sum(has & ~seg.in_bed))
             if bad:
                 problems.append(f"{bad} delays counted in a bed census for patients who are not in a bed ({seg.name})")
