@@ -9,6 +9,7 @@ date handling.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 
 import numpy as np
@@ -42,10 +43,16 @@ def bank_holidays(rules: CalendarRules, start: dt.date, t0: float, t1: float) ->
     """
     if rules.bank_holidays is None:
         return frozenset()
+    return _england(start, math.floor(t0), math.ceil(t1))
+
+
+@functools.lru_cache(maxsize=16)
+def _england(start: dt.date, first_day: int, last_day: int) -> frozenset[int]:
+    """England's bank holidays on weekdays as model days (cached: every replication of a run asks the same)."""
     import holidays  # imported here: only scenarios that ask for a calendar need it
 
-    first = start + dt.timedelta(days=math.floor(t0))
-    last = start + dt.timedelta(days=math.ceil(t1) + 15)
+    first = start + dt.timedelta(days=first_day)
+    last = start + dt.timedelta(days=last_day + 15)
     cal = holidays.country_holidays("GB", subdiv="ENG", years=range(first.year, last.year + 1))
     return frozenset(int((d - start).days) for d in cal if first <= d <= last and d.weekday() < 5)
 
