@@ -828,7 +828,7 @@ class Override(Frozen):
     header, assumptions, checklist) can say that the run is not the file as written, and what changed."""
 
     path: str = Field(min_length=1, description="Dotted field path, as given to --set.")
-    value: Any = Field(description="The value used in this run.")
+    value: Any = Field(default=None, description="The value used in this run (null: unset by the change).")
     was: Any = Field(default=None, description="The value the scenario file gave (null: not set there).")
     source: str = Field(default="--set", description="Where the change came from (--set, --warmup).")
 
