@@ -30,8 +30,6 @@ def compile_scenario(sc: Scenario) -> Scenario:
     if sc.mode == "full":
         return sc
     data: dict[str, Any] = sc.model_dump(by_alias=True, exclude_none=True)
-    # an override that set a field to null keeps its null value (exclude_none would drop the required 'value')
-    data["overrides"] = [o.model_dump(by_alias=True) for o in sc.overrides]
     rates = np.array([d.rate_per_day for d in sc.demand])
     total = float(rates.sum())
     # each stream's month factors are relative (mean 1); the total's follow from the mix
