@@ -210,7 +210,7 @@ class _Sampler:
                 Buffered(same.los, streams[f"{prefix}same_day_los.{name}"]) if same is not None else None))
         self.exit_u = Buffered(None, streams[prefix + "acute_exit"])
 
-    def fill(self, p: Patient, cohort: int | None = None) -> None:
+    def fill(self, p: Patient, cohort: int | None = None, exits: bool = True) -> None:
         if cohort is None:
             u = self.cohort()
             cohort = 0
@@ -234,7 +234,7 @@ class _Sampler:
         uu = self.u
         p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = uu(), uu(), uu(), uu(), uu()
         cut = self.exit_cut[cohort]
-        if cut is not None:  # every other draw is made first, so a stay that ends here changes no one else's
+        if cut is not None and exits:  # every other draw is made first, so a stay that ends here changes no one else's
             self._exit(p, cohort, cut)
 
     def _exit(self, p: Patient, cohort: int, cut: tuple[float, float]) -> None:
@@ -1057,7 +1057,7 @@ class Model:
             elif node in ("P1", "P2", "P3"):
                 pathway = node
             c = cohort_index[cohort] if cohort is not None else self._snapshot_cohort(node, pathway, pick())
-            sampler.fill(p, c)
+            sampler.fill(p, c, exits=node == "ed")  # a patient past the front door is on a pathway already
             if pathway is not None:
                 sampler.set_pathway(p, pathway)
             starts.append((p, self._place_snapshot_patient(p, node, days, u)))
