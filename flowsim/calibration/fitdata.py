@@ -923,7 +923,8 @@ def merge_fragment(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, 
     out = dict(base)
     if "cohorts" in fragment:
         out.pop("cohorts", None)
-        out["step_up"] = _step_up_cohorts(base, fragment["cohorts"])
+        if isinstance(base.get("step_up"), list):
+            out["step_up"] = _step_up_cohorts(base, fragment["cohorts"])
     if isinstance(out.get("arrivals"), dict) and "month_factors" in fragment.get("arrivals", {}):
         out["arrivals"] = {k: v for k, v in out["arrivals"].items() if k != "month_factors"}
     return _deep_merge(out, fragment)
