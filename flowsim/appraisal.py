@@ -42,7 +42,16 @@ from flowsim.experiment.executors import Executor
 from flowsim.experiment.runner import RunResult, simulate
 from flowsim.experiment.stats import bounded_ci, mean_ci
 from flowsim.results.kpi import COMPARISON_KPIS, kpi_info, kpi_range
-from flowsim.rundir import RunDrawer, atomic_text, atomic_write, versions, write_run_dir
+from flowsim.rundir import (
+    OutputDir,
+    RunDrawer,
+    atomic_text,
+    atomic_write,
+    claim_output,
+    finish_output,
+    versions,
+    write_run_dir,
+)
 from flowsim.scenario.loader import scenario_to_dict
 from flowsim.scenario.provenance import describe_overrides
 from flowsim.scenario.schema import Scenario
@@ -484,14 +493,18 @@ def comparison_meta(cmp: Comparison, command: list[str] | None, files: Sequence[
     }
 
 
-def write_comparison(cmp: Comparison, out: Path, command: list[str] | None = None,
+def write_comparison(cmp: Comparison, target: Path | OutputDir, command: list[str] | None = None,
                      files: Sequence[str] = (), *, draw: ComparisonDrawer | None = None,
                      draw_run: RunDrawer | None = None) -> dict[str, Path]:
     """A comparison directory: each scenario's run directory under ``runs/<key>``, plus the side-by-side tables.
 
-    ``draw_run`` and ``draw`` (from the presentation layer, e.g. ``flowsim.report.outputs``) add figures to
-    each run directory and to the comparison; without them no figure is drawn."""
-    out.mkdir(parents=True, exist_ok=True)
+    ``target`` is a directory (claimed here, and marked complete at the end) or an ``OutputDir`` the
+    caller claimed and will finish.  ``draw_run`` and ``draw`` (from the presentation layer, e.g.
+    ``flowsim.report.outputs``) add figures to each run directory and to the comparison; without them no
+    figure is drawn."""
+    claimed = target if isinstance(target, OutputDir) else claim_output(target, "comparison", command=command,
+                                                                         what="")
+    out = claimed.path
     written: dict[str, Path] = {}
     for key, run in zip(cmp.keys, cmp.runs, strict=True):
         write_run_dir(run, out / "runs" / key, command=command, draw=draw_run)
@@ -513,4 +526,6 @@ def write_comparison(cmp: Comparison, out: Path, command: list[str] | None = Non
     written["meta"] = atomic_text(out / "comparison.json", json.dumps(meta, indent=2, default=str) + "\n")
     if draw is not None:
         written.update(draw(cmp, out / "figures"))
+    if not isinstance(target, OutputDir):
+        finish_output(claimed)
     return written

@@ -13,20 +13,24 @@ imports the CLI.  Global flags (``-v``, ``--version``) work before or after the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowsim import __version__
 from flowsim.errors import FlowsimError
-from flowsim.experiment.executors import AnyExecutor, TaskError, make_executor
-from flowsim.scenario.schema import Scenario
+
+if TYPE_CHECKING:  # the CLI imports the domain when a command runs, so start-up (and a Ctrl-C in it) is cheap
+    from flowsim.experiment.executors import AnyExecutor
+    from flowsim.experiment.runner import RunResult
+    from flowsim.scenario.schema import Scenario
 
 log = logging.getLogger("flowsim")
 
@@ -46,7 +50,20 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive_int = int_at_least(1)
-_seed = int_at_least(0)
+MAX_SEED = 2**63 - 1  # seeds are written to int64 columns (kpis.csv, parquet)
+
+
+def _seed(text: str) -> int:
+    value = int_at_least(0)(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED:,} (2**63 - 1), got {value:,}")
+    return value
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str = "--out") -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace what an earlier flowsim command wrote in {what} (flowsim never deletes or "
+                        "replaces files it did not write)")
 
 
 def _replications(text: str) -> int | str:
@@ -78,6 +95,8 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="serial, a local process pool (default), or Dask (a LocalCluster unless --scheduler)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help=f"Dask scheduler, e.g. tcp://10.0.0.5:8786 (or set {SCHEDULER_ENV}); implies --executor dask")
+    g.add_argument("--dashboard", default=None, metavar="ADDRESS",
+                   help="with a local Dask cluster: serve its dashboard at ADDRESS, e.g. :8787 (off by default)")
 
 
 def _global_options(top: bool) -> argparse.ArgumentParser:
@@ -127,6 +146,7 @@ def _add_run(sub: Any) -> None:
                      help="run directory (default outputs/<scenario>-<timestamp>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a scenario field, e.g. --set acute.beds=450 (repeatable)")
+    _add_overwrite(run)
     _add_executor_args(run)
     run.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     run.add_argument("--no-patients", action="store_true",
@@ -144,7 +164,8 @@ def _add_sweep(sub: Any) -> None:
     mode = sw.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted sweep in the same output directory (finished tasks are kept)")
-    mode.add_argument("--fresh", action="store_true", help="discard earlier results in the output directory")
+    mode.add_argument("--fresh", "--overwrite", dest="fresh", action="store_true",
+                      help="discard earlier results in the output directory (only files flowsim wrote)")
     sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                     help="override a field of the base scenario (repeatable)")
     sw.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
@@ -165,6 +186,7 @@ def _add_compare(sub: Any) -> None:
     cmp.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a field in every scenario, e.g. --set simulation.duration_days=90 (repeatable)")
     cmp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_overwrite(cmp)
     cmp.add_argument("--no-patients", action="store_true", help="do not keep per-stay records (no patients.parquet)")
     _add_executor_args(cmp)
 
@@ -177,6 +199,7 @@ def _add_report_and_calibrate(sub: Any) -> None:
     rep.add_argument("directory", type=Path, help="a directory written by flowsim run, sweep, compare or calibrate")
     rep.add_argument("--out", type=Path, default=None, metavar="FILE",
                      help="the HTML file (default DIRECTORY/report.html)")
+    _add_overwrite(rep, "--out FILE")
 
     cal = _sub(sub, "calibrate", "fit free scenario parameters to observed targets, with held-out checks",
                "Fit the free scenario parameters of a calibration file to observed targets by differential "
@@ -190,6 +213,7 @@ def _add_report_and_calibrate(sub: Any) -> None:
     cal.add_argument("--budget", default=None, metavar="POPSIZE,MAXITER",
                      help="override the optimiser budget, e.g. 2,1 for a quick check")
     cal.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_overwrite(cal, "--out and --write-scenario")
     _add_executor_args(cal)
 
 
@@ -309,13 +333,26 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace, tasks: int | None = None) -> AnyExecutor:
-    """The executor the flags ask for; a local pool no wider than ``tasks``."""
+    """The executor the flags ask for; a local pool no wider than ``tasks``.
+
+    Work sent to a remote Dask cluster is announced, whichever of --scheduler or the environment
+    chose it: results computed elsewhere should never be a surprise.  summary.json records it too.
+    """
+    from flowsim.experiment.executors import make_executor
+
     workers = args.workers
     if workers is None and tasks is not None and args.executor != "dask" and not args.scheduler:
         from flowsim.experiment.runner import default_workers
 
         workers = default_workers(tasks)
-    return make_executor(args.executor, workers, args.scheduler)
+    ex = make_executor(args.executor, workers, args.scheduler, args.dashboard)
+    info = ex.describe()
+    if info.get("scheduler_from"):
+        sys.stderr.write(f"flowsim: running on the Dask scheduler at {info['scheduler']} ({info['workers']} workers; "
+                         f"chosen by {info['scheduler_from']})\n")
+    if info.get("dashboard"):
+        sys.stderr.write(f"flowsim: Dask dashboard at {info['dashboard']}\n")
+    return ex
 
 
 def _choose_warmup(args: argparse.Namespace, sc: Scenario, ex: AnyExecutor, out: Path,
@@ -346,6 +383,10 @@ def _run_header(args: argparse.Namespace, result: Any, out: Path, extra: dict[st
     n = len(result.replications)
     lines = [f"\n{sc.name}: {n} replications, seed {args.seed}, {sc.simulation.start_date} to "
              f"{sc.simulation.end_date} (after {sc.simulation.warmup_days} warm-up days)"]
+    for where, count, cap, unit in sc.start_overflow():  # only when initial_state.allow_over_capacity
+        lines.append(f"Start above capacity ({'.'.join(map(str, where))}): {count:,} patients in {cap:,} {unit}, "
+                     "allowed by initial_state.allow_over_capacity; nobody new is admitted there until "
+                     "occupancy falls below capacity")
     changes = describe_overrides(scenario_to_dict(sc))
     if changes:
         lines.append("Changed for this run (not as in the scenario file):")
@@ -363,15 +404,40 @@ def _run_header(args: argparse.Namespace, result: Any, out: Path, extra: dict[st
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flowsim.experiment import simulate
-    from flowsim.experiment.runner import simulate_to_precision
     from flowsim.report.figures import draw_run
     from flowsim.report.text import headline, kpi_table_text, periods_text
-    from flowsim.rundir import atomic_text, write_run_dir
+    from flowsim.rundir import abandon_on_error, atomic_text, claim_output, finish_output, write_run_dir
     from flowsim.scenario import load_scenario, scenario_to_dict
 
     sc = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("outputs") / f"{args.scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    claimed = claim_output(out, "run", overwrite=args.overwrite, command=_command())  # before anything runs
+    with abandon_on_error(claimed):  # a mistake found before any output leaves nothing behind
+        result, extra = _simulate_run(args, sc, out)
+    for problem in result.checks:
+        log.error("internal check failed (please report): %s", problem)
+    write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run)
+    if extra:
+        atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
+    table = result.summary()
+    sc = result.scenario
+    names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
+    w = sys.stdout.write
+    w(_run_header(args, result, out, extra))
+    w("\n" + kpi_table_text(table, names, scenario_to_dict(sc)) + "\n\n")
+    w(periods_text(result.periods("Q")) + "\n")
+    w(f"\nRun directory: {out}\n")
+    result.release()  # the run directory holds every table now
+    finish_output(claimed)
+    return 1 if result.checks else 0
+
+
+def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[RunResult, dict[str, Any]]:
+    """Warm-up (fixed or MSER-5) and replications (fixed or to a precision), as the flags ask."""
+    from flowsim.experiment import simulate
+    from flowsim.experiment.runner import simulate_to_precision
+    from flowsim.rundir import PARTS
+
     extra: dict[str, Any] = {}
     auto_reps = args.replications == "auto"
     keep = not args.no_patients
@@ -380,26 +446,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.info("running %s: %s replications, seed %d on %s", sc.name, args.replications, args.seed, ex.name)
         if auto_reps:
             result, decision = simulate_to_precision(sc, args.precision_kpi, args.precision, args.seed,
-                                                     cap=args.max_replications, executor=ex, keep_patients=keep)
+                                                     cap=args.max_replications, executor=ex, keep_patients=keep,
+                                                     parts=out / PARTS)
             extra["replications"] = {"method": "Hoad et al. (2010) confidence-interval method",
                                      "kpi": args.precision_kpi, "precision": args.precision,
                                      "n_solution": decision.n_solution, "n_used": decision.n_used,
                                      "capped": decision.capped, "achieved": decision.precision[-1]}
         else:
-            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, keep_patients=keep)
-    for problem in result.checks:
-        log.error("internal check failed (please report): %s", problem)
-    write_run_dir(result, out, command=["flowsim", *sys.argv[1:]], draw=None if args.no_figures else draw_run)
-    if extra:
-        atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
-    table = result.summary()
-    names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
-    w = sys.stdout.write
-    w(_run_header(args, result, out, extra))
-    w("\n" + kpi_table_text(table, names, scenario_to_dict(sc)) + "\n\n")
-    w(periods_text(result.periods("Q")) + "\n")
-    w(f"\nRun directory: {out}\n")
-    return 1 if result.checks else 0
+            result = simulate(sc, replications=args.replications, seed=args.seed, executor=ex, keep_patients=keep,
+                              parts=out / PARTS)
+    return result, extra
+
+
+def _command() -> list[str]:
+    return ["flowsim", *sys.argv[1:]]
 
 
 def _short(value: object) -> str:
@@ -414,7 +474,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with _executor(args) as ex:
         res = run_sweep(args.spec, args.out, resume=args.resume, fresh=args.fresh, executor=ex,
                         overrides=args.overrides, draw=None if args.no_figures else draw_sweep,
-                        command=["flowsim", *sys.argv[1:]])
+                        command=_command())
     spec = res.spec
     w = sys.stdout.write
     w(f"\nSweep '{spec.name or args.spec.stem}': {res.replications} replications per point, seed {spec.seed}, "
@@ -469,20 +529,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from flowsim.report.appraisal_figures import comparison_figures
     from flowsim.report.figures import draw_run
     from flowsim.report.format import fmt
+    from flowsim.rundir import abandon_on_error, claim_output, finish_output
     from flowsim.scenario import load_scenario
 
     paths = [args.baseline, *args.options]
     scenarios = [load_scenario(p, args.overrides) for p in paths]  # every file checked before anything runs
     out = args.out or Path("outputs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    with _executor(args, args.replications) as ex:
+    claimed = claim_output(out, "comparison", overwrite=args.overwrite, command=_command())
+    with abandon_on_error(claimed), _executor(args, args.replications) as ex:
         result = compare(scenarios[0], scenarios[1:], args.replications, args.seed, executor=ex,
                          keep_patients=not args.no_patients)
     bad = [c for run in result.runs for c in run.checks]
     for problem in bad:
         log.error("internal check failed (please report): %s", problem)
-    write_comparison(result, out, command=["flowsim", *sys.argv[1:]], files=[str(p) for p in paths],
+    write_comparison(result, claimed, command=_command(), files=[str(p) for p in paths],
                      draw=None if args.no_figures else comparison_figures,
                      draw_run=None if args.no_figures else draw_run)
+    finish_output(claimed)
     w = sys.stdout.write
     w(f"\nOptions against '{result.names[0]}': {args.replications} paired replications each, seed {args.seed} "
       "(common random numbers)\n")
@@ -501,7 +564,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from flowsim.report.html import detect_kind, write_report
+    from flowsim.rundir import check_complete, guard_file, is_flowsim_report
 
+    check_complete(args.directory)  # never a report of an interrupted or mixed directory
+    if args.out is not None and not args.out.is_dir():
+        guard_file(args.out, args.overwrite, is_flowsim_report, "--out")
     kind = detect_kind(args.directory)
     path = write_report(args.directory, args.out)
     sys.stdout.write(f"Report of the {kind} in {args.directory}: {path}\n")
@@ -522,14 +589,22 @@ def _budget(text: str | None) -> tuple[int, int] | None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from flowsim.calibration.calibrate import calibrate
+    from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
     from flowsim.report.calibration_figures import draw_calibration
     from flowsim.report.format import fmt, fmt_ci
+    from flowsim.rundir import abandon_on_error, claim_output, finish_output, guard_file
 
     budget = _budget(args.budget)
-    with _executor(args) as ex:
-        res = calibrate(args.config, args.out, executor=ex, draw=None if args.no_figures else draw_calibration,
-                        write_scenario=args.write_scenario, budget=budget, command=["flowsim", *sys.argv[1:]])
+    prob = load_problem(args.config)
+    prob.build({})  # a bad configuration or scenario is reported before anything is written
+    if args.write_scenario is not None:
+        guard_file(args.write_scenario, args.overwrite, is_fitted_scenario, "--write-scenario")
+    claimed = claim_output(args.out or default_output(prob), "calibration", overwrite=args.overwrite,
+                           command=_command())
+    with abandon_on_error(claimed), _executor(args) as ex:
+        res = calibrate(args.config, claimed, executor=ex, draw=None if args.no_figures else draw_calibration,
+                        write_scenario=args.write_scenario, budget=budget, command=_command())
+    finish_output(claimed)
     w = sys.stdout.write
     cfg = res.problem.config
     w(f"\nCalibration '{cfg.name or args.config.stem}': {len(res.evaluations)} candidates x {cfg.replications} "
@@ -593,8 +668,66 @@ def _cmd_synth_extract(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``flowsim`` with ``argv`` (default: the command line); returns the exit code."""
-    parser = build_parser()
+    """Run one command; the exit code: 0 done, 1 a check or task failed, 2 a user mistake, 130 interrupted.
+
+    Ctrl-C at any moment (loading, parsing, running, writing, shutting workers down) ends with one
+    line and 130; an output directory being written is left without its completion marker, so it
+    never looks complete.  While the numerical libraries load, Ctrl-C is held until they have
+    loaded: interrupted inside a compiled module's start-up, Python turns it into an ImportError (or
+    dies of the signal) instead of a KeyboardInterrupt.  Called as the program (``argv`` None), a
+    second Ctrl-C during the exit is ignored so the clean-up cannot turn into a traceback.
+    """
+    try:
+        with _interrupt_deferred():
+            import flowsim.experiment.executors  # noqa: F401  (numpy, pandas, scipy: most of start-up)
+
+            parser = build_parser()
+        return _main(parser, argv)
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        if argv is None:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stderr.write("flowsim: interrupted (an output directory being written is left marked incomplete)\n")
+        return 130
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error it caused (an import it broke reports ImportError)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C for the duration (main thread only) and raise it as KeyboardInterrupt afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    from flowsim.experiment.executors import TaskError
+
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -620,9 +753,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             sys.stderr.write(f"flowsim: error: {line}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("flowsim: interrupted; files already written are complete\n")
-        return 130
+    except OSError as exc:  # a file the command line named cannot be written (or read): not a bug in flowsim
+        if not exc.filename:
+            raise
+        sys.stderr.write(f"flowsim: error: {exc.filename}: {exc.strerror or exc}\n")
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

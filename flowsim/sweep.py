@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,10 +44,25 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
-from flowsim.experiment.runner import WarmupChoice, choose_warmup, run_replication, simulate_to_precision
+from flowsim.experiment.runner import (
+    WarmupChoice,
+    check_warmup_auto,
+    choose_warmup,
+    run_replication,
+    simulate_to_precision,
+)
 from flowsim.experiment.stats import bounded_ci
 from flowsim.results.kpi import kpi_range
-from flowsim.rundir import atomic_text, atomic_write, versions
+from flowsim.rundir import (
+    OutputDir,
+    atomic_text,
+    atomic_write,
+    claim_output,
+    finish_output,
+    reopen_output,
+    slug,
+    versions,
+)
 from flowsim.scenario.loader import (
     LineMap,
     apply_overrides,
@@ -60,6 +74,7 @@ from flowsim.scenario.loader import (
     set_path,
 )
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import Finite, Range, Seed
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +96,8 @@ class Parameter(_Spec):
     path: str = Field(min_length=1, description="dotted scenario path, as for --set")
     label: str | None = None
     values: list[float | int | str] | None = Field(default=None, min_length=1)
-    low: float | None = None
-    high: float | None = None
+    low: Finite | None = None
+    high: Finite | None = None
     integer: bool = Field(default=False, description="round sampled values to whole numbers")
 
     @model_validator(mode="after")
@@ -106,8 +121,8 @@ class AutoReplications(_Spec):
     """Replications by the confidence-interval method (Hoad et al. 2010) on the base scenario."""
 
     kpi: str = "delayed_patients_per_day"
-    precision: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    max: Annotated[int, Field(ge=3, le=10_000)] = 100
+    precision: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.05
+    max: Annotated[int, Range(3, 10_000, integer=True)] = 100
 
 
 class Target(_Spec):
@@ -116,14 +131,14 @@ class Target(_Spec):
     parameter: str = Field(min_length=1)
     label: str | None = None
     kpi: str
-    at_most: float | None = None
-    at_least: float | None = None
-    low: float
-    high: float
+    at_most: Finite | None = None
+    at_least: Finite | None = None
+    low: Finite
+    high: Finite
     integer: bool = True
-    tolerance: Annotated[float, Field(gt=0)] | None = None
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    replications: Annotated[int, Field(ge=2)] | None = None
+    tolerance: Annotated[float, Range(0, 1e15, low_open=True)] | None = None
+    confidence: Annotated[float, Range(0.5, 1, low_open=True, high_open=True)] = 0.95
+    replications: Annotated[int, Range(2, 100_000, integer=True)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Target:
@@ -145,10 +160,10 @@ class Sensitivity(_Spec):
     method: Literal["morris", "sobol"] = "morris"
     parameters: list[Parameter] = Field(min_length=2)
     kpis: list[str] = Field(default_factory=lambda: ["delayed_patients_per_day"], min_length=1)
-    trajectories: Annotated[int, Field(ge=2, le=1000)] = 10
-    levels: Annotated[int, Field(ge=2, le=20)] = 4
-    samples: Annotated[int, Field(ge=2, le=65536)] = 64
-    replications: Annotated[int, Field(ge=1)] = 2
+    trajectories: Annotated[int, Range(2, 1000, integer=True)] = 10
+    levels: Annotated[int, Range(2, 20, integer=True)] = 4
+    samples: Annotated[int, Range(2, 65536, integer=True)] = 64
+    replications: Annotated[int, Range(1, 100_000, integer=True)] = 2
 
     @model_validator(mode="after")
     def _check(self) -> Sensitivity:
@@ -168,12 +183,12 @@ class SweepSpec(_Spec):
     description: str = ""
     base: str = Field(min_length=1, description="base scenario, relative to the sweep file")
     set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides of the base, by dotted path")
-    seed: Annotated[int, Field(ge=0)] = 12345
-    replications: Annotated[int, Field(ge=1, le=100_000)] | AutoReplications = 10
-    warmup: Annotated[int, Field(ge=0, le=3660)] | Literal["scenario", "auto"] = "scenario"
+    seed: Seed = 12345
+    replications: Annotated[int, Range(1, 100_000, integer=True)] | AutoReplications = 10
+    warmup: Annotated[int, Range(0, 3660, integer=True)] | Literal["scenario", "auto"] = "scenario"
     warmup_kpi: str = "delayed_midnight"
     design: Literal["grid", "lhs"] = "grid"
-    samples: Annotated[int, Field(ge=2, le=100_000)] | None = None
+    samples: Annotated[int, Range(2, 100_000, integer=True)] | None = None
     parameters: list[Parameter] = Field(default_factory=list)
     kpis: list[str] = Field(default_factory=lambda: list(DEFAULT_KPIS), min_length=1)
     target: Target | None = None
@@ -525,7 +540,60 @@ class TargetResult:
                 f"{pe}")
 
 
-def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> TargetResult:  # noqa: C901
+class _Bisection:
+    """Bisection on a target with one cache of evaluations shared by the mean and the confidence bound."""
+
+    def __init__(self, target: Target, evaluate: Callable[[float], np.ndarray]):
+        self.target = target
+        self.evaluate = evaluate
+        self.upper = target.at_most is not None
+        self.step = 1.0 if target.integer else (target.tolerance or (target.high - target.low) / 64)
+        self.cache: dict[float, np.ndarray] = {}
+
+    def get(self, v: float) -> np.ndarray:
+        """The KPI per replication at ``v`` (integer parameters rounded), evaluated once."""
+        v = float(round(v)) if self.target.integer else float(v)
+        if v not in self.cache:
+            self.cache[v] = self.evaluate(v)
+        return self.cache[v]
+
+    def meets(self, v: float, confident: bool) -> bool:
+        """Whether ``v`` meets the target by its mean, or (``confident``) by the one-sided bound."""
+        t = self.target
+        x = self.get(v)
+        stat = one_sided_bound(x, t.confidence, self.upper) if confident else float(np.mean(x))
+        return stat <= t.threshold if self.upper else stat >= t.threshold
+
+    def search(self, confident: bool) -> float | None:
+        """The smallest value meeting the target (None when even the highest does not)."""
+        t = self.target
+        lo, hi = (float(round(t.low)), float(round(t.high))) if t.integer else (t.low, t.high)
+        if not self.meets(hi, confident):
+            return None
+        if self.meets(lo, confident):
+            return lo
+        while hi - lo > self.step * 1.000001:
+            mid = (lo + hi) / 2
+            mid = float(math.floor(mid)) if t.integer else mid
+            if self.meets(mid, confident):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def evaluations(self) -> pd.DataFrame:
+        """Every value tried, with its mean, 95% CI (kept inside the KPI's range) and one-sided bound."""
+        t = self.target
+        rows = []
+        for v in sorted(self.cache):
+            x = self.cache[v]
+            m, lo_ci, hi_ci = bounded_ci(x, *kpi_range(t.kpi))
+            rows.append({"value": v, "mean": m, "ci_low": lo_ci, "ci_high": hi_ci,
+                         "bound": one_sided_bound(x, t.confidence, self.upper), "n": len(x)})
+        return pd.DataFrame(rows)
+
+
+def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> TargetResult:
     """Bisection for the smallest parameter value meeting the target, assuming meeting it is monotone
     in the parameter (more capacity never makes it worse).
 
@@ -534,48 +602,13 @@ def find_target(target: Target, evaluate: Callable[[float], np.ndarray]) -> Targ
     uncertainty a board should see.  ``evaluate`` returns the KPI per replication (common random
     numbers across values).
     """
-    upper = target.at_most is not None
-    step = 1.0 if target.integer else (target.tolerance or (target.high - target.low) / 64)
-    cache: dict[float, np.ndarray] = {}
-
-    def get(v: float) -> np.ndarray:
-        v = float(round(v)) if target.integer else float(v)
-        if v not in cache:
-            cache[v] = evaluate(v)
-        return cache[v]
-
-    def meets(v: float, confident: bool) -> bool:
-        x = get(v)
-        stat = one_sided_bound(x, target.confidence, upper) if confident else float(np.mean(x))
-        return stat <= target.threshold if upper else stat >= target.threshold
-
-    def search(confident: bool) -> float | None:
-        lo, hi = (float(round(target.low)), float(round(target.high))) if target.integer else (target.low, target.high)
-        if not meets(hi, confident):
-            return None
-        if meets(lo, confident):
-            return lo
-        while hi - lo > step * 1.000001:
-            mid = (lo + hi) / 2
-            mid = float(math.floor(mid)) if target.integer else mid
-            if meets(mid, confident):
-                hi = mid
-            else:
-                lo = mid
-        return hi
-
-    answer = search(True)
-    point = search(False)
-    rows = []
-    for v in sorted(cache):
-        x = cache[v]
-        m, lo_ci, hi_ci = bounded_ci(x, *kpi_range(target.kpi))  # printed: kept inside the KPI's range
-        rows.append({"value": v, "mean": m, "ci_low": lo_ci, "ci_high": hi_ci,
-                     "bound": one_sided_bound(x, target.confidence, upper), "n": len(x)})
-    ev = pd.DataFrame(rows)
+    bisect = _Bisection(target, evaluate)
+    answer = bisect.search(True)
+    point = bisect.search(False)
+    ev = bisect.evaluations()
     means = ev["mean"].to_numpy()
     # meeting the target should not get harder with more capacity; say so if the evidence disagrees
-    monotone = bool(np.all(np.diff(means) <= 1e-9)) if upper else bool(np.all(np.diff(means) >= -1e-9))
+    monotone = bool(np.all(np.diff(means) <= 1e-9)) if bisect.upper else bool(np.all(np.diff(means) >= -1e-9))
     if not monotone:
         log.warning("target finder: %s is not monotone in %s over the values tried; bisection assumes it is",
                     target.kpi, target.parameter)
@@ -660,74 +693,126 @@ def _summarise(table: pd.DataFrame, spec: SweepSpec, kpis: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: C901, PLR0912, PLR0913, PLR0915
+def _check_points(spec: SweepSpec, factory: PointFactory) -> None:
+    """Build every design and sensitivity point once, so an invalid one stops the sweep before it writes."""
+    if spec.warmup == "auto":
+        check_warmup_auto(factory.base.scenario)
+    for values in design_points(spec):
+        factory.build(values)
+    if spec.sensitivity is not None:
+        problem, x = sensitivity_design(spec.sensitivity, spec.seed)
+        for row in x:
+            factory.build(dict(zip(problem["names"], map(_canon, row.tolist()), strict=True)))
+
+
+@dataclass
+class _Plan:
+    """What a sweep call will run, settled before anything runs: warm-up, replications, points, record."""
+
+    warm_info: dict[str, Any]
+    choice: WarmupChoice | None
+    replications: int
+    rep_info: dict[str, Any]
+    design: list[Point]
+    sens_points: list[Point]
+    sens_x: np.ndarray | None
+    problem: dict[str, Any]
+
+
+def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: PLR0913
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
               draw: SweepDrawer | None = None, command: list[str] | None = None) -> SweepResult:
     """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``.
 
-    ``draw`` (from the presentation layer, e.g. ``flowsim.report.sweep_figures.draw_sweep``) adds the figures
-    before the sweep is marked complete; without it none is drawn."""
+    The steps: check the spec and every point, claim the directory (``_open``), settle warm-up,
+    replications and points (``_plan``), refuse a resumed sweep that is no longer the same sweep, run the
+    design and the target finder (``_run_tasks``), write the tables (``_write_tables``), then the figures
+    and the completion marker.  ``draw`` (from the presentation layer, e.g.
+    ``flowsim.report.sweep_figures.draw_sweep``) adds the figures before the sweep is marked complete;
+    without it none is drawn."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
-    out = out or Path("outputs") / "sweeps" / (spec.name or spec_path.stem)
+    factory = PointFactory(spec, spec_path, overrides, spec_lines)  # every scenario checked before any write
+    # the spec's name chooses what the directory is called, never where it is (a slug under outputs/sweeps)
+    out = out or Path("outputs") / "sweeps" / slug(spec.name or spec_path.stem, "sweep")
+    store, claimed, old_meta = _open(spec, spec_path, factory, out, resume=resume, fresh=fresh, command=command)
+    existing = store.done()
+    ex = executor or SerialExecutor()
+    show = sys.stderr.isatty() if progress is None else progress
+    plan = _plan(spec, factory, old_meta, ex, show)
+    _check_same_sweep(out, old_meta, factory, [*plan.design, *plan.sens_points])
+
+    static = [(p, plan.replications) for p in plan.design]
+    if spec.sensitivity is not None:
+        static += [(p, spec.sensitivity.replications) for p in plan.sens_points]
+    wanted = {(p.id, r) for p, n in static for r in range(n)}
+    already = len(wanted & existing)
+    target_reps = (spec.target.replications or plan.replications) if spec.target else 0
+    estimate = len(wanted) + (_max_bisection_evaluations(spec.target) * target_reps if spec.target else 0)
+    meta: dict[str, Any] = {
+        "name": spec.name or spec_path.stem, "spec": str(spec_path), "spec_fingerprint": _spec_fingerprint(spec),
+        "base": str(factory.base_path), "base_scenario_id": factory.base.scenario_id, "seed": spec.seed,
+        "replications": plan.rep_info, "warmup": plan.warm_info, "executor": ex.name, "workers": ex.workers,
+        "points": {**old_meta.get("points", {}),
+                   **{p.id: p.scenario_id for p in [*plan.design, *plan.sens_points]}},
+        "status": "running", "versions": versions(), "command": command if command is not None else sys.argv,
+    }
+    reopen_output(claimed)  # from here on a resumed sweep is incomplete until it finishes again
+    atomic_text(out / "sweep.yaml", spec_path.read_text(encoding="utf-8"))
+    atomic_text(out / "sweep.json", json.dumps(meta, indent=2, default=str) + "\n")
+    if already:
+        log.info("resuming: %d of %d design tasks already done", already, len(wanted))
+
+    bar = _Bar(estimate, already, show)
+    runner = Runner(store, ex, spec.seed, bar, required=_required_kpis(spec, spec_path, spec_lines))
+    if existing:  # resuming: check the names against a stored result before running anything
+        runner._check_kpis(store.read([next(iter(existing))]).iloc[0].to_dict())
+    try:
+        target_result = _run_tasks(spec, factory, runner, static, target_reps=target_reps, meta=meta)
+    finally:
+        bar.close()
+
+    files, table, summary, sens_table = _write_tables(spec, spec_path, store, plan,
+                                                            target_result=target_result, out=out)
+    seconds = time.perf_counter() - t0
+    result = SweepResult(spec, out, table, summary, plan.replications, int(plan.warm_info["warmup_days"]),
+                         target_result, sens_table, runner.computed, seconds, files, plan.choice)
+    if draw is not None:
+        files.update(draw(result, out / "figures"))
+    meta.update(status="complete", tasks_run_this_call=runner.computed, seconds_this_call=round(seconds, 2),
+                target=target_result.as_dict() if target_result else None)
+    files["meta"] = atomic_text(out / "sweep.json", json.dumps(meta, indent=2, default=str) + "\n")
+    finish_output(claimed)
+    return result
+
+
+def _open(spec: SweepSpec, spec_path: Path, factory: PointFactory, out: Path, *, resume: bool, fresh: bool,
+          command: list[str] | None) -> tuple[Store, OutputDir, dict[str, Any]]:
+    """Check everything a user can get wrong, then claim ``out`` (nothing is written before the claim).
+
+    Returns the task store, the claimed directory and the metadata of the sweep being resumed (empty
+    for a new one)."""
     store = Store(out)
     meta_path = out / "sweep.json"
     existing = store.done()
     if existing and not resume and not fresh:
         raise FlowsimError(f"{out} already holds {len(existing)} results of a sweep; add --resume to continue it, "
                            f"or --fresh to discard them and start again")
-    if fresh and out.exists():
-        shutil.rmtree(store.parts, ignore_errors=True)
-        meta_path.unlink(missing_ok=True)
-        existing = set()
+    _check_points(spec, factory)  # a bad grid value is a user mistake: found before anything is written
     old_meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
-    if store.clean_temporaries():
-        log.info("removed partial files left by an interrupted run")
-
-    factory = PointFactory(spec, spec_path, overrides, spec_lines)
     if old_meta and old_meta.get("seed") != spec.seed:
         raise FlowsimError(f"{out}: the sweep was started with seed {old_meta.get('seed')}, now {spec.seed}; "
                            "results would mix seeds (use --fresh, or another --out)")
-    ex = executor or SerialExecutor()
-    show = sys.stderr.isatty() if progress is None else progress
+    claimed = claim_output(out, "sweep", overwrite=fresh, resume=resume, command=command, what="")
+    if store.clean_temporaries():
+        log.info("removed partial files left by an interrupted run")
+    return store, claimed, old_meta
 
-    # warm-up: the scenario's own, a fixed number, or MSER-5 on a pilot (remembered for --resume)
-    choice = None
-    if spec.warmup == "auto":
-        days = old_meta.get("warmup", {}).get("warmup_days") if old_meta.get("warmup", {}).get("method") else None
-        warm_info: dict[str, Any]
-        if days is None:
-            choice = choose_warmup(factory.base.scenario, spec.warmup_kpi, spec.seed, executor=ex, progress=show)
-            days, warm_info = choice.days, choice.as_dict()
-        else:
-            warm_info = old_meta["warmup"]
-        factory.set_warmup(int(days))
-    else:
-        if isinstance(spec.warmup, int):
-            factory.set_warmup(spec.warmup)
-        warm_info = {"warmup_days": factory.base.scenario.simulation.warmup_days,
-                     "method": "fixed" if isinstance(spec.warmup, int) else "scenario"}
 
-    # replications: fixed, or Hoad's method on the base scenario (remembered for --resume)
-    rep_info: dict[str, Any] = {"method": "fixed"}
-    if isinstance(spec.replications, AutoReplications):
-        auto = spec.replications
-        n = old_meta.get("replications", {}).get("n") if old_meta.get("replications", {}).get("method") == "auto" \
-            else None
-        if n is None:
-            _, decision = simulate_to_precision(factory.base.scenario, auto.kpi, auto.precision, spec.seed,
-                                                cap=auto.max, executor=ex, progress=show, keep_patients=False)
-            n = decision.n_used
-            rep_info = {"method": "auto", "n": n, "kpi": auto.kpi, "precision": auto.precision,
-                        "n_solution": decision.n_solution, "capped": decision.capped,
-                        "achieved": decision.precision[-1]}
-        else:
-            rep_info = old_meta["replications"]
-        replications = int(n)
-    else:
-        replications = spec.replications
-        rep_info["n"] = replications
-
+def _plan(spec: SweepSpec, factory: PointFactory, old_meta: dict[str, Any], ex: Executor, show: bool) -> _Plan:
+    """Warm-up, replications and the points to run (a resumed sweep reuses the decisions it recorded)."""
+    warm_info, choice = _warmup(spec, factory, old_meta, ex, show)
+    replications, rep_info = _replications(spec, factory, old_meta, ex, show)
     design = [factory.build(v) for v in design_points(spec)]
     sens_points: list[Point] = []
     sens_x = None
@@ -736,41 +821,59 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         problem, sens_x = sensitivity_design(spec.sensitivity, spec.seed)
         names = problem["names"]
         sens_points = [factory.build(dict(zip(names, map(_canon, row.tolist()), strict=True))) for row in sens_x]
+    return _Plan(warm_info, choice, replications, rep_info, design, sens_points, sens_x, problem)
 
-    # a resumed sweep must be the same sweep: same seed, base scenario and overrides (so every point,
-    # including target-finder points tried before an interruption, builds the scenario it built then)
+
+def _warmup(spec: SweepSpec, factory: PointFactory, old_meta: dict[str, Any], ex: Executor,
+            show: bool) -> tuple[dict[str, Any], WarmupChoice | None]:
+    """The scenario's own warm-up, a fixed number, or MSER-5 on a pilot (remembered for --resume)."""
+    if spec.warmup != "auto":
+        if isinstance(spec.warmup, int):
+            factory.set_warmup(spec.warmup)
+        return {"warmup_days": factory.base.scenario.simulation.warmup_days,
+                "method": "fixed" if isinstance(spec.warmup, int) else "scenario"}, None
+    old = old_meta.get("warmup", {})
+    if old.get("method") and old.get("warmup_days") is not None:
+        factory.set_warmup(int(old["warmup_days"]))
+        return old, None
+    choice = choose_warmup(factory.base.scenario, spec.warmup_kpi, spec.seed, executor=ex, progress=show)
+    factory.set_warmup(int(choice.days))
+    return choice.as_dict(), choice
+
+
+def _replications(spec: SweepSpec, factory: PointFactory, old_meta: dict[str, Any], ex: Executor,
+                  show: bool) -> tuple[int, dict[str, Any]]:
+    """Fixed, or Hoad's method on the base scenario (remembered for --resume)."""
+    if not isinstance(spec.replications, AutoReplications):
+        return spec.replications, {"method": "fixed", "n": spec.replications}
+    old = old_meta.get("replications", {})
+    if old.get("method") == "auto" and old.get("n") is not None:
+        return int(old["n"]), old
+    auto = spec.replications
+    _, decision = simulate_to_precision(factory.base.scenario, auto.kpi, auto.precision, spec.seed,
+                                        cap=auto.max, executor=ex, progress=show, keep_patients=False)
+    return decision.n_used, {"method": "auto", "n": decision.n_used, "kpi": auto.kpi, "precision": auto.precision,
+                             "n_solution": decision.n_solution, "capped": decision.capped,
+                             "achieved": decision.precision[-1]}
+
+
+def _check_same_sweep(out: Path, old_meta: dict[str, Any], factory: PointFactory, points: list[Point]) -> None:
+    """A resumed sweep must be the same sweep: same seed, base scenario and overrides (so every point,
+    including target-finder points tried before an interruption, builds the scenario it built then)."""
     old_base = old_meta.get("base_scenario_id")
     if old_base is not None and old_base != factory.base.scenario_id:
         raise FlowsimError(f"{out}: the base scenario (or set:/--set overrides, or the warm-up) changed since the "
                            f"sweep started (scenario id {old_base} -> {factory.base.scenario_id}); results would mix "
                            "scenarios: use --fresh, or another --out")
     old_points = old_meta.get("points", {})
-    for p in [*design, *sens_points]:
+    for p in points:
         if p.id in old_points and old_points[p.id] != p.scenario_id:
             raise FlowsimError(f"{out}: point {p.id} ({p.values}) now builds a different scenario than when the "
                                "sweep started (the base scenario or overrides changed); use --fresh or another --out")
 
-    static = [(p, replications) for p in design]
-    if spec.sensitivity is not None:
-        static += [(p, spec.sensitivity.replications) for p in sens_points]
-    wanted = {(p.id, r) for p, n in static for r in range(n)}
-    already = len(wanted & existing)
-    target_reps = (spec.target.replications or replications) if spec.target else 0
-    estimate = len(wanted) + (_max_bisection_evaluations(spec.target) * target_reps if spec.target else 0)
-    meta: dict[str, Any] = {
-        "name": spec.name or spec_path.stem, "spec": str(spec_path), "spec_fingerprint": _spec_fingerprint(spec),
-        "base": str(factory.base_path), "base_scenario_id": factory.base.scenario_id, "seed": spec.seed,
-        "replications": rep_info, "warmup": warm_info, "executor": ex.name, "workers": ex.workers,
-        "points": {**old_points, **{p.id: p.scenario_id for p in [*design, *sens_points]}},
-        "status": "running", "versions": versions(), "command": command if command is not None else sys.argv,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_text(out / "sweep.yaml", spec_path.read_text(encoding="utf-8"))
-    atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
-    if already:
-        log.info("resuming: %d of %d design tasks already done", already, len(wanted))
 
-    bar = _Bar(estimate, already, show)
+def _required_kpis(spec: SweepSpec, spec_path: Path, spec_lines: LineMap) -> dict[str, str]:
+    """Every KPI the spec names, with where it names it (for the unknown-KPI error)."""
     def where(*loc: str | int) -> str:
         source, line = spec_lines.get(loc, (str(spec_path), 0))
         return f"{source}:{line}: {'.'.join(map(str, loc))}"
@@ -780,34 +883,38 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         required.setdefault(spec.target.kpi, where("target", "kpi"))
     if spec.sensitivity is not None:
         required.update({k: where("sensitivity", "kpis") for k in spec.sensitivity.kpis if k not in required})
-    runner = Runner(store, ex, spec.seed, bar, required=required)
-    if existing:  # resuming: check the names against a stored result before running anything
-        runner._check_kpis(store.read([next(iter(existing))]).iloc[0].to_dict())
-    try:
-        by_n: dict[int, list[Point]] = {}
-        for p, n in static:
-            by_n.setdefault(n, []).append(p)
-        for n, pts in by_n.items():
-            runner.ensure(list({p.id: p for p in pts}.values()), n)
+    return required
 
-        target_result = None
-        if spec.target is not None:
-            t = spec.target
 
-            def evaluate(v: float) -> np.ndarray:
-                bar.grow(target_reps)
-                return runner.values(factory.build({t.parameter: v}), target_reps, t.kpi)
+def _run_tasks(spec: SweepSpec, factory: PointFactory, runner: Runner, static: list[tuple[Point, int]], *,
+               target_reps: int, meta: dict[str, Any]) -> TargetResult | None:
+    """Run the design and sensitivity points, then the target finder (its points recorded in ``meta``)."""
+    by_n: dict[int, list[Point]] = {}
+    for p, n in static:
+        by_n.setdefault(n, []).append(p)
+    for n, pts in by_n.items():
+        runner.ensure(list({p.id: p for p in pts}.values()), n)
+    if spec.target is None:
+        return None
+    t = spec.target
 
-            target_result = find_target(t, evaluate)
-            target_result.replications = target_reps
-            meta["points"].update({point_id({t.parameter: _canon(v)}): factory.build({t.parameter: v}).scenario_id
-                                   for v in target_result.evaluations["value"]})
-    finally:
-        bar.close()
+    def evaluate(v: float) -> np.ndarray:
+        runner.bar.grow(target_reps)
+        return runner.values(factory.build({t.parameter: v}), target_reps, t.kpi)
 
-    # derived tables
+    target_result = find_target(t, evaluate)
+    target_result.replications = target_reps
+    meta["points"].update({point_id({t.parameter: _canon(v)}): factory.build({t.parameter: v}).scenario_id
+                           for v in target_result.evaluations["value"]})
+    return target_result
+
+
+def _write_tables(spec: SweepSpec, spec_path: Path, store: Store, plan: _Plan, *,
+                  target_result: TargetResult | None, out: Path
+                  ) -> tuple[dict[str, Path], pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The tidy results, the per-point summary, the sensitivity indices and the target's evaluations."""
     files: dict[str, Path] = {}
-    table = _design_table(store, spec, design, replications)
+    table = _design_table(store, spec, plan.design, plan.replications)
     kpi_cols = [k for k in spec.kpis if k in table.columns]
     missing = [k for k in spec.kpis if k not in table.columns] if not table.empty else []
     if missing:
@@ -817,34 +924,31 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
         files["results"] = atomic_write(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
         files["results_csv"] = atomic_write(out / "results.csv", lambda p: table.to_csv(p, index=False))
         files["summary"] = atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
-    sens_table = None
-    if spec.sensitivity is not None and sens_x is not None:
-        s = spec.sensitivity
-        frame = store.read((p.id, r) for p in {p.id: p for p in sens_points}.values() for r in range(s.replications))
-        means = frame.groupby(_ID).mean(numeric_only=True)
-        parts = []
-        for k in s.kpis:
-            if k not in means.columns:
-                raise FlowsimError(f"{spec_path}: sensitivity.kpis: unknown KPI '{k}'")
-            y = np.array([means.loc[p.id, k] for p in sens_points], dtype=float)
-            parts.append(analyse_sensitivity(s, problem, sens_x, y, spec.seed).assign(kpi=k).reset_index())
-        sens_table = pd.concat(parts, ignore_index=True)
+    sens_table = _sensitivity_table(spec, spec_path, store, plan)
+    if sens_table is not None:
         files["sensitivity"] = atomic_write(out / "sensitivity.csv", lambda p: sens_table.to_csv(p, index=False))
     if target_result is not None:
         ev = target_result.evaluations
         files["target_csv"] = atomic_write(out / "target.csv", lambda p: ev.to_csv(p, index=False))
         files["target"] = atomic_text(out / "target.json",
                                       json.dumps(target_result.as_dict(), indent=2, default=float) + "\n")
-    seconds = time.perf_counter() - t0
-    result = SweepResult(spec, out, table, summary, replications, int(warm_info["warmup_days"]), target_result,
-                         sens_table, runner.computed, seconds, files, choice)
-    if draw is not None:
-        files.update(draw(result, out / "figures"))
-    meta.update(status="complete", tasks_run_this_call=runner.computed, seconds_this_call=round(seconds, 2),
-                target=target_result.as_dict() if target_result else None)
-    atomic_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
-    files["meta"] = meta_path
-    return result
+    return files, table, summary, sens_table
+
+
+def _sensitivity_table(spec: SweepSpec, spec_path: Path, store: Store, plan: _Plan) -> pd.DataFrame | None:
+    """Sensitivity indices per KPI from the mean of each sensitivity point's replications."""
+    s = spec.sensitivity
+    if s is None or plan.sens_x is None:
+        return None
+    frame = store.read((p.id, r) for p in {p.id: p for p in plan.sens_points}.values() for r in range(s.replications))
+    means = frame.groupby(_ID).mean(numeric_only=True)
+    parts = []
+    for k in s.kpis:
+        if k not in means.columns:
+            raise FlowsimError(f"{spec_path}: sensitivity.kpis: unknown KPI '{k}'")
+        y = np.array([means.loc[p.id, k] for p in plan.sens_points], dtype=float)
+        parts.append(analyse_sensitivity(s, plan.problem, plan.sens_x, y, spec.seed).assign(kpi=k).reset_index())
+    return pd.concat(parts, ignore_index=True)
 
 
 def _design_table(store: Store, spec: SweepSpec, design: list[Point], replications: int) -> pd.DataFrame:

@@ -298,10 +298,10 @@ def test_recovery_intervals_follow_the_stated_rule(recovery) -> None:
 
 def test_fitted_scenario_extends_loads_and_carries_provenance(recovery) -> None:
     case, res = recovery
-    path = case / "fitted.yaml"
+    path = case / "out" / "fitted.yaml"  # the config's write_scenario: a name inside the output directory
     text = path.read_text(encoding="utf-8")
     data = yaml.safe_load(text)
-    assert data["extends"] == "scenarios/base.yaml"  # relative to the fitted file, so the pair can move together
+    assert data["extends"] == "../scenarios/base.yaml"  # relative to the fitted file
     fitted = load_scenario(path)
     assert fitted.assessment.staff == res.best[STAFF]
     assert fitted.pathways["P2"].services["intermediate_care"].capacity == res.best[IC]
@@ -319,7 +319,7 @@ def test_fitted_scenario_extends_loads_and_carries_provenance(recovery) -> None:
                             lines[0]), lines[0]
     # the copy in the output directory is the same text
     assert (case / "out" / "fitted_scenario.yaml").read_text(encoding="utf-8") == text
-    assert res.files["scenario"] == case / "fitted.yaml"
+    assert res.files["scenario"] == case / "out" / "fitted.yaml"
 
 
 def test_fit_report_csv(recovery) -> None:
@@ -488,7 +488,7 @@ BAD_CONFIGS = {
     "integer_log": ("integer: true, label", "integer: true, transform: log, label", "transform: log",
                     ["free.0.transform", "continuous parameters only"]),
     "unknown_weight": ("seed: 5", "seed: 5\nweights: {nope: 2}", None, ["weights.nope", "unknown target"]),
-    "popsize": ("popsize: 3", "popsize: 1", "popsize: 1", ["optimiser.popsize", "greater than or equal to 2"]),
+    "popsize": ("popsize: 3", "popsize: 1", "popsize: 1", ["optimiser.popsize", "a whole number from 2 to 100"]),
 }
 
 

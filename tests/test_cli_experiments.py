@@ -236,7 +236,7 @@ def test_run_on_dask_is_quiet_without_verbose(
 @pytest.fixture(scope="module")
 def shipped_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("sweep") / "out"
-    proc = flowsim("sweep", SWEEP, "--out", out, *SWEEP_SHORT, timeout=300)
+    proc = flowsim("sweep", SWEEP, "--out", out, *SWEEP_SHORT, timeout=900)
     assert_ok(proc)
     return proc, out
 

@@ -698,9 +698,12 @@ def test_bad_directory_is_a_user_error(tmp_path: Path, case: str, capsys: pytest
         (target / "notes.txt").write_text("not a run")
     elif case == "file":
         target.write_text("x")
-    elif case == "broken_json":
-        target.mkdir()
+    elif case == "broken_json":  # a complete flowsim directory whose summary was damaged afterwards
+        from flowsim.rundir import claim_output, finish_output
+
+        claimed = claim_output(target, "run")
         (target / "summary.json").write_text("{ not json")
+        finish_output(claimed)
     if case == "empty":
         proc = flowsim("report", target)
         code, stderr = proc.returncode, proc.stderr

@@ -93,9 +93,9 @@ FILE_ERRORS = [
     ("bad distribution name", "los: {dist: gamma, mean: 14, sd: 7}", "los: {dist: gama, mean: 14, sd: 7}",
      "pathways.P1.services.reablement.los", "dist: gama", ["gama", "gamma", "lognormal"]),
     ("lognormal sd = 0", "{dist: lognormal, mean: 4.5, sd: 4.0}", "{dist: lognormal, mean: 4.5, sd: 0}",
-     "cohorts.adults.acute_los.sd", "sd: 0}", ["greater than 0", "0"]),
+     "cohorts.adults.acute_los.sd", "sd: 0}", ["above 0", "0"]),
     ("lognormal sd < 0", "{dist: lognormal, mean: 4.5, sd: 4.0}", "{dist: lognormal, mean: 4.5, sd: -2}",
-     "cohorts.adults.acute_los.sd", "sd: -2}", ["greater than 0", "-2"]),
+     "cohorts.adults.acute_los.sd", "sd: -2}", ["above 0", "-2"]),
     ("missing required field", "    share: 0.75\n", "", "cohorts.adults.share", "  adults:", ["required"]),
     ("bad date (not a date)", "start_date: 2024-04-01", "start_date: first of april", "simulation.start_date",
      "start_date:", ["date", "first of april"]),
@@ -221,7 +221,7 @@ def test_dict_input_names_source_and_path(scenario_builder) -> None:
     where, msg = problem_at(problems, "acute.beds")
     assert where == "my-dict" and "(got -1)" in msg
     where, msg = problem_at(problems, "cohorts.everyone.acute_los.sd")
-    assert where == "my-dict" and "greater than 0" in msg
+    assert where == "my-dict" and "above 0" in msg
 
 
 def test_scenario_is_frozen(scenario_builder) -> None:
@@ -327,7 +327,7 @@ def test_override_can_set_a_mapping_value() -> None:
 @pytest.mark.parametrize(("override", "path", "words"), [
     ("acute.beds=-1", "acute.beds", ["(got -1)"]),
     ("acute.bedz=3", "acute.bedz", ["unknown field"]),
-    ("simulation.duration_days=zero", "simulation.duration_days", ["integer", "zero"]),
+    ("simulation.duration_days=zero", "simulation.duration_days", ["whole number", "zero"]),
     ("cohorts.adults.share=0.7", None, ["cohort shares must sum to 1"]),
 ])
 def test_bad_override_is_reported(override, path, words) -> None:
@@ -431,8 +431,8 @@ def test_lognormal_is_given_by_arithmetic_mean_and_sd() -> None:
 
 
 @pytest.mark.parametrize(("spec", "word"), [
-    ({"dist": "lognormal", "mean": 1.0, "sd": 0.0}, "greater than 0"),
-    ({"dist": "gamma", "mean": -1.0, "sd": 1.0}, "greater than 0"),
+    ({"dist": "lognormal", "mean": 1.0, "sd": 0.0}, "above 0"),
+    ({"dist": "gamma", "mean": -1.0, "sd": 1.0}, "above 0"),
     ({"dist": "triangular", "low": 5.0, "mode": 1.0, "high": 10.0}, "triangular"),
     ({"dist": "uniform", "low": 2.0, "high": 1.0}, "low < high"),
     ({"dist": "empirical", "values": [1.0, 2.0], "weights": [1.0]}, "weights"),
@@ -452,7 +452,7 @@ def capacities() -> st.SearchStrategy[Any]:
         lambda base, day, length, amount, use_set: {"base": base, "periods": [{
             "start": (dt.date(2024, 1, 1) + dt.timedelta(days=day)).isoformat(),
             "end": (dt.date(2024, 1, 1) + dt.timedelta(days=day + length)).isoformat(),
-            **({"set": amount} if use_set else {"add": amount - 3}),
+            **({"set": amount} if use_set else {"add": max(amount - 3, -base)}),  # never below zero
         }]},
         st.integers(0, 12), st.integers(-15, 40), st.integers(0, 20), st.integers(0, 8), st.booleans())
     return st.one_of(st.integers(0, 15), st.just("unlimited"), schedule)

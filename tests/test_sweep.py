@@ -697,7 +697,8 @@ BAD_SPECS = {
     "range upside down": ("design: lhs\nsamples: 4\nparameters:\n  - {path: acute.beds, low: 140, high: 100}\n",
                           "low: 140", "parameters.0: low (140.0) must be below high (100.0)"),
     "seed negative": ("seed: -1\nparameters:\n  - {path: acute.beds, values: [120]}\n",
-                      "seed:", "seed: Input should be greater than or equal to 0"),
+                      "seed:", "seed: allowed: a whole number from 0 to 9,223,372,036,854,775,807 (a random seed) "
+                               "(got -1)"),
 }
 
 

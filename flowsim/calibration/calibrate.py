@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from scipy import optimize, stats
 from tqdm import tqdm
 
@@ -50,7 +50,7 @@ from flowsim.experiment.executors import Executor, SerialExecutor
 from flowsim.experiment.runner import run_replication
 from flowsim.experiment.stats import bounded_ci, nhs_quarter
 from flowsim.results.kpi import kpi_range
-from flowsim.rundir import atomic_text, atomic_write, versions
+from flowsim.rundir import OutputDir, atomic_text, atomic_write, claim_output, finish_output, slug, versions
 from flowsim.scenario.loader import (
     LineMap,
     finish_scenario,
@@ -61,6 +61,7 @@ from flowsim.scenario.loader import (
     set_path,
 )
 from flowsim.scenario.schema import FieldProblems, Scenario
+from flowsim.scenario.types import Finite, Range, Seed
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,9 @@ class Target(_Spec):
     numerator: str | None = None
     denominator: str | None = None
     period: str | None = None
-    value: float
-    sd: Annotated[float, Field(gt=0)] | None = None
-    rel_sd: Annotated[float, Field(gt=0)] = 0.1
+    value: Finite
+    sd: Annotated[float, Range(0, 1e15, "the observation's standard deviation", low_open=True)] | None = None
+    rel_sd: Annotated[float, Range(0, 1e15, low_open=True)] = 0.1
     source: str = Field(min_length=1, description="where the number comes from (document and line)")
 
     @model_validator(mode="after")
@@ -118,8 +119,8 @@ class FreeParameter(_Spec):
     """A scenario field to fit, by dotted path, within bounds (``log`` searches on a log scale)."""
 
     path: str = Field(min_length=1)
-    low: float
-    high: float
+    low: Finite
+    high: Finite
     integer: bool = False
     transform: Literal["none", "log"] = "none"
     label: str | None = None
@@ -138,9 +139,9 @@ class FreeParameter(_Spec):
 class Optimiser(_Spec):
     """The optimiser and its budget (population size per parameter, generations, tolerance)."""
     method: Literal["differential_evolution"] = "differential_evolution"
-    popsize: Annotated[int, Field(ge=2, le=100)] = 5
-    maxiter: Annotated[int, Field(ge=1, le=1000)] = 6
-    tol: Annotated[float, Field(ge=0)] = 0.0
+    popsize: Annotated[int, Range(2, 100, integer=True)] = 5
+    maxiter: Annotated[int, Range(1, 1000, integer=True)] = 6
+    tol: Annotated[float, Range(0, 1e15)] = 0.0
 
 
 class Validation(_Spec):
@@ -156,16 +157,27 @@ class CalibrationConfig(_Spec):
     scenario: str = Field(min_length=1, description="scenario to calibrate, relative to this file")
     targets: str = Field(min_length=1, description="targets file, relative to this file")
     set: dict[str, Any] = Field(default_factory=dict, description="fixed overrides applied before fitting")
-    seed: Annotated[int, Field(ge=0)] = 2016
-    replications: Annotated[int, Field(ge=2, le=1000)] = 4
+    seed: Seed = 2016
+    replications: Annotated[int, Range(2, 1000, integer=True)] = 4
     free: list[FreeParameter] = Field(min_length=1)
     fit: list[str] | None = Field(default=None, description="target ids in the fit (default: all not held out)")
     held_out: list[str] = Field(default_factory=list)
-    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    weights: dict[str, Annotated[float, Range(0, 1e15, low_open=True)]] = Field(default_factory=dict)
     optimiser: Optimiser = Field(default_factory=Optimiser)
     validation: Validation | None = None
-    write_scenario: str | None = Field(default=None, description="where to write the fitted scenario "
-                                                                 "(relative to this file)")
+    write_scenario: str | None = Field(default=None, description="file name for a copy of the fitted scenario "
+                                                                 "inside the output directory; to write it "
+                                                                 "anywhere else, use --write-scenario")
+
+    @field_validator("write_scenario")
+    @classmethod
+    def _inside_output(cls, v: str | None) -> str | None:
+        # a configuration file may name the file, never send a write outside the output directory
+        parts = Path(v).parts if v else ()
+        if v is not None and (not v.strip() or Path(v).is_absolute() or ".." in parts or not parts):
+            raise ValueError("allowed: a file name inside the output directory (e.g. fitted.yaml); to write the "
+                             "fitted scenario elsewhere, give --write-scenario on the command line")
+        return v
 
 
 def _validated(model: type[BaseModel], path: Path) -> tuple[Any, LineMap]:
@@ -388,11 +400,32 @@ class _Evaluator:
         return np.array([self.cache[k] for k in keys])
 
 
-def calibrate(config_path: Path, out: Path | None = None, executor: Executor | None = None,  # noqa: PLR0915, PLR0917
+FITTED_HEADER = "# FITTED by `flowsim calibrate"
+
+
+def is_fitted_scenario(path: Path) -> bool:
+    """A fitted scenario flowsim wrote (so a new fit may replace it without --overwrite)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(len(FITTED_HEADER)) == FITTED_HEADER
+    except OSError:
+        return False
+
+
+def default_output(prob: Problem) -> Path:
+    """``outputs/calibration/<name>``: the configuration names the directory (as a safe slug), never its place."""
+    return Path("outputs") / "calibration" / slug(prob.config.name or prob.path.stem, "calibration")
+
+
+def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: Executor | None = None,  # noqa: PLR0917
               progress: bool | None = None, draw: CalibrationDrawer | None = None, write_scenario: Path | None = None,
               budget: tuple[int, int] | None = None, command: list[str] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``config_path``; write the fitted scenario and the fit report.
 
+    ``out``: a new or empty directory (default ``outputs/calibration/<name>``, the name made a safe
+    slug) claimed before anything runs, or an ``OutputDir`` the caller claimed.  ``write_scenario``
+    (the caller's choice: the command line checks it is not someone else's file, see
+    ``is_fitted_scenario``) also receives the fitted scenario.
     ``budget`` = (popsize, maxiter) overrides the configuration's optimiser budget (for a quick run).
     ``draw`` (from the presentation layer, e.g. ``flowsim.report.calibration_figures.draw_calibration``) adds
     the figures; without it none is drawn.
@@ -401,11 +434,32 @@ def calibrate(config_path: Path, out: Path | None = None, executor: Executor | N
     prob = load_problem(config_path)
     cfg = prob.config
     prob.build({})  # the base scenario must be valid before anything runs
-    out = out or Path("outputs") / "calibration" / (cfg.name or config_path.stem)
-    out.mkdir(parents=True, exist_ok=True)
+    claimed = out if isinstance(out, OutputDir) else claim_output(out or default_output(prob), "calibration",
+                                                                   command=command, what="")
     ex = executor or SerialExecutor()
     show = sys.stderr.isatty() if progress is None else progress
     popsize, maxiter = budget or (cfg.optimiser.popsize, cfg.optimiser.maxiter)
+    evaluator, res = _optimise(prob, ex, show, popsize, maxiter)
+    best = evaluator.values(res.x)
+    evals = pd.DataFrame(evaluator.rows).sort_values("objective", kind="stable").reset_index(drop=True)
+    threshold = float(evals["objective"].min()) + float(stats.chi2.ppf(0.95, len(cfg.free)))
+    inside = evals[evals["objective"] <= threshold]
+    intervals = {p.path: (float(inside[p.path].min()), float(inside[p.path].max())) for p in cfg.free}
+    fitted, validation_scenario, report = _final_evaluation(prob, best, ex)
+    ins = report[report["role"] == "fitted"]["error_pct"].abs()
+    oos = report[report["role"] == "held out"]["error_pct"].abs()
+    result = CalibrationResult(prob, best, float(res.fun), intervals, evals, report, float(ins.mean()),
+                               float(oos.mean()) if len(oos) else None, time.perf_counter() - t0)
+    copy_to = write_scenario or (claimed.path / cfg.write_scenario if cfg.write_scenario else None)
+    _write_outputs(result, claimed.path, fitted, validation_scenario, draw, copy_to, command, (popsize, maxiter))
+    if not isinstance(out, OutputDir):
+        finish_output(claimed)
+    return result
+
+
+def _optimise(prob: Problem, ex: Executor, show: bool, popsize: int, maxiter: int) -> tuple[_Evaluator, Any]:
+    """Differential evolution over the free parameters (log-scaled where asked), whole populations at once."""
+    cfg = prob.config
     bounds, integrality = [], []
     for p in cfg.free:
         lo, hi = (math.log(p.low), math.log(p.high)) if p.transform == "log" else (p.low, p.high)
@@ -420,14 +474,13 @@ def calibrate(config_path: Path, out: Path | None = None, executor: Executor | N
             rng=np.random.default_rng(cfg.seed), init="latinhypercube")
     finally:
         bar.close()
-    best = evaluator.values(res.x)
-    evals = pd.DataFrame(evaluator.rows).sort_values("objective", kind="stable").reset_index(drop=True)
-    k = len(cfg.free)
-    threshold = float(evals["objective"].min()) + float(stats.chi2.ppf(0.95, k))
-    inside = evals[evals["objective"] <= threshold]
-    intervals = {p.path: (float(inside[p.path].min()), float(inside[p.path].max())) for p in cfg.free}
+    return evaluator, res
 
-    # final evaluation of the fitted model: every target, fitted and held out
+
+def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor
+                      ) -> tuple[Scenario, Scenario | None, pd.DataFrame]:
+    """The fitted model on every target, fitted and held out (held-out ones on the validation scenario)."""
+    cfg = prob.config
     fitted = prob.build(best)
     final = _Evaluator(prob, ex, tqdm(total=0, disable=True))
     [(kpis, daily)] = final.run([fitted])
@@ -437,10 +490,11 @@ def calibrate(config_path: Path, out: Path | None = None, executor: Executor | N
     validation_scenario = None
     if held:
         if cfg.validation is not None:
-            vdata, vlines = load_raw(_rel(config_path, cfg.validation.scenario))
+            vpath = _rel(prob.path, cfg.validation.scenario)
+            vdata, vlines = load_raw(vpath)
             for dotted, value in cfg.set.items():
                 set_path(vdata, dotted, value, vlines)
-            validation_scenario = prob.build(best, vdata, vlines, str(_rel(config_path, cfg.validation.scenario)))
+            validation_scenario = prob.build(best, vdata, vlines, str(vpath))
             [(vk, vd)] = final.run([validation_scenario])
             sims.update(simulated_values(held, vk, vd, validation_scenario.simulation.duration_days))
         else:
@@ -452,14 +506,7 @@ def calibrate(config_path: Path, out: Path | None = None, executor: Executor | N
                      "observed": t.value, "simulated": m, "ci_low": lo, "ci_high": hi,
                      "error_pct": 100.0 * (m - t.value) / t.value if t.value else float("nan"),
                      "z": (m - t.value) / t.scale, "source": t.source})
-    report = pd.DataFrame(rows)
-    ins = report[report["role"] == "fitted"]["error_pct"].abs()
-    oos = report[report["role"] == "held out"]["error_pct"].abs()
-    result = CalibrationResult(prob, best, float(res.fun), intervals, evals, report, float(ins.mean()),
-                               float(oos.mean()) if len(oos) else None, time.perf_counter() - t0)
-    _write_outputs(result, out, fitted, validation_scenario, draw, write_scenario or (
-        _rel(config_path, cfg.write_scenario) if cfg.write_scenario else None), command, (popsize, maxiter))
-    return result
+    return fitted, validation_scenario, pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -540,11 +587,13 @@ def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, valid
     files = result.files
     files["report"] = atomic_write(out / "fit_report.csv", lambda p: result.report.to_csv(p, index=False))
     files["evaluations"] = atomic_write(out / "evaluations.csv", lambda p: result.evaluations.to_csv(p, index=False))
+    base = _rel(prob.path, prob.config.scenario)
     target = write_scenario or (out / "fitted_scenario.yaml")
-    text = fitted_yaml(result, prob.path, _rel(prob.path, prob.config.scenario), target)
-    files["scenario"] = atomic_text(target, text)
-    if write_scenario is not None:
-        files["scenario_copy"] = atomic_text(out / "fitted_scenario.yaml", text)
+    # each copy's ``extends`` is relative to where that copy lives
+    files["scenario"] = atomic_text(target, fitted_yaml(result, prob.path, base, target))
+    if write_scenario is not None and write_scenario != out / "fitted_scenario.yaml":
+        copy = out / "fitted_scenario.yaml"
+        files["scenario_copy"] = atomic_text(copy, fitted_yaml(result, prob.path, base, copy))
     meta = {
         "name": prob.config.name or prob.path.stem, "config": str(prob.path), "seed": prob.config.seed,
         "replications": prob.config.replications, "optimiser": "scipy.optimize.differential_evolution",

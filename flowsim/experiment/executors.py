@@ -12,8 +12,12 @@ never swallowed and never turns into a silent gap in the results.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -53,6 +57,75 @@ def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
         return _Failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
+#: How often a pool worker checks that the process that started it is still alive (seconds).
+PARENT_POLL_SECONDS = 0.25
+
+
+def _parent_alive(parent: int, first_ppid: int) -> bool:
+    if os.getppid() != first_ppid:  # re-parented: whoever started this worker is gone
+        return False
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists, owned by someone else (pid reused)
+        return False
+    return True
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit this worker as soon as ``parent`` is gone, however it died.
+
+    A pool worker blocks reading its task queue; when the parent is SIGKILLed (the OOM killer's
+    natural target) nothing closes that queue, so without this the worker lives on, holding its
+    memory and the caller's stdout and stderr open.  A daemon thread polls the parent (``getppid``
+    changes when a process is re-parented), which works with any start method and on any POSIX
+    system; it costs one system call a quarter second.
+    """
+    first_ppid = os.getppid()
+
+    def loop() -> None:
+        while _parent_alive(parent, first_ppid):
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=loop, name="flowsim-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent: int) -> None:
+    """Pool worker start-up: Ctrl-C is the parent's to handle (it stops the pool), and the worker
+    never outlives the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _watch_parent(parent)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C while worker processes may be forked; raise it as KeyboardInterrupt afterwards.
+
+    Two holes are closed.  A new worker must not get Ctrl-C before its start-up has set it to be
+    ignored: the signal stays blocked (the mask is inherited by a forked or spawned child) and the
+    Python handler only records it (a forked child inherits that too).  And the parent must not get
+    it inside ``os.fork``'s after-fork handlers, where Python prints "Exception ignored" and drops the
+    KeyboardInterrupt (the run would carry on as if nothing happened): a signal delivered to another
+    thread of this process is still handled in the main thread, so blocking alone is not enough.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, handler)
+    if hit:
+        raise KeyboardInterrupt
+
+
 def available_cores() -> int:
     """Cores this process may use (respects CPU affinity, e.g. in containers)."""
     if hasattr(os, "sched_getaffinity"):
@@ -73,6 +146,10 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release the workers."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where the work runs, for the record (summary.json, sweep.json)."""
         ...
 
 
@@ -99,6 +176,10 @@ class SerialExecutor:
         """Nothing to release."""
         pass
 
+    def describe(self) -> dict[str, Any]:
+        """In this process, one task at a time."""
+        return {"executor": self.name, "workers": 1}
+
     def __enter__(self) -> SerialExecutor:
         return self
 
@@ -119,8 +200,13 @@ class ProcessExecutor:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
+                                             initargs=(os.getpid(),))
         return self._pool
+
+    def describe(self) -> dict[str, Any]:
+        """A local process pool of ``workers`` processes."""
+        return {"executor": self.name, "workers": self.workers}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
@@ -134,7 +220,8 @@ class ProcessExecutor:
         try:
             while nxt < len(tasks) or pending:
                 while nxt < len(tasks) and len(pending) < 2 * self.workers:
-                    pending[pool.submit(_guarded, fn, tasks[nxt])] = nxt
+                    with _sigint_held():  # a submit may fork a worker
+                        pending[pool.submit(_guarded, fn, tasks[nxt])] = nxt
                     nxt += 1
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=pending.__getitem__):
@@ -155,11 +242,28 @@ class ProcessExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self) -> None:
+        """Stop at once (Ctrl-C, or a task failed): end the workers rather than wait for their tasks."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list(getattr(pool, "_processes", {}).values())  # no public way before Python 3.14
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(timeout=5)
+
     def __enter__(self) -> ProcessExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class DaskExecutor:
@@ -172,25 +276,43 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, address: str | None = None, workers: int | None = None):
+    def __init__(self, address: str | None = None, workers: int | None = None, *, dashboard: str | None = None,
+                 source: str | None = None):
         try:
+            import dask
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover - distributed is a declared dependency
             raise FlowsimError("the Dask executor needs the 'distributed' package: pip install distributed") from None
         self.address = address
+        self.source = source
+        self.dashboard: str | None = None
         self._cluster = None
         try:
             if address:
                 self._client = Client(address, timeout="20s")
+            elif dashboard is None:
+                # Dask's scheduler always serves HTTP (8787 by default, even with dashboard_address=None): with no
+                # dashboard asked for, it serves no routes, on a port of its choosing, on this machine only
+                with dask.config.set({"distributed.scheduler.http.routes": []}):
+                    self._cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                                                 processes=True, scheduler_kwargs={
+                                                     "dashboard": False, "dashboard_address": "127.0.0.1:0"})
+                self._client = Client(self._cluster)
             else:
                 self._cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
-                                             processes=True, dashboard_address=None)
+                                             processes=True, dashboard_address=dashboard)
                 self._client = Client(self._cluster)
+                self.dashboard = self._client.dashboard_link
         except (OSError, TimeoutError) as exc:
             raise FlowsimError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
         n = len(self._client.scheduler_info().get("workers", {}))
         self.workers = max(1, n)
         log.info("Dask executor: %s with %d workers", address or "LocalCluster", self.workers)
+
+    def describe(self) -> dict[str, Any]:
+        """The Dask scheduler used (or a LocalCluster), where its address came from and the dashboard setting."""
+        return {"executor": self.name, "workers": self.workers, "scheduler": self.address or "LocalCluster",
+                "scheduler_from": self.source, "dashboard": self.dashboard}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
@@ -228,7 +350,7 @@ AnyExecutor = SerialExecutor | ProcessExecutor | DaskExecutor
 
 
 def make_executor(kind: str | None = None, workers: int | None = None,
-                  scheduler: str | None = None) -> AnyExecutor:
+                  scheduler: str | None = None, dashboard: str | None = None) -> AnyExecutor:
     """Build an executor from command-line style settings.
 
     ``scheduler`` (or the ``FLOWSIM_SCHEDULER`` environment variable) implies
@@ -236,14 +358,20 @@ def make_executor(kind: str | None = None, workers: int | None = None,
     with ``workers`` workers.  Otherwise a process pool of ``workers``
     processes (default: the cores available); ``workers=1`` runs in-process.
     """
-    if kind in (None, "dask"):  # the environment names a cluster only for runs that may use one
-        scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    source = "--scheduler" if scheduler else None
+    if kind in (None, "dask") and not scheduler and os.environ.get(SCHEDULER_ENV):
+        # the environment names a cluster only for runs that may use one; the caller announces it
+        scheduler, source = os.environ[SCHEDULER_ENV], SCHEDULER_ENV
     if kind is None:
         kind = "dask" if scheduler else "process"
     if kind not in EXECUTORS:
         raise FlowsimError(f"executor: unknown '{kind}'; allowed: {', '.join(EXECUTORS)}")
     if kind == "dask":
-        return DaskExecutor(scheduler, workers)
+        if scheduler and dashboard:
+            raise FlowsimError("--dashboard starts a dashboard for a local cluster; a remote scheduler serves its own")
+        return DaskExecutor(scheduler, workers, dashboard=dashboard, source=source)
+    if dashboard:
+        raise FlowsimError(f"--dashboard needs the dask executor, not '{kind}'")
     if scheduler:
         raise FlowsimError(f"--scheduler {scheduler} needs the dask executor, not '{kind}'")
     if kind == "serial" or workers == 1:

@@ -12,10 +12,11 @@ import difflib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,8 +24,9 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
+from flowsim.experiment.parts import TABLES, PartStore
 from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
-from flowsim.experiment.stats import drd_band_table, node_quantiles, period_table, summarise
+from flowsim.experiment.stats import PERIOD_CENSUS, drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
@@ -56,10 +58,61 @@ def _task(args: tuple[Scenario, int, int, str, bool]) -> ReplicationResult:
     return run_replication(*args)
 
 
+class ReplicationRecord:
+    """One replication as a run keeps it: KPIs, checks and timings in memory, its tables on disk.
+
+    ``daily``, ``patients``, ``escalation`` and ``nodes`` read the replication's stored table each
+    time they are asked for (``None`` when the replication has none), like the fields of the
+    ``ReplicationResult`` it came from.
+    """
+
+    __slots__ = ("_store", "checks", "kernel_events", "kpis", "model_events", "replication", "seconds", "seed")
+
+    def __init__(self, res: ReplicationResult, store: PartStore):
+        self.replication = res.replication
+        self.seed = res.seed
+        self.kpis = res.kpis
+        self.checks = list(res.checks)
+        self.kernel_events = res.kernel_events
+        self.model_events = res.model_events
+        self.seconds = res.seconds
+        self._store = store
+        for table in TABLES:
+            store.write(table, res.replication, getattr(res, table))
+
+    def _table(self, table: str) -> pd.DataFrame | None:
+        return self._store.read_one(table, self.replication)
+
+    @property
+    def daily(self) -> pd.DataFrame:
+        """The replication's daily table (empty when it has none), read from the store."""
+        frame = self._table("daily")
+        return frame if frame is not None else pd.DataFrame()
+
+    @property
+    def patients(self) -> pd.DataFrame | None:
+        """The replication's per-stay records, or None when the run did not keep them."""
+        return self._table("patients")
+
+    @property
+    def escalation(self) -> pd.DataFrame | None:
+        """The replication's OPEL and action events, or None without escalation."""
+        return self._table("escalation")
+
+    @property
+    def nodes(self) -> pd.DataFrame | None:
+        """The replication's per-node daily table, or None."""
+        return self._table("nodes")
+
+
 @dataclass(frozen=True)
 class RunResult:
     """All replications of one scenario, with tables built on demand.
 
+    Only the KPIs of each replication are held in memory; the per-replication tables (days, stays,
+    nodes, escalation events) live in ``store`` and are read when a method asks for them, so memory
+    does not grow with the number of replications.  Every table is assembled in replication order.
+    ``execution`` records where the replications ran (executor, workers, Dask scheduler).
     ``scenario`` is the scenario as run (``extends``, ``--set`` and warm-up choices applied, and recorded in
     its ``overrides``); ``scenario_id`` its content hash; replication ``r`` used seed ``(seed, r)``.
     """
@@ -67,13 +120,19 @@ class RunResult:
     scenario: Scenario
     scenario_id: str
     seed: int
-    replications: list[ReplicationResult]
+    replications: list[ReplicationRecord]
+    store: PartStore = field(repr=False, compare=False, default_factory=PartStore)
+    execution: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def _order(self) -> list[int]:
+        return [r.replication for r in self.replications]
 
     @cached_property
     def _kpis(self) -> pd.DataFrame:
         # built once: summaries, comparisons and files all read it
         return pd.DataFrame([r.kpis for r in self.replications],
-                            index=pd.Index([r.replication for r in self.replications], name="replication"))
+                            index=pd.Index(self._order, name="replication"))
 
     def kpi_frame(self) -> pd.DataFrame:
         """Rows = replications, columns = KPIs (a shared frame: copy it before changing it)."""
@@ -86,14 +145,13 @@ class RunResult:
         ``flowsim.experiment.stats.bounded_ci``; the percentiles describe the spread of single runs."""
         return summarise(self.kpi_frame(), bounds=kpi_range)
 
-    @cached_property
-    def _daily(self) -> pd.DataFrame:
-        # built once: summaries, period tables, figures and CSVs all read it
-        return pd.concat([r.daily for r in self.replications], ignore_index=True)
+    def daily(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows = replication x day (read from the stored parts; ``columns`` reads only those)."""
+        return self.store.concat("daily", self._order, columns)
 
-    def daily(self) -> pd.DataFrame:
-        """Rows = replication x day (a shared frame: copy it before changing it)."""
-        return self._daily
+    def daily_frames(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The daily table one replication at a time, in replication order (constant memory)."""
+        return self.store.frames("daily", self._order, columns)
 
     def patients(self) -> pd.DataFrame:
         """One row per stay of every replication (empty if the run was made with ``keep_patients=False``).
@@ -103,24 +161,34 @@ class RunResult:
         second), and ``warmup`` marks stays that arrived during the warm-up (before ``start_date``), whose
         KPIs count only the part inside the results window.  Patients given by ``initial_state`` are marked
         ``initial`` instead."""
-        frames = [r.patients for r in self.replications if r.patients is not None]
-        if not frames:
-            return pd.DataFrame()
-        return with_calendar(pd.concat(frames, ignore_index=True), self.scenario.simulation.start_date)
+        frames = self.store.concat("patients", self._order)
+        return with_calendar(frames, self.scenario.simulation.start_date) if not frames.empty else frames
+
+    def patient_frames(self) -> Iterator[pd.DataFrame]:
+        """``patients()`` one replication at a time, in replication order (constant memory)."""
+        start = self.scenario.simulation.start_date
+        return (with_calendar(f, start) for f in self.store.frames("patients", self._order))
 
     def escalation(self) -> pd.DataFrame:
         """OPEL level changes and action events of every replication (empty without escalation)."""
-        frames = [r.escalation for r in self.replications if r.escalation is not None]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self.store.concat("escalation", self._order)
 
     def nodes(self) -> pd.DataFrame:
         """Per replication, day and node (pathway x locality): occupancy, queue, waits, cost."""
-        frames = [r.nodes for r in self.replications if r.nodes is not None and not r.nodes.empty]
+        frames = [f for f in self.store.frames("nodes", self._order) if not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def node_summary(self) -> pd.DataFrame:
-        """Per day and node: mean and 5/50/95th percentiles across replications."""
-        return node_quantiles(self.nodes())
+        """Per day and node: mean and 5/50/95th percentiles across replications (one node at a time)."""
+        first = next(self.store.frames("nodes", self._order[:1], ["node"]), None)
+        if first is None or first.empty:
+            return pd.DataFrame()
+        parts = []
+        for node in pd.unique(first["node"]):
+            frames = [f[f["node"] == node] for f in self.store.frames("nodes", self._order)]
+            parts.append(node_quantiles(pd.concat(frames, ignore_index=True)))
+        return pd.concat(parts, ignore_index=True).sort_values(
+            ["node", "pathway", "locality", "date", "day"], kind="stable").reset_index(drop=True)
 
     def periods(self, freq: str = "Q") -> pd.DataFrame:
         """Delayed days (DTOC, midnight census summed), NCTR, stranded patients and DRD delays per period, with
@@ -129,16 +197,32 @@ class RunResult:
         ``freq``: ``'Q'``/``'quarter'`` (NHS quarters, April-June = Q1), ``'M'``/``'month'``, ``'Y'``/``'year'``
         (NHS financial years, April to March) or ``'W'``/``'week'`` (weeks commencing Monday); anything else
         raises ValueError.  Periods cut by the window's edges say how many days they cover."""
-        return period_table(self.daily(), freq, self.scenario.population_18plus)
+        return period_table(self.daily(self._period_columns()), freq, self.scenario.population_18plus)
+
+    def _period_columns(self) -> list[str] | None:
+        """The daily columns the period and band tables read (so they never load the whole daily table)."""
+        first = next(self.store.frames("daily", self._order[:1]), None)
+        if first is None:
+            return None
+        census = {col for col, _ in PERIOD_CENSUS}
+        return [c for c in first.columns if c in PERIOD_COLUMNS or c in census or c.startswith("drd_")]
 
     def drd_bands(self, freq: str = "M") -> pd.DataFrame:
         """Discharge Ready Date delay bands per month ('M') or NHS quarter ('Q'), with CIs."""
-        return drd_band_table(self.daily(), freq)
+        return drd_band_table(self.daily(self._period_columns()), freq)
 
     @property
     def checks(self) -> list[str]:
         """Every invariant violation of every replication (empty when the run is sound)."""
         return [f"replication {r.replication}: {c}" for r in self.replications for c in r.checks]
+
+    def release(self) -> None:
+        """Delete the stored tables (after a run directory holds them); the tables are gone afterwards."""
+        self.store.remove()
+
+
+#: The daily columns the period tables read.
+PERIOD_COLUMNS = ("date", "day", "replication", "delayed_midnight", "delayed_acute_midnight", "occupancy_pct")
 
 
 def with_calendar(patients: pd.DataFrame, start: dt.date) -> pd.DataFrame:
@@ -174,38 +258,43 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
 
 
 def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
-              bar: tqdm[Any]) -> list[ReplicationResult]:
+              bar: tqdm[Any], store: PartStore) -> list[ReplicationRecord]:
+    """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
-    out: list[ReplicationResult] = []
+    out: list[ReplicationRecord] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
-        out.append(res)
+        out.append(ReplicationRecord(res, store))
         bar.update()
     return out
 
 
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
              progress: bool | None = None, keep_patients: bool = True,
-             executor: Executor | None = None) -> RunResult:
+             executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
     ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    Each replication's tables are stored under ``parts`` (a temporary directory by default) as
+    they arrive, so memory stays flat however many replications run (see ``RunResult``).
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     sid = scenario_hash(scenario)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=replications, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
+    store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store)
+            execution = ex.describe()
     finally:
         bar.close()
     results.sort(key=lambda r: r.replication)
-    return RunResult(scenario, sid, seed, results)
+    return RunResult(scenario, sid, seed, results, store, execution)
 
 
-def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
+def _kpi_values(results: list[ReplicationRecord], kpi: str) -> list[float]:
     if results and kpi not in results[0].kpis:
         close = difflib.get_close_matches(kpi, list(results[0].kpis), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `flowsim run --all-kpis` lists them"
@@ -216,7 +305,8 @@ def _kpi_values(results: list[ReplicationResult], kpi: str) -> list[float]:
 def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,  # noqa: PLR0913, PLR0917
                           cap: int = 100, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
                           workers: int | None = None, progress: bool | None = None, keep_patients: bool = True,
-                          executor: Executor | None = None) -> tuple[RunResult, ReplicationDecision]:
+                          executor: Executor | None = None, *, parts: Path | None = None
+                          ) -> tuple[RunResult, ReplicationDecision]:
     """Run replications until the CI of ``kpi`` is within ``precision`` of its mean (Hoad et al. 2010).
 
     Replications run in batches as wide as the executor; the decision reads them in index order and
@@ -227,7 +317,8 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
     sid = scenario_hash(scenario)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=n0 + k_limit, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
-    results: list[ReplicationResult] = []
+    results: list[ReplicationRecord] = []
+    store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, cap) as ex:
             while True:
@@ -238,19 +329,22 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
                 batch = min(max(need, ex.workers), cap - len(results))
                 bar.total = max(bar.total, len(results) + batch)
                 bar.refresh()
-                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex, bar)
+                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex,
+                                bar, store)
                 results.extend(sorted(new, key=lambda r: r.replication))
+            execution = ex.describe()
     finally:
         bar.close()
     decision = decide(_kpi_values(results, kpi), precision, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
     kept = results[: decision.n_used]
+    store.drop([r.replication for r in results[decision.n_used:]])
     if decision.capped:
         log.warning("replications: the cap of %d was reached before %s was within %.1f%% (reached %.1f%%)",
                     cap, kpi, 100 * precision, 100 * decision.precision[-1])
     else:
         log.info("replications: %d needed for %s within %.1f%% (confirmed over %d more)",
                  decision.n_solution, kpi, 100 * precision, decision.n_used - (decision.n_solution or 0))
-    return RunResult(scenario, sid, seed, kept), decision
+    return RunResult(scenario, sid, seed, kept, store, execution), decision
 
 
 @dataclass(frozen=True)
@@ -282,6 +376,13 @@ def with_warmup(scenario: Scenario, days: int, source: str = "--warmup") -> Scen
     return validate_dict(data, f"{scenario.name} (warm-up {days} days)")
 
 
+def check_warmup_auto(scenario: Scenario) -> None:
+    """A scenario that starts from a snapshot has no warm-up to choose."""
+    if scenario.initial_state is not None:
+        raise FlowsimError("warm-up auto: this scenario starts from a snapshot (initial_state), so it has no "
+                           "warm-up to choose; remove initial_state or give a fixed warm-up")
+
+
 def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,  # noqa: PLR0917
                   pilot_days: int | None = None, workers: int | None = None,
                   executor: Executor | None = None, progress: bool | None = None) -> WarmupChoice:
@@ -292,9 +393,7 @@ def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int =
     series twice the candidate length.  Its replications use seeds the main run never uses
     for those indices (``seed`` + 1,000,003), so the pilot cannot bias the results.
     """
-    if scenario.initial_state is not None:
-        raise FlowsimError("warm-up auto: this scenario starts from a snapshot (initial_state), so it has no "
-                           "warm-up to choose; remove initial_state or give a fixed warm-up")
+    check_warmup_auto(scenario)
     horizon = pilot_days or max(365, scenario.simulation.duration_days)
     data = scenario_to_dict(scenario)
     start = scenario.simulation.start_date - dt.timedelta(days=horizon)

@@ -80,7 +80,7 @@ def forest_plot(diffs: pd.DataFrame, n_reps: int) -> Figure:
 
 
 @plain_text
-def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, target: float | None,  # noqa: PLR0917
+def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylabel: str, *, target: float | None,
                     target_label: str, n_reps: int) -> Figure:
     """One line per scenario (first = baseline) of a daily mean over replications, smoothed by a centred
     7-day rolling mean, with a dashed target line."""
@@ -103,13 +103,14 @@ def trajectory_plot(series: dict[str, pd.Series], heading: str, title: str, ylab
     return fig
 
 
-def trajectory_series(cmp: Comparison, column: str, heading: str, ylabel: str, target: float | None,  # noqa: PLR0917
+def trajectory_series(cmp: Comparison, column: str, heading: str, ylabel: str, *, target: float | None,
                       target_label: str) -> Figure:
     """A daily series per scenario of a comparison (each under its display name), with a target line."""
     series = {name: daily_mean(run, column) for name, run in zip(cmp.names, cmp.runs, strict=True)}
     # the baseline's display name, and how many settings the run changed in its file (if any)
     title = scenario_title({**scenario_to_dict(cmp.baseline.scenario), "name": cmp.names[0]})
-    return trajectory_plot(series, heading, title, ylabel, target, target_label, len(cmp.baseline.replications))
+    return trajectory_plot(series, heading, title, ylabel, target=target, target_label=target_label,
+                           n_reps=len(cmp.baseline.replications))
 
 
 def comparison_plots(cmp: Comparison) -> dict[str, Figure]:
@@ -122,13 +123,14 @@ def comparison_plots(cmp: Comparison) -> dict[str, Figure]:
     out = {
         "differences.png": forest_plot(diffs, len(cmp.baseline.replications)),
         "dtoc_trajectory.png": trajectory_series(
-            cmp, "delayed_midnight", "Delayed transfers of care", "delayed patients (midnight census)", dtoc_target,
-            f"BCF target {sc.targets.delayed_per_100k:g} per 100,000 adults = {dtoc_target:.1f} a day"),
+            cmp, "delayed_midnight", "Delayed transfers of care", "delayed patients (midnight census)",
+            target=dtoc_target,
+            target_label=f"BCF target {sc.targets.delayed_per_100k:g} per 100,000 adults = {dtoc_target:.1f} a day"),
     }
     if sc.mode != "pathway_only":
         out["occupancy_options.png"] = trajectory_series(
-            cmp, "occupancy_pct", "G&A bed occupancy", "occupancy at midnight (%)", sc.targets.occupancy_pct,
-            f"{sc.targets.occupancy_pct:g}% ceiling")
+            cmp, "occupancy_pct", "G&A bed occupancy", "occupancy at midnight (%)", target=sc.targets.occupancy_pct,
+            target_label=f"{sc.targets.occupancy_pct:g}% ceiling")
     return out
 
 

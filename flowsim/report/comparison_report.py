@@ -319,12 +319,12 @@ def _trajectories(src: ComparisonSource, base_sc: Mapping[str, Any]) -> dict[str
     if series["delayed_midnight"]:
         out["dtoc_trajectory.png"] = png_bytes(trajectory_plot(
             series["delayed_midnight"], "Delayed transfers of care", src.names[0], "delayed patients (midnight census)",
-            target, f"BCF target {t['delayed_per_100k']:g} per 100,000 adults"
-            + (f" = {target:.1f} a day" if target is not None else ""), n_reps))
+            target=target, target_label=f"BCF target {t['delayed_per_100k']:g} per 100,000 adults"
+            + (f" = {target:.1f} a day" if target is not None else ""), n_reps=n_reps))
     if series["occupancy_pct"] and base_sc.get("mode") != "pathway_only":
         out["occupancy_options.png"] = png_bytes(trajectory_plot(
             series["occupancy_pct"], "G&A bed occupancy", src.names[0], "occupancy at midnight (%)",
-            t["occupancy_pct"], f"{t['occupancy_pct']:g}% ceiling", n_reps))
+            target=t["occupancy_pct"], target_label=f"{t['occupancy_pct']:g}% ceiling", n_reps=n_reps))
     return out
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
+from flowsim.scenario.types import MAX_DAYS, Range
+
 
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,8 +42,22 @@ class _Dist(BaseModel):
         return self.ppf(rng.random(size))
 
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Times in days: stays, transfers, assessments (the longest, long-term care, run to years).
+PositiveFloat = Annotated[float, Range(0, MAX_DAYS, "days", low_open=True)]
+NonNegFloat = Annotated[float, Range(0, MAX_DAYS, "days")]
+#: Largest coefficient of variation (sd / mean) a mean-and-sd distribution may have: beyond it the
+#: parameters overflow (lognormal sigma, gamma shape) and the distribution is nothing like a stay.
+MAX_CV = 100.0
+MIN_CV = 1e-3
+
+
+def _finite_moments(mean: float, log_var: float) -> None:
+    """Refuse parameters whose mean or variance is beyond what a time in days can be."""
+    if not (math.isfinite(mean) and mean <= MAX_DAYS):
+        raise ValueError(f"these parameters give a mean of {mean:.3g} days; allowed: a mean up to {MAX_DAYS:,.0f} days")
+    if not log_var <= 2 * math.log(MAX_DAYS * MAX_CV):
+        raise ValueError("these parameters give a variance too large to sample (the spread is beyond "
+                         f"{MAX_CV:g} times a mean of up to {MAX_DAYS:,.0f} days)")
 
 
 class Exponential(_Dist):
@@ -78,6 +94,14 @@ class _MeanSd(_Dist):
     def mean(self) -> float:
         """The distribution's mean (days)."""
         return self.mean_
+
+    @model_validator(mode="after")
+    def _spread(self) -> _MeanSd:
+        cv = self.sd / self.mean_
+        if not MIN_CV <= cv <= MAX_CV:
+            raise ValueError(f"sd / mean is {cv:.3g}; allowed: from {MIN_CV:g} to {MAX_CV:g} (an sd between a "
+                             f"thousandth and {MAX_CV:g} times the mean)")
+        return self
 
 
 class Lognormal(_MeanSd):
@@ -127,8 +151,15 @@ class Weibull(_Dist):
     """Weibull by shape k and scale lambda."""
 
     dist: Literal["weibull"]
-    shape: PositiveFloat
+    shape: Annotated[float, Range(0.05, 100, "the Weibull shape k")]
     scale: PositiveFloat
+
+    @model_validator(mode="after")
+    def _moments(self) -> Weibull:
+        # mean = scale G(1 + 1/k), variance = scale^2 (G(1 + 2/k) - G(1 + 1/k)^2): in logs, as G overflows first
+        log_mean = math.log(self.scale) + math.lgamma(1.0 + 1.0 / self.shape)
+        _finite_moments(math.exp(min(log_mean, 700.0)), 2 * math.log(self.scale) + math.lgamma(1.0 + 2.0 / self.shape))
+        return self
 
     @property
     def mean(self) -> float:
@@ -226,7 +257,7 @@ class Empirical(_Dist):
 
     dist: Literal["empirical"]
     values: list[NonNegFloat] = Field(min_length=1)
-    weights: list[PositiveFloat] | None = None
+    weights: list[Annotated[float, Range(0, 1e12, "a relative weight", low_open=True)]] | None = None
 
     @model_validator(mode="after")
     def _weights_match(self) -> Empirical:

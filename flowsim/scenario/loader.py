@@ -23,118 +23,94 @@ from pydantic import ValidationError
 
 from flowsim.errors import ScenarioError
 from flowsim.scenario.provenance import lookup, override_record
+from flowsim.scenario.safeyaml import LineMap, Loc, Unreadable, YamlSyntaxError, load_value, parse_yaml, read_text
 from flowsim.scenario.schema import FieldProblems, Scenario
-
-Loc = tuple[Any, ...]
-LineMap = dict[Loc, tuple[str, int]]
+from flowsim.scenario.types import MAX_COUNT
 
 _MAX_EXTENDS_DEPTH = 16
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text.
-
-    PyYAML's timestamp constructor raises a bare ValueError on an impossible
-    date such as 2024-04-31, with no line number; pydantic parses the text
-    instead and reports the field, the file line and what is allowed.
-    """
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-
-
-def _line_map(node: yaml.Node | None, source: str, prefix: Loc = ()) -> LineMap:
-    out: LineMap = {}
-    if node is None:
-        return out
-    out[prefix] = (source, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[prefix + (key,)] = (source, key_node.start_mark.line + 1)
-            sub = _line_map(value_node, source, prefix + (key,))
-            sub.pop(prefix + (key,), None)
-            out.update(sub)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out.update(_line_map(item, source, prefix + (i,)))
-    return out
+    """One YAML value (a ``--set`` right-hand side) under the same limits as a file."""
+    return load_value(text)
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], LineMap]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([f"{path}: file not found"]) from None
-    except OSError as exc:
-        raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
-    try:
-        data = _yaml_load(text)
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError([f"{where}: not valid YAML ({problem})"]) from None
+    data, lines = parse_yaml(read_text(path), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ScenarioError([f"{path}: a scenario must be a mapping of fields, got {type(data).__name__}"])
-    return data, _line_map(node, str(path))
+    return data, lines
 
 
 SNAPSHOT_COLUMNS = ("node", "cohort", "pathway", "days")
 
 
-def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:  # noqa: C901
+def _snapshot_path(data: dict[str, Any], lines: LineMap) -> tuple[Path, str] | None:
+    init = data.get("initial_state")
+    if not isinstance(init, dict) or not isinstance(init.get("snapshot_file"), str):
+        return None
+    source, line = lines.get(("initial_state", "snapshot_file"), ("--set", 0))
+    base = Path.cwd() if source == "--set" else Path(source).parent
+    where = source if source == "--set" else f"{source}:{line}"
+    return base / init["snapshot_file"], where
+
+
+def _snapshot_row(rec: dict[str, str | None], where: str, problems: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"node": (rec.get("node") or "").strip()}
+    for col in ("cohort", "pathway"):
+        if (rec.get(col) or "").strip():
+            row[col] = (rec.get(col) or "").strip()
+    text = (rec.get("days") or "").strip()
+    if text:
+        try:
+            days = float(text)
+        except ValueError:
+            days = -1.0
+        if not (0.0 <= days < float("inf")):
+            problems.append(f"{where}: days: expected a number of days >= 0, got {text!r}")
+        row["days"] = days
+    return row
+
+
+def _read_snapshot(data: dict[str, Any], lines: LineMap) -> None:
     """Read ``initial_state.snapshot_file`` into ``initial_state.patients``.
 
     Done after ``extends`` and ``--set`` so an override of the file name takes effect; a relative
     name is read relative to the YAML file that gave it (or the working directory for ``--set``).
+    A file whose first row is not a snapshot header is refused without quoting it: the name can
+    point anywhere (``/etc/passwd``), and an error message must not print someone's secrets.
+    Each row's line is remembered, so a bad row is reported at its line of the CSV.
     """
-    init = data.get("initial_state")
-    if not isinstance(init, dict) or not isinstance(init.get("snapshot_file"), str):
+    found = _snapshot_path(data, lines)
+    if found is None:
         return
-    source, line = lines.get(("initial_state", "snapshot_file"), ("--set", 0))
-    base = Path.cwd() if source == "--set" else Path(source).parent
-    csv_path = base / init["snapshot_file"]
-    where = source if source == "--set" else f"{source}:{line}"
+    csv_path, where = found
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
-    except OSError as exc:
-        raise ScenarioError([f"{where}: initial_state.snapshot_file: cannot read {csv_path} "
-                             f"({exc.strerror or exc})"]) from None
+        text = read_text(csv_path, encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except ScenarioError as exc:
+        raise ScenarioError([f"{where}: initial_state.snapshot_file: {p}" for p in exc.problems]) from None
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    unknown = [c for c in header if c not in SNAPSHOT_COLUMNS]
-    if "node" not in header or unknown:
-        raise ScenarioError([f"{csv_path}:1: columns must include 'node' and may include "
-                             f"{', '.join(SNAPSHOT_COLUMNS[1:])}; got {', '.join(header) or 'none'}"])
-    rows, problems = [], []
+    header = [h.strip() for h in reader.fieldnames or []]
+    if "node" not in header:
+        raise ScenarioError([f"{where}: initial_state.snapshot_file: {csv_path} is not a snapshot CSV: its first "
+                             f"row must name the columns: node, and any of {', '.join(SNAPSHOT_COLUMNS[1:])} "
+                             "(the file's contents are not shown)"])
+    unknown = [c for c in header if c not in SNAPSHOT_COLUMNS]  # a snapshot header: its names may be shown
+    if unknown:
+        raise ScenarioError([f"{csv_path}:1: unknown columns {', '.join(map(repr, unknown))}; allowed: node, and any "
+                             f"of {', '.join(SNAPSHOT_COLUMNS[1:])}"])
+    reader.fieldnames = header
+    init = data["initial_state"]
+    rows: list[Any] = list(init.get("patients", []))
+    problems: list[str] = []
     for line, rec in enumerate(reader, start=2):
-        row: dict[str, Any] = {"node": (rec.get("node") or "").strip()}
-        for col in ("cohort", "pathway"):
-            if (rec.get(col) or "").strip():
-                row[col] = rec[col].strip()
-        if (rec.get("days") or "").strip():
-            try:
-                days = float(rec["days"])
-            except ValueError:
-                days = -1.0
-            if not (0.0 <= days < float("inf")):
-                problems.append(f"{csv_path}:{line}: days: expected a number of days >= 0, got {rec['days']!r}")
-            row["days"] = days
-        rows.append(row)
+        lines[("initial_state", "patients", len(rows))] = (str(csv_path), line)
+        rows.append(_snapshot_row(rec, f"{csv_path}:{line}", problems))
     if problems:
         raise ScenarioError(problems)
-    init["patients"] = [*init.get("patients", []), *rows]
+    init["patients"] = rows
 
 
 def _deep_merge(base: dict[str, Any], child: dict[str, Any], top: bool = True) -> dict[str, Any]:
@@ -154,6 +130,26 @@ def _deep_merge(base: dict[str, Any], child: dict[str, Any], top: bool = True) -
     return out
 
 
+class NotAScenario(ScenarioError):
+    """A file that shares no field with a scenario (so none of its contents may be quoted)."""
+
+
+_SCENARIO_FIELDS = frozenset({"extends", *Scenario.model_fields,
+                               *(f.alias for f in Scenario.model_fields.values() if f.alias)})
+
+
+def _refuse_foreign(data: dict[str, Any], path: Path) -> None:
+    """Refuse a file none of whose top-level fields is a scenario field, without quoting it.
+
+    ``extends: secret.json`` or ``flowsim run ~/.config/token.yaml`` would otherwise print each
+    of the file's values back in "unknown field (got ...)" lines; a file that shares no field
+    with a scenario is not a scenario with typos, so nothing of it is shown.
+    """
+    if data and not _SCENARIO_FIELDS.intersection(data):
+        raise NotAScenario([f"{path} is not a flowsim scenario: none of its top-level fields is a scenario field "
+                            "(`flowsim schema` lists them); its contents are not shown"])
+
+
 def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], LineMap]:
     """Load a scenario file as a plain dict with ``extends:`` resolved (not yet validated)."""
     path = Path(path)
@@ -164,14 +160,18 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     if len(_chain) > _MAX_EXTENDS_DEPTH:
         raise ScenarioError([f"{path}: 'extends' chain deeper than {_MAX_EXTENDS_DEPTH} files"])
     data, lines = _read_yaml(path)
+    _refuse_foreign(data, path)
     parent = data.pop("extends", None)
     if parent is None:
         return data, lines
-    if not isinstance(parent, str):
-        line = lines.get(("extends",), (str(path), 0))[1]
+    line = lines.get(("extends",), (str(path), 0))[1]
+    if not isinstance(parent, str) or not parent.strip():
         raise ScenarioError([f"{path}:{line}: extends: must be a file path, got {parent!r}"])
     base_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
-    base, base_lines = load_raw(base_path, (*_chain, resolved))
+    try:
+        base, base_lines = load_raw(base_path, (*_chain, resolved))
+    except (NotAScenario, Unreadable) as exc:  # say which file asked for it
+        raise ScenarioError([f"{path}:{line}: extends: {exc.problems[0]}"]) from None
     merged_lines = dict(base_lines)
     merged_lines.update(lines)
     return _deep_merge(base, data), merged_lines
@@ -229,7 +229,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], lines: LineM
         dotted, raw = item.split("=", 1)
         try:
             value = _yaml_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except YamlSyntaxError:
             value = raw
         problem = set_path(out, dotted, value, lines)
         if problem:
@@ -289,7 +289,8 @@ def _where(loc: Loc, lines: LineMap, default_source: str) -> str:
 
 
 _CAPACITY_FIELDS = ("beds", "capacity", "staff", "weekend_staff")
-_CAPACITY_HELP = "a whole number >= 0, 'unlimited', or a schedule {base: N, periods: [{start, end, set|add}]}"
+_CAPACITY_HELP = (f"a whole number from 0 to {MAX_COUNT:,}, 'unlimited', or a schedule "
+                  "{base: N, periods: [{start, end, set|add}]}")
 
 
 def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc, Loc | None, str, str]]:
@@ -299,8 +300,8 @@ def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc,
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblems):
             base = tuple(err["loc"])
-            for loc, msg in cause.items:
-                out.append((_clean_loc(base + loc, data, "missing")[0], None, msg, "value_error"))
+            for loc, msg in cause.items:  # inside a union member (a capacity schedule): that member spoke
+                out.append((*_clean_loc(base + loc, data, "missing"), msg, "value_error"))
             continue
         loc, site = _clean_loc(tuple(err["loc"]), data, err["type"])
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -312,11 +313,13 @@ def _raw_problems(exc: ValidationError, data: dict[str, Any]) -> list[tuple[Loc,
     return out
 
 
-def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
-    raw = _raw_problems(exc, data)
-    # At a union (capacity: number | 'unlimited' | schedule; distributions by 'dist'), pydantic reports
-    # every member that failed.  Keep the members that matched the input's type; if none did, say
-    # what the union allows.
+def _resolve_unions(raw: list[tuple[Loc, Loc | None, str, str]], data: dict[str, Any]
+                    ) -> tuple[set[int], dict[int, str]]:
+    """At a union (capacity: number | 'unlimited' | schedule; a probability or a mapping of them),
+    pydantic reports every member that failed.  Keep what the member matching the input's shape said:
+    for a mapping or list, the problems inside it; for a capacity that is not a schedule, what a capacity
+    may be; otherwise the members that got past the type, or all members' words in one line.
+    Returns (errors to drop, replacement messages)."""
     sites: dict[Loc, list[int]] = {}
     for i, (_, site, _, _) in enumerate(raw):
         if site is not None:
@@ -324,16 +327,25 @@ def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, s
     drop: set[int] = set()
     replace: dict[int, str] = {}
     for site, idx in sites.items():
-        is_capacity = bool(site) and site[-1] in _CAPACITY_FIELDS
+        value = _value_at(data, site)
+        inside = [i for i in idx if len(raw[i][0]) > len(site)]
         relevant = [i for i in idx if raw[i][3] not in _TYPE_ERRORS]
-        if is_capacity and not isinstance(_value_at(data, site), dict):
+        if bool(site) and site[-1] in _CAPACITY_FIELDS and not isinstance(value, dict):
             drop.update(idx[1:])  # a bad number or word: say what a capacity may be
             replace[idx[0]] = f"allowed: {_CAPACITY_HELP}"
+        elif isinstance(value, (dict, list)) and inside:
+            drop.update(i for i in idx if i not in inside)
         elif relevant:
             drop.update(i for i in idx if i not in relevant)
         elif len(idx) > 1:
             drop.update(idx[1:])
             replace[idx[0]] = "; ".join(dict.fromkeys(raw[i][2] for i in idx))
+    return drop, replace
+
+
+def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, source: str) -> list[str]:
+    raw = _raw_problems(exc, data)
+    drop, replace = _resolve_unions(raw, data)
     grouped: dict[Loc, list[str]] = {}
     for i, (loc, _, msg, _) in enumerate(raw):
         if i not in drop:
@@ -342,7 +354,8 @@ def _format_errors(exc: ValidationError, data: dict[str, Any], lines: LineMap, s
     for loc, msgs in grouped.items():
         path = ".".join(str(p) for p in loc) or "(top level)"
         value = _value_at(data, loc)
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        unknown = any(m.startswith("unknown field") for m in msgs)  # its value is not needed to fix a name
+        shown = "" if isinstance(value, (dict, list)) or value is None or unknown else f" (got {value!r})"
         problems.append(f"{_where(loc, lines, source)}: {path}: {'; '.join(dict.fromkeys(msgs))}{shown}")
     return problems
 

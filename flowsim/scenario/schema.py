@@ -11,12 +11,37 @@ Time unit is days; hours of the day appear only where a field's name says so.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flowsim.scenario.distributions import Distribution, Fixed
 from flowsim.scenario.provenance import placeholder_problems
+from flowsim.scenario.types import (
+    MAX_DATE,
+    MAX_RATE,
+    MIN_DATE,
+    Change,
+    Count,
+    Date,
+    DelayHours,
+    Factor,
+    Growth,
+    HourEnd,
+    HourOfDay,
+    Money,
+    Percent,
+    Population,
+    PositiveCount,
+    PositiveDays,
+    Range,
+    Rate,
+    Share,
+    Text,
+    Threshold,
+)
+from flowsim.scenario.types import Probability as Probability
 
 PathwayName = Literal["P0", "P1", "P2", "P3"]
 PATHWAYS: tuple[str, ...] = ("P0", "P1", "P2", "P3")
@@ -27,9 +52,9 @@ AgeBand = Literal["18-64", "65-84", "85+"]
 Month = Literal["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 MONTHS: tuple[str, ...] = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
-Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegInt = Annotated[int, Field(ge=0)]
+# Kept for fields without a more specific kind in flowsim.scenario.types (prefer those: they state a range).
+PositiveFloat = Annotated[float, Range(0, 1e6, low_open=True)]
+NonNegInt = Count
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 
 _SUM_TOL = 1e-6
@@ -84,12 +109,12 @@ class Period(Frozen):
     ``annual: true`` repeats the same calendar window every year (winter wards).
     """
 
-    start: dt.date
-    end: dt.date | None = None
-    set: NonNegInt | None = None
-    add: int | None = None
+    start: Date
+    end: Date | None = None
+    set: Count | None = None
+    add: Change | None = None
     annual: bool = False
-    note: str | None = None
+    note: Text | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Period:
@@ -108,6 +133,51 @@ class Schedule(Frozen):
     base: NonNegInt
     periods: list[Period] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _never_below_zero(self) -> Schedule:
+        # the model would clamp a negative capacity to 0 without a word; a planner meant something else
+        bad: list[tuple[tuple[str | int, ...], str]] = [
+            (("periods", i, "add"), f"base {self.base} + add {p.add} takes capacity below zero; allowed: add from "
+                                    f"{-self.base} (use 'set: 0' to close it)")
+            for i, p in enumerate(self.periods) if p.add is not None and self.base + p.add < 0]
+        if bad:
+            raise FieldProblems(bad)
+        return self
+
+    def value_on(self, day: dt.date) -> int:
+        """Capacity on ``day`` (periods never overlap, so at most one applies)."""
+        for p in self.periods:
+            if _covers(p, day):
+                return p.set if p.set is not None else self.base + (p.add or 0)
+        return self.base
+
+
+def _shift_year(d: dt.date, years: int) -> dt.date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:  # 29 February in a non-leap year
+        return d.replace(year=d.year + years, day=28)
+
+
+def period_windows(p: Period, first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The days ``p`` covers within ``[first, last]`` as inclusive (start, end) pairs; annual periods
+    repeat every year, as the model applies them (``flowsim.model.calendar.capacity_steps``)."""
+    shifts = range(first.year - p.start.year - 1, last.year - p.start.year + 2) if p.annual else range(1)
+    out = []
+    for k in shifts:
+        try:
+            s = _shift_year(p.start, k)
+            e = MAX_DATE if p.end is None else _shift_year(p.end, k)
+        except (ValueError, OverflowError):
+            continue
+        if e >= first and s <= last:
+            out.append((max(s, first), min(e, last)))
+    return out
+
+
+def _covers(p: Period, day: dt.date) -> bool:
+    return bool(period_windows(p, day, day))
+
 
 #: A capacity is a whole number, a dated schedule, or ``unlimited``.
 Capacity = Union[NonNegInt, Literal["unlimited"], Schedule]
@@ -117,10 +187,10 @@ Capacity = Union[NonNegInt, Literal["unlimited"], Schedule]
 class Surge(Frozen):
     """A dated multiplier on arrivals (cold snap, flu, a local incident)."""
 
-    start: dt.date
-    end: dt.date
-    factor: PositiveFloat
-    note: str | None = None
+    start: Date
+    end: Date
+    factor: Factor
+    note: Text | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Surge:
@@ -137,14 +207,14 @@ class Arrivals(Frozen):
     average 1, so ``rate_per_day`` stays the annual average daily rate.
     """
 
-    rate_per_day: PositiveFloat
-    annual_growth: Annotated[float, Field(ge=-0.5, le=1.0)] = 0.0
-    growth_from: dt.date | None = None
-    month_factors: dict[Month, PositiveFloat] = Field(default_factory=dict)
-    weekday_factors: Annotated[list[PositiveFloat], Field(min_length=7, max_length=7)] = Field(
+    rate_per_day: Rate
+    annual_growth: Growth = 0.0
+    growth_from: Date | None = None
+    month_factors: dict[Month, Factor] = Field(default_factory=dict)
+    weekday_factors: Annotated[list[Factor], Field(min_length=7, max_length=7)] = Field(
         default_factory=lambda: [1.0] * 7
     )
-    hour_profile: Annotated[list[PositiveFloat], Field(min_length=24, max_length=24)] = Field(
+    hour_profile: Annotated[list[Factor], Field(min_length=24, max_length=24)] = Field(
         default_factory=lambda: [1.0] * 24
     )
     surges: list[Surge] = Field(default_factory=list)
@@ -164,12 +234,12 @@ class StayExit(Frozen):
 class Cohort(Frozen):
     """A slice of the case mix with its own stay and discharge needs."""
 
-    label: str | None = None
-    share: Annotated[float, Field(gt=0, le=1)]
+    label: Text | None = None
+    share: Share
     age_band: AgeBand | None = None
     from_care_home: bool = False
     locality: Name | None = Field(default=None, description="Home locality (served first by its own services).")
-    month_factors: dict[Month, PositiveFloat] = Field(
+    month_factors: dict[Month, Factor] = Field(
         default_factory=dict,
         description="Seasonal weight on this cohort's share (e.g. more frail elderly admissions in winter); "
                     "shares are re-normalised each month, so total demand still follows arrivals.month_factors.")
@@ -219,8 +289,8 @@ class Cohort(Frozen):
 class Hours(Frozen):
     """Daily opening window, in hours after midnight (e.g. start 8, end 20)."""
 
-    start: Annotated[float, Field(ge=0, lt=24)]
-    end: Annotated[float, Field(gt=0, le=24)]
+    start: HourOfDay
+    end: HourEnd
 
     @model_validator(mode="after")
     def _ordered(self) -> Hours:
@@ -260,7 +330,7 @@ class Readmission(Frozen):
     """
 
     probability: Probability = 0.0
-    within_days: PositiveFloat = 30.0
+    within_days: PositiveDays = 30.0
     timed_from: Literal["downstream_end", "acute_discharge"] = "downstream_end"
 
 
@@ -279,25 +349,25 @@ class ServiceDischarge(Frozen):
 class VisitProfile(Frozen):
     """Visits a day a P1 package needs: ``start`` on its first day, tapering linearly to ``end``."""
 
-    start: PositiveFloat
-    end: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    start: Annotated[float, Range(0, 100, "visits a day", low_open=True)]
+    end: Annotated[float, Range(0, 100, "visits a day")]
 
 
 class Service(Frozen):
     """A downstream service with its own capacity (beds, or concurrent P1 packages)."""
 
-    label: str | None = None
+    label: Text | None = None
     capacity: Capacity
     los: Distribution
     cohorts: list[Name] | None = Field(
         default=None, description="Cohorts eligible for this service; omitted means all."
     )
     outcomes: Outcomes = Field(default_factory=Outcomes)
-    unit_cost_per_day: Annotated[float, Field(ge=0)] = Field(
+    unit_cost_per_day: Money = Field(
         default=0.0, description="Cost of one available place for one day (GBP), e.g. a spot-purchased bed.")
-    cost_per_occupied_day: Annotated[float, Field(ge=0)] = Field(
+    cost_per_occupied_day: Money = Field(
         default=0.0, description="Cost of one patient-day of care in this service (GBP).")
-    cost_note: str | None = Field(default=None, description="Source of this service's costs (document and line), "
+    cost_note: Text | None = Field(default=None, description="Source of this service's costs (document and line), "
                                                             "or 'ASSUMPTION: ...'; shown in reports.")
     locality: Name | None = Field(default=None, description="Locality this service belongs to.")
     capacity_unit: Literal["places", "visits"] = Field(
@@ -344,7 +414,7 @@ class Pathway(Frozen):
     eligible slot takes the patient at the head of the queue.
     """
 
-    label: str | None = None
+    label: Text | None = None
     needs_assessment: bool = False
     responsible: Responsible | None = Field(
         default=None, description="Who a delay waiting for this pathway is attributed to (one organisation or shares "
@@ -476,10 +546,10 @@ class WardRounds(Frozen):
     adds acute bed-days.
     """
 
-    weekday_hours: Annotated[list[Annotated[float, Field(ge=0, lt=24)]], Field(min_length=1)]
-    weekend_hours: list[Annotated[float, Field(ge=0, lt=24)]] = Field(default_factory=list)
-    weekday_pickup: Annotated[float, Field(gt=0, le=1)] = 1.0
-    weekend_pickup: Annotated[float, Field(gt=0, le=1)] = 1.0
+    weekday_hours: Annotated[list[HourOfDay], Field(min_length=1, max_length=24)]
+    weekend_hours: Annotated[list[HourOfDay], Field(max_length=24)] = Field(default_factory=list)
+    weekday_pickup: Share = 1.0
+    weekend_pickup: Share = 1.0
 
 
 class Acute(Frozen):
@@ -498,7 +568,7 @@ class Electives(Frozen):
     is cancelled ("escalation"); a cancelled elective never occupies a bed.
     """
 
-    rate_per_weekday: Annotated[float, Field(gt=0)]
+    rate_per_weekday: Rate
     admission_hours: Hours = Field(default_factory=lambda: Hours(start=7, end=11))
     los: Distribution
 
@@ -513,13 +583,13 @@ class Disruption(Frozen):
     """
 
     kind: Literal["ward_closure", "staff_absence", "demand_surge"]
-    start: dt.date
-    end: dt.date
+    start: Date
+    end: Date
     target: str | None = None
-    beds: Annotated[int, Field(gt=0)] | None = None
-    percent: Annotated[float, Field(gt=0, le=100)] | None = None
-    factor: PositiveFloat | None = None
-    note: str | None = None
+    beds: PositiveCount | None = None
+    percent: Percent | None = None
+    factor: Factor | None = None
+    note: Text | None = None
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Disruption:
@@ -549,7 +619,7 @@ class Trigger(Frozen):
     """
 
     metric: OpelMetric
-    above: Annotated[float, Field(ge=0)]
+    above: Threshold
 
 
 class LevelRule(Frozen):
@@ -588,25 +658,25 @@ class Action(Frozen):
     stays in force (and is paid for) until the places it added are empty.
     """
 
-    level: Annotated[int, Field(ge=2, le=4)] | None = None
+    level: Annotated[int, Range(2, 4, "an OPEL level", integer=True)] | None = None
     when: LevelRule | None = None
     kind: Literal["add_capacity", "extend_discharge", "cancel_electives"]
     target: str | None = None
-    amount: Annotated[int, Field(gt=0)] | None = None
+    amount: PositiveCount | None = None
     hours: Hours | None = None
     weekend_rate: Probability | None = None
-    delay_hours: Annotated[float, Field(ge=0)] = 0.0
-    min_duration_hours: Annotated[float, Field(ge=0)] = Field(
+    delay_hours: DelayHours = 0.0
+    min_duration_hours: DelayHours = Field(
         default=0.0, description="Once started, the action stays on at least this long (rostered staff, opened wards).")
-    stand_down_hours: Annotated[float, Field(ge=0)] = Field(
+    stand_down_hours: DelayHours = Field(
         default=0.0, description="The action stops only after it has not been called for this long.")
     close_when_empty: bool = Field(
         default=False, description="add_capacity: when standing down, the places close to new patients and the "
                                    "action ends when the last patient in them has left.")
-    cost_one_off: Annotated[float, Field(ge=0)] = 0.0
-    cost_per_day: Annotated[float, Field(ge=0)] = 0.0
-    cost_per_place_day: Annotated[float, Field(ge=0)] = 0.0
-    label: str | None = None
+    cost_one_off: Money = 0.0
+    cost_per_day: Money = 0.0
+    cost_per_place_day: Money = 0.0
+    label: Text | None = None
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Action:
@@ -629,23 +699,26 @@ class Escalation(Frozen):
     been held for ``hold_days``.  Actions follow a level or their own rule (see ``Action``).
     """
 
-    evaluate_at_hours: Annotated[list[Annotated[float, Field(ge=0, lt=24)]], Field(min_length=1)] = Field(
+    evaluate_at_hours: Annotated[list[HourOfDay], Field(min_length=1, max_length=24)] = Field(
         default_factory=lambda: [8.0, 14.0, 20.0])
-    hold_days: Annotated[float, Field(ge=0)] = 1.0
+    hold_days: Annotated[float, Range(0, 366, "days")] = 1.0
     levels: dict[Literal[2, 3, 4], LevelRule] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _levels_used(self) -> Escalation:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
+    def _reachable(self) -> Escalation:
+        # level L is reached only when the rule of L or of a higher level holds; an action at a level no
+        # rule reaches would sit in the scenario (and its costs in a reader's mind) without ever starting
+        ruled = sorted(self.levels)
+        bad: list[tuple[tuple[str | int, ...], str]] = []
         if not self.levels and not self.actions:
-            problems.append((("levels",), "escalation needs OPEL 'levels' or actions with their own 'when' rule"))
-        for i, a in enumerate(self.actions):
-            if a.level is not None and a.level not in self.levels:
-                problems.append((("actions", i, "level"), f"OPEL level {a.level} has no rule under 'levels' "
-                                                          f"(defined: {', '.join(map(str, self.levels)) or 'none'})"))
-        if problems:
-            raise FieldProblems(problems)
+            bad.append((("levels",), "escalation needs OPEL 'levels' or actions with their own 'when' rule"))
+        bad += [(("actions", i, "level"), f"no rule in escalation.levels reaches OPEL {a.level} or above (rules: "
+                                          f"{', '.join(map(str, ruled)) or 'none'}), so this action can never start; "
+                                          "add a level rule or remove the action")
+                for i, a in enumerate(self.actions) if a.level is not None and not any(lv >= a.level for lv in ruled)]
+        if bad:
+            raise FieldProblems(bad)
         return self
 
 
@@ -660,7 +733,7 @@ class SnapshotPatient(Frozen):
     node: Name
     cohort: Name | None = None
     pathway: PathwayName | None = None
-    days: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    days: Annotated[float, Range(0, 36_500, "days already spent there")] = 0.0
 
 
 class InitialState(Frozen):
@@ -673,13 +746,17 @@ class InitialState(Frozen):
     waiting are served first, longest wait first.  Cohorts not given are drawn by share.
     """
 
-    snapshot_file: str | None = None
-    ed_boarding: NonNegInt = 0
-    acute_occupied: NonNegInt = 0
-    waiting_for_assessment: dict[PathwayName, NonNegInt] = Field(default_factory=dict)
-    waiting: dict[PathwayName, NonNegInt] = Field(default_factory=dict)
-    services: dict[Name, NonNegInt] = Field(default_factory=dict)
+    snapshot_file: Text | None = None
+    ed_boarding: Count = 0
+    acute_occupied: Count = 0
+    waiting_for_assessment: dict[PathwayName, Count] = Field(default_factory=dict)
+    waiting: dict[PathwayName, Count] = Field(default_factory=dict)
+    services: dict[Name, Count] = Field(default_factory=dict)
     patients: list[SnapshotPatient] = Field(default_factory=list)
+    allow_over_capacity: bool = Field(
+        default=False, description="Accept more patients in a place at the start than its capacity in force (an "
+                                   "overflow: trolleys, escalation areas); nobody new is admitted there until "
+                                   "occupancy falls below capacity, and the excess is reported with the results.")
 
 
 class StepUp(Frozen):
@@ -723,7 +800,7 @@ class CalendarRules(Frozen):
 class Locality(Frozen):
     """A locality (e.g. one of Rotherham's partnership areas) with its own services and demand."""
 
-    label: str | None = None
+    label: Text | None = None
     neighbours: list[Name] = Field(
         default_factory=list, description="Localities whose spare capacity this locality's patients may use.")
 
@@ -733,18 +810,18 @@ class DemandStream(Frozen):
 
     pathway: Literal["P1", "P2", "P3"]
     locality: Name | None = None
-    rate_per_day: PositiveFloat
-    month_factors: dict[Month, PositiveFloat] = Field(default_factory=dict)
-    label: str | None = None
+    rate_per_day: Rate
+    month_factors: dict[Month, Factor] = Field(default_factory=dict)
+    label: Text | None = None
 
 
 class DemandProfile(Frozen):
     """Pathway-only mode: calendar shape shared by every demand stream (relative, normalised to 1)."""
 
-    annual_growth: Annotated[float, Field(ge=-0.5, le=1.0)] = 0.0
-    weekday_factors: Annotated[list[PositiveFloat], Field(min_length=7, max_length=7)] = Field(
+    annual_growth: Growth = 0.0
+    weekday_factors: Annotated[list[Factor], Field(min_length=7, max_length=7)] = Field(
         default_factory=lambda: [1.0] * 7)
-    hour_profile: Annotated[list[PositiveFloat], Field(min_length=24, max_length=24)] = Field(
+    hour_profile: Annotated[list[Factor], Field(min_length=24, max_length=24)] = Field(
         default_factory=lambda: [1.0] * 24)
     surges: list[Surge] = Field(default_factory=list)
 
@@ -764,21 +841,21 @@ class Costs(Frozen):
     tariff per admission already pays for the spell's bed-days.
     """
 
-    acute_delay_per_day: Annotated[float, Field(ge=0)] = Field(
+    acute_delay_per_day: Money = Field(
         default=0.0, description="Cost of one DTOC day in an acute bed (ready for transfer and still there).")
-    acute_occupied_bed_day: Annotated[float, Field(ge=0)] = Field(
+    acute_occupied_bed_day: Money = Field(
         default=0.0, description="Variable cost of an occupied G&A bed-day.")
-    acute_available_bed_day: Annotated[float, Field(ge=0)] = Field(
+    acute_available_bed_day: Money = Field(
         default=0.0, description="Fixed cost of an open (staffed) G&A bed per day, occupied or not; escalation "
                                  "beds are priced by their action instead.")
-    non_elective_admission: Annotated[float, Field(ge=0)] = Field(
+    non_elective_admission: Money = Field(
         default=0.0, description="Cost per non-elective admission (e.g. the average tariff).")
-    fixed_per_day: Annotated[float, Field(ge=0)] = Field(
+    fixed_per_day: Money = Field(
         default=0.0, description="Running cost per day of provision priced nowhere else (e.g. extra weekend "
                                  "assessment staff), for every day reported.")
-    investment_one_off: Annotated[float, Field(ge=0)] = Field(
+    investment_one_off: Money = Field(
         default=0.0, description="One-off investment this scenario needs (set-up, recruitment, equipment).")
-    value_per_delayed_bed_day: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    value_per_delayed_bed_day: Money | None = Field(
         default=None, description="What the board is willing to pay to avoid one delayed bed-day, over and above "
                                   "the cash the costs above already count (patients' deconditioning and harm). Not a "
                                   "cost: the option appraisal uses it for net monetary benefit and the probability "
@@ -798,11 +875,11 @@ class Costs(Frozen):
 class Targets(Frozen):
     """National standards the results are read against (defaults from the seeds)."""
 
-    delayed_per_100k: Annotated[float, Field(gt=0)] = Field(
+    delayed_per_100k: Annotated[float, Range(0, 100_000, "per 100,000 adults", low_open=True)] = Field(
         default=9.4, description="Delayed people per day per 100,000 adults aged 18+ (BCF, F3:3756-3761).")
-    occupancy_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+    occupancy_pct: Percent = Field(
         default=92.0, description="G&A bed occupancy at most this (F2:736).")
-    ed_within_4h_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+    ed_within_4h_pct: Percent = Field(
         default=76.0, description="Share of ED patients within 4 hours, at least (F2:734, the 2024 standard); the "
                                   "model measures admitted patients' wait for a bed.")
 
@@ -811,14 +888,32 @@ class Simulation(Frozen):
     """Calendar window. The run starts ``warmup_days`` before ``start_date`` from an
     empty system; results cover ``start_date`` to ``start_date + duration_days``."""
 
-    start_date: dt.date
-    duration_days: Annotated[int, Field(gt=0, le=3660)]
-    warmup_days: Annotated[int, Field(ge=0, le=3660)] = 0
+    start_date: Date
+    duration_days: Annotated[int, Range(1, 3660, "days, up to ten years", integer=True)]
+    warmup_days: Annotated[int, Range(0, 3660, "days, up to ten years", integer=True)] = 0
+
+    @model_validator(mode="after")
+    def _in_calendar(self) -> Simulation:
+        # dates outside this window overflow the calendar arithmetic inside a worker, hours into a sweep
+        first = self.start_date - dt.timedelta(days=self.warmup_days)
+        last = self.start_date + dt.timedelta(days=self.duration_days)
+        if first < MIN_DATE:
+            raise FieldProblems([(("warmup_days",), f"the warm-up would start on {first}; allowed: a run that "
+                                                    f"starts on or after {MIN_DATE}")])
+        if last > MAX_DATE:
+            raise FieldProblems([(("duration_days",), f"the run would end on {last}; allowed: a run that ends "
+                                                      f"by {MAX_DATE}")])
+        return self
 
     @property
     def end_date(self) -> dt.date:
         """The day after the last reported day (the results window is ``[start_date, end_date)``)."""
         return self.start_date + dt.timedelta(days=self.duration_days)
+
+    @property
+    def first_date(self) -> dt.date:
+        """The first day simulated (the start of the warm-up)."""
+        return self.start_date - dt.timedelta(days=self.warmup_days)
 
 
 class Override(Frozen):
@@ -836,14 +931,14 @@ class Override(Frozen):
 class Scenario(Frozen):
     """A whole local system. Options are small ``extends:`` diffs of a baseline."""
 
-    name: str
-    description: str = ""
+    name: Annotated[Text, Field(max_length=200)]
+    description: Annotated[str, Field(max_length=20_000)] = ""
     assumptions: list[str] = Field(default_factory=list)
     mode: Literal["full", "pathway_only"] = Field(
         default="full", description="'pathway_only' models only the community side: demand streams of medically "
                                     "fit patients go straight to P1-P3, waiting in acute beds (at a cost).")
     simulation: Simulation
-    population_18plus: Annotated[int, Field(gt=0)]
+    population_18plus: Population
     arrivals: Arrivals | None = None
     cohorts: dict[Name, Cohort] = Field(default_factory=dict)
     acute: Acute | None = None
@@ -937,8 +1032,7 @@ class Scenario(Frozen):
                 if a.kind == "cancel_electives" and self.electives is None:
                     problems.append((("escalation", "actions", i, "kind"),
                                      "cancel_electives needs an 'electives' section"))
-        if self.initial_state is not None:
-            problems.extend(self._initial_state_problems(services))
+        problems.extend(self._capacity_problems(services))
         if problems:
             raise FieldProblems(problems)
         return self
@@ -1085,3 +1179,130 @@ class Scenario(Frozen):
     def service_pathway(self) -> dict[str, str]:
         """Map each service name to its pathway."""
         return {s: p for p, pw in self.pathways.items() for s in pw.services}
+
+    def _capacity_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Overlapping schedule periods, demand beyond what a worker can hold, the start-from-today state."""
+        out = _overlapping_periods(self) + _volume_problems(self)
+        if self.initial_state is not None:
+            out += self._initial_state_problems(services)
+        if self.initial_state is not None and not self.initial_state.allow_over_capacity:
+            out += [(where, f"{n:,} patients at the start, more than the {cap:,} {unit} in force on "
+                            f"{self.simulation.start_date}; allowed: at most the capacity in force (or set "
+                            "initial_state.allow_over_capacity: true to model an overflow)")
+                    for where, n, cap, unit in self.start_overflow()]
+        return out
+
+    def start_overflow(self) -> list[tuple[tuple[str | int, ...], int, int, str]]:
+        """Places holding more start-from-today patients than the capacity in force on ``start_date``.
+
+        Each item is (field path, patients there, capacity, unit).  Acute beds hold the patients in
+        their stay and those medically fit but waiting (for assessment or a pathway); a service holds
+        its own.  A visits-a-day service counts each package at its smallest daily visits (a package
+        under way needs at least that), so only a certain overflow is reported.
+        """
+        init = self.initial_state
+        if init is None:
+            return []
+        start = self.simulation.start_date
+        out: list[tuple[tuple[str | int, ...], int, int, str]] = []
+        rows = [r.node for r in init.patients]
+        in_acute = (init.acute_occupied + sum(init.waiting_for_assessment.values()) + sum(init.waiting.values())
+                    + sum(1 for n in rows if n in ("acute", "assessment", "P1", "P2", "P3")))
+        if self.acute is not None:
+            cap = _capacity_at(self.acute.beds, self, "acute", start)
+            if cap is not None and in_acute > cap:
+                out.append((("initial_state", "acute_occupied"), in_acute, cap, "acute beds"))
+        for pw in self.pathways.values():
+            for name, svc in pw.services.items():
+                n = init.services.get(name, 0) + rows.count(name)
+                cap = _capacity_at(svc.capacity, self, name, start)
+                if cap is None or not n:
+                    continue
+                if svc.capacity_unit == "visits" and svc.visits is not None:
+                    need = n * min(svc.visits.start, svc.visits.end)
+                    if need > cap + 1e-9:
+                        out.append((("initial_state", "services", name), n, cap, "visits a day"))
+                elif n > cap:
+                    out.append((("initial_state", "services", name), n, cap, "places"))
+        return out
+
+
+def _capacity_at(cap: Capacity, sc: Scenario, target: str, day: dt.date) -> int | None:
+    """Capacity of ``target`` in force on ``day`` (disruptions applied as the model applies them);
+    None when unlimited."""
+    if cap == "unlimited":
+        return None
+    value = cap.value_on(day) if isinstance(cap, Schedule) else int(cap)
+    for d in sc.disruptions:
+        if d.target == target and d.start <= day <= d.end:
+            if d.kind == "ward_closure":
+                value = max(0, value - (d.beds or 0))
+            elif d.kind == "staff_absence":
+                value = int(value * (1.0 - (d.percent or 0) / 100.0) + 1e-9)
+    return value
+
+
+def _schedules(node: object, path: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], Schedule]]:
+    """Every capacity schedule in a scenario with its field path, found by walking the model, so a
+    schedule in a field added later is checked without being listed here."""
+    if isinstance(node, Schedule):
+        return [(path, node)]
+    out: list[tuple[tuple[str | int, ...], Schedule]] = []
+    if isinstance(node, BaseModel):
+        for name, info in type(node).model_fields.items():
+            out += _schedules(getattr(node, name), (*path, info.alias or name))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            out += _schedules(value, (*path, key))
+    elif isinstance(node, list | tuple) and node and isinstance(node[0], BaseModel):
+        for i, value in enumerate(node):
+            out += _schedules(value, (*path, i))
+    return out
+
+
+def _overlapping_periods(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """Periods of one schedule that cover the same day of the run: their combined effect would depend
+    on the order they are listed in, which no reader of the scenario can see."""
+    first, last = sc.simulation.first_date, sc.simulation.end_date
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for path, schedule in _schedules(sc, ()):
+        spans = sorted((s, e, i) for i, p in enumerate(schedule.periods) for s, e in period_windows(p, first, last))
+        reported: set[int] = set()
+        for (_, e1, i), (s2, _, j) in itertools.pairwise(spans):
+            if s2 <= e1 and i != j and max(i, j) not in reported:
+                reported.add(max(i, j))
+                out.append(((*path, "periods", max(i, j)),
+                            f"overlaps period {min(i, j)} from {s2} to {e1}; allowed: periods of one capacity that "
+                            "do not overlap (split them, or give the combined value as 'set')"))
+    return out
+
+
+#: Most stays one replication may simulate (warm-up included): about 1.5 KB each in the model.
+MAX_STAYS = 1_000_000
+
+
+def _volume_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """Demand too large to simulate: caught here rather than as a worker killed for memory hours later."""
+    days = sc.simulation.warmup_days + sc.simulation.duration_days
+    years = days / 365.25
+    if sc.arrivals is not None:
+        where: tuple[str | int, ...] = ("arrivals", "rate_per_day")
+        growth = max(1.0, (1.0 + sc.arrivals.annual_growth) ** years)
+        rate = sc.arrivals.rate_per_day * growth
+    else:
+        where = ("demand",)
+        growth = max(1.0, (1.0 + sc.demand_profile.annual_growth) ** years)
+        total = sum(d.rate_per_day for d in sc.demand)
+        if total > MAX_RATE:  # the streams become one arrival process in the model
+            return [(where, f"the demand streams add up to {total:,.6g} patients a day; allowed: at most "
+                            f"{MAX_RATE:,.0f} a day in all")]
+        rate = total * growth
+    if sc.electives is not None:
+        rate += sc.electives.rate_per_weekday * 5 / 7
+    surge = max([1.0, *(s.factor for s in (sc.arrivals.surges if sc.arrivals else [])),
+                 *(d.factor or 1.0 for d in sc.disruptions if d.kind == "demand_surge")])
+    stays = rate * surge * days
+    if stays <= MAX_STAYS:
+        return []
+    return [(where, f"about {stays:,.0f} stays a replication over {days:,} days (warm-up included); allowed: at "
+                    f"most {MAX_STAYS:,} (each takes memory in a worker): model a shorter window or a smaller area")]
