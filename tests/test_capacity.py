@@ -44,6 +44,9 @@ class Pt:
     pool: Pool | None = None
     remaining: float = math.nan
     package_len: float = math.nan
+    prio: int = 0  # rank in the queue (step-up referrals may queue before or after step-down patients)
+    only: int = -1  # the one pool index this patient may use (-1: any eligible pool)
+    care_hours: float = 0.0  # hours a week of a home-care package (hours pools)
 
 
 Log = list[tuple[float, str, str]]
@@ -293,7 +296,7 @@ def test_no_grant_above_capacity_and_no_idle_slot_with_an_eligible_waiter(ops: l
             p = Pt(f"p{step}", cohort=op[1])
             ev = group.request(p)
             if ev is None:
-                assert p.pool is not None and p.pool.admits(p.cohort)
+                assert p.pool is not None and p.pool.admits(p)
                 holding.append(p)
             else:
                 events[p.id] = ev
@@ -310,7 +313,7 @@ def test_no_grant_above_capacity_and_no_idle_slot_with_an_eligible_waiter(ops: l
         assert all(p.pool is dispatched for p in granted), "only the freed or enlarged pool takes from the queue"
         if dispatched is not None:
             home = dispatched.home or frozenset()
-            eligible = [p for p in queued_before if dispatched.admits(p.cohort)]
+            eligible = [p for p in queued_before if dispatched.admits(p)]
             order = [p for p in eligible if p.cohort in home] + [p for p in eligible if p.cohort not in home]
             assert set(granted) == set(order[:len(granted)]), f"step {step}: not the first eligible waiters"
         for i, pool in enumerate(pools):
@@ -318,7 +321,7 @@ def test_no_grant_above_capacity_and_no_idle_slot_with_an_eligible_waiter(ops: l
                 assert pool.busy <= pool.capacity, f"step {step}: {pool.name} granted above capacity"
             assert pool.busy == sum(1 for p in holding if p.pool is pool)
             if pool.busy < pool.capacity:
-                assert not any(pool.admits(p.cohort) for p, _ in group.queue), (
+                assert not any(pool.admits(p) for p, _ in group.queue), (
                     f"step {step}: a patient waits while {pool.name} has a free slot it may use")
         assert all(not ev.triggered for _, ev in group.queue)
 

@@ -916,15 +916,34 @@ def _scalar(value: str) -> str:
 
 def merge_fragment(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
     """A scenario's data with a fitted fragment applied: the fragment's cohorts replace the scenario's, its
-    ``arrivals.month_factors`` replaces the scenario's mapping whole, everything else deep-merges."""
+    ``arrivals.month_factors`` replaces the scenario's mapping whole, everything else deep-merges.  A step-up
+    stream naming a replaced cohort follows the fitted cohort of the same age band (else the first)."""
     from flowsim.scenario.loader import _deep_merge
 
     out = dict(base)
     if "cohorts" in fragment:
         out.pop("cohorts", None)
+        if isinstance(base.get("step_up"), list):
+            out["step_up"] = _step_up_cohorts(base, fragment["cohorts"])
     if isinstance(out.get("arrivals"), dict) and "month_factors" in fragment.get("arrivals", {}):
         out["arrivals"] = {k: v for k, v in out["arrivals"].items() if k != "month_factors"}
     return _deep_merge(out, fragment)
+
+
+def _step_up_cohorts(base: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The base's step-up streams with each cohort mapped onto the fitted cohorts by age band."""
+    streams = base.get("step_up")
+    if not isinstance(streams, list) or not fitted:
+        return streams
+    old = base.get("cohorts") or {}
+    by_band = {c.get("age_band"): name for name, c in fitted.items() if isinstance(c, dict)}
+    out = []
+    for su in streams:
+        if isinstance(su, dict) and su.get("cohort") not in fitted:
+            band = (old.get(su.get("cohort")) or {}).get("age_band")
+            su = {**su, "cohort": by_band.get(band, next(iter(fitted)))}
+        out.append(su)
+    return out
 
 
 def check_against(fragment_path: Path, scenario_path: Path) -> Any:

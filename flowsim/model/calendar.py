@@ -9,11 +9,12 @@ date handling.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 
 import numpy as np
 
-from flowsim.scenario.schema import MONTHS, Arrivals, Capacity, Disruption, Hours, Schedule, Surge
+from flowsim.scenario.schema import MONTHS, Arrivals, CalendarRules, Capacity, Disruption, Hours, Schedule, Surge
 
 INF = math.inf
 
@@ -31,6 +32,34 @@ def _shift_year(d: dt.date, years: int) -> dt.date:
         return d.replace(year=d.year + years)
     except ValueError:  # 29 February in a non-leap year
         return d.replace(year=d.year + years, day=28)
+
+
+def bank_holidays(rules: CalendarRules, start: dt.date, t0: float, t1: float) -> frozenset[int]:
+    """Model days (``floor(t)``) that are bank holidays under ``rules``, from t0 to two weeks past t1.
+
+    England's calendar comes from the maintained ``holidays`` package (substitute days included, e.g.
+    Tuesday 27 December 2016 for Christmas Day on a Sunday).  Only holidays that fall on a weekday
+    change anything: a weekend day is already off.
+    """
+    if rules.bank_holidays is None:
+        return frozenset()
+    return _england(start, math.floor(t0), math.ceil(t1))
+
+
+@functools.lru_cache(maxsize=16)
+def _england(start: dt.date, first_day: int, last_day: int) -> frozenset[int]:
+    """England's bank holidays on weekdays as model days (cached: every replication of a run asks the same)."""
+    import holidays  # imported here: only scenarios that ask for a calendar need it
+
+    first = start + dt.timedelta(days=first_day)
+    last = start + dt.timedelta(days=last_day + 15)
+    cal = holidays.country_holidays("GB", subdiv="ENG", years=range(first.year, last.year + 1))
+    return frozenset(int((d - start).days) for d in cal if first <= d <= last and d.weekday() < 5)
+
+
+def is_off(start: dt.date, day: int, holidays: frozenset[int] = frozenset()) -> bool:
+    """Is model day ``day`` a weekend day or a bank holiday?"""
+    return (start + dt.timedelta(days=day)).weekday() >= 5 or day in holidays
 
 
 def capacity_steps(cap: Capacity, start: dt.date, t0: float, t1: float) -> Steps:
@@ -98,12 +127,13 @@ def value_at(steps: Steps, t: float) -> float:
 
 
 def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float,  # noqa: PLR0917
-                  rng: np.random.Generator) -> np.ndarray:
-    """Scheduled admissions: a Poisson number each weekday, at uniform times within ``hours``."""
+                  rng: np.random.Generator, holidays: frozenset[int] = frozenset()) -> np.ndarray:
+    """Scheduled admissions: a Poisson number each working day (not weekends or ``holidays``), at uniform times
+    within ``hours``."""
     out = []
     for d in range(math.floor(t0), math.ceil(t1)):
         n = int(rng.poisson(rate))
-        if (start + dt.timedelta(days=d)).weekday() >= 5:
+        if is_off(start, d, holidays):
             continue  # the draw is still made, so weekday counts do not depend on the calendar
         u = np.sort(rng.random(n))
         out.append(d + (hours.start + u * (hours.end - hours.start)) / 24.0)
@@ -113,14 +143,15 @@ def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: floa
 
 def team_steps(  # noqa: PLR0917
     staff: Steps, weekend_staff: Steps, hours: Hours, weekend_hours: Hours | None,
-    start: dt.date, t0: float, t1: float,
+    start: dt.date, t0: float, t1: float, holidays: frozenset[int] = frozenset(),
 ) -> Steps:
-    """Capacity of a team that works ``hours`` on weekdays and ``weekend_hours`` at weekends."""
+    """Capacity of a team that works ``hours`` on weekdays and ``weekend_hours`` at weekends (and on
+    ``holidays``, model days treated like a weekend)."""
     wk_hours = weekend_hours or hours
     day0 = math.floor(t0)
     breaks: set[float] = {t0}
     for d in range(day0, math.ceil(t1) + 1):
-        weekend = (start + dt.timedelta(days=d)).weekday() >= 5
+        weekend = is_off(start, d, holidays)
         h = wk_hours if weekend else hours
         breaks.add(d + h.start / 24.0)
         breaks.add(d + h.end / 24.0)
@@ -130,7 +161,7 @@ def team_steps(  # noqa: PLR0917
     vals = np.empty(len(times))
     for i, b in enumerate(times):
         d = math.floor(b)
-        weekend = (start + dt.timedelta(days=d)).weekday() >= 5
+        weekend = is_off(start, d, holidays)
         h = wk_hours if weekend else hours
         frac = (b - d) * 24.0
         open_ = h.start - 1e-9 <= frac < h.end - 1e-9

@@ -32,13 +32,15 @@ class Pool:
         self.index = index
         self.home = home  # cohorts of this pool's own locality: served before neighbours' patients
 
-    def admits(self, cohort: int) -> bool:
-        """Whether patients of ``cohort`` may use this pool."""
-        return self.accepts is None or cohort in self.accepts
+    def admits(self, patient: Any) -> bool:
+        """Whether ``patient`` may use this pool: their cohort is eligible, and they are not bound for another
+        service of the pathway (a step-up referral to one named service)."""
+        return (self.accepts is None or patient.cohort in self.accepts) and (patient.only < 0
+                                                                            or patient.only == self.index)
 
     def room(self, patient: Any, now: float) -> bool:
         """Can this pool take ``patient`` now?"""
-        return self.busy < self.capacity and (self.accepts is None or patient.cohort in self.accepts)
+        return self.busy < self.capacity and self.admits(patient)
 
     def take(self, patient: Any, now: float) -> None:
         """Give ``patient`` a slot (the caller has checked there is room)."""
@@ -79,8 +81,7 @@ class VisitPool(Pool):
 
     def room(self, patient: Any, now: float) -> bool:
         """Can this pool take ``patient`` now: eligible, and their first day's visits fit?"""
-        return ((self.accepts is None or patient.cohort in self.accepts)
-                and self.load(now) + self.start <= self.capacity + 1e-9)
+        return self.admits(patient) and self.load(now) + self.start <= self.capacity + 1e-9
 
     def take(self, patient: Any, now: float) -> None:
         """Give ``patient`` a package and commit its visits."""
@@ -116,6 +117,38 @@ class VisitPool(Pool):
             t = t_next
 
 
+class HoursPool(Pool):
+    """Long-term home care counted in care hours a week rather than packages.
+
+    Each package takes its own hours (``patient.care_hours``, drawn when it is asked for); one is
+    granted when the hours already committed plus its own fit in ``capacity``.  ``busy`` still counts
+    packages.  Queued packages are served first come, first served: a large package at the head of
+    the queue holds back smaller ones behind it, as a brokerage team working down its list does.
+    """
+
+    __slots__ = ("active", "hours")
+
+    def __init__(self, name: str, capacity: float):
+        super().__init__(name, capacity)
+        self.hours = 0.0
+        self.active: dict[int, float] = {}  # patient id -> hours a week
+
+    def room(self, patient: Any, now: float) -> bool:
+        """Can this pool take ``patient``'s package now: do its hours fit?"""
+        return self.hours + patient.care_hours <= self.capacity + 1e-9
+
+    def take(self, patient: Any, now: float) -> None:
+        """Commit the package's hours."""
+        self.hours += patient.care_hours
+        self.active[patient.id] = patient.care_hours
+        self.busy += 1
+        patient.pool = self
+
+    def drop(self, patient: Any) -> None:
+        """Release the package's hours."""
+        self.hours -= self.active.pop(patient.id, 0.0)
+
+
 class Group:
     """A FIFO queue in front of one or more pools tried in preference order.
 
@@ -124,7 +157,8 @@ class Group:
     freed slot goes to the first queued patient eligible for it.
     """
 
-    __slots__ = ("_order", "_simple", "_visits", "_wake_token", "env", "name", "on_release", "pools", "queue")
+    __slots__ = ("_order", "_simple", "_targeted", "_visits", "_wake_token", "_weighted", "env", "name", "on_release",
+                 "pools", "queue")
 
     def __init__(self, env: simpy.Environment, name: str, pools: list[Pool]):
         self.env = env
@@ -134,8 +168,10 @@ class Group:
         self.on_release: Callable[[str], None] | None = None
         self.queue: deque[tuple[Any, simpy.Event]] = deque()
         self._visits = [p for p in pools if isinstance(p, VisitPool)]
-        self._simple = len(pools) == 1 and pools[0].accepts is None and not self._visits
+        self._weighted = any(isinstance(p, (VisitPool, HoursPool)) for p in pools)
+        self._simple = len(pools) == 1 and pools[0].accepts is None and not self._weighted
         self._wake_token: dict[str, int] = {}
+        self._targeted = False  # set by ``target()``: some queued patients may use only one named pool
         # localities: a patient tries their own locality's pools first, then the rest in listed order
         self._order: dict[int, list[Pool]] = {}
         if any(p.home for p in pools):
@@ -159,15 +195,39 @@ class Group:
                     pool.take(patient, now)
                     return None
         ev = simpy.Event(self.env)
-        self.queue.append((patient, ev))
+        queue = self.queue
+        prio = patient.prio
+        if not queue or queue[-1][0].prio <= prio:
+            queue.append((patient, ev))
+        else:  # a step-up referral ranked before or after step-down patients: behind its own rank
+            i = len(queue)
+            while i > 0 and queue[i - 1][0].prio > prio:
+                i -= 1
+            queue.insert(i, (patient, ev))
         for pool in self._visits:
             self._wake(pool)
         return ev
 
+    def target(self) -> None:
+        """Some patients of this group are bound for one named pool: check each grant against it."""
+        self._simple = False
+        self._targeted = True
+
+    def withdraw(self, patient: Any, ev: simpy.Event) -> None:
+        """Take a patient who gives up out of the queue (nobody else can take a slot because of it, except
+        behind a weighted pool's first-come head of line, which is re-dispatched)."""
+        try:
+            self.queue.remove((patient, ev))
+        except ValueError:
+            return
+        for pool in self.pools:
+            if self._weighted and isinstance(pool, (VisitPool, HoursPool)):
+                self._dispatch_weighted(pool)
+
     def try_acquire(self, patient: Any) -> bool:
         """Take a slot only if one is free now (never queue): for scheduled electives."""
         for pool in self.pools:
-            if pool.busy < pool.capacity and pool.admits(patient.cohort):
+            if pool.busy < pool.capacity and pool.admits(patient):
                 pool.busy += 1
                 patient.pool = pool
                 return True
@@ -191,10 +251,10 @@ class Group:
 
     def _dispatch(self, pool: Pool) -> None:
         queue = self.queue
-        if isinstance(pool, VisitPool):
-            self._dispatch_visits(pool)
+        if isinstance(pool, (VisitPool, HoursPool)):
+            self._dispatch_weighted(pool)
             return
-        if pool.accepts is None and not pool.home:
+        if pool.accepts is None and not pool.home and not self._targeted:
             while queue and pool.busy < pool.capacity:
                 patient, ev = queue.popleft()
                 pool.busy += 1
@@ -206,7 +266,7 @@ class Group:
             i = 0
             while i < len(queue) and pool.busy < pool.capacity:
                 patient, ev = queue[i]
-                if pool.admits(patient.cohort) and (wanted is None or patient.cohort in wanted):
+                if pool.admits(patient) and (wanted is None or patient.cohort in wanted):
                     del queue[i]
                     pool.busy += 1
                     patient.pool = pool
@@ -214,15 +274,15 @@ class Group:
                 else:
                     i += 1
 
-    def _dispatch_visits(self, pool: VisitPool) -> None:
-        """Admit queued packages in order while their visits fit; then wake when the next one will."""
+    def _dispatch_weighted(self, pool: VisitPool | HoursPool) -> None:
+        """Admit queued packages in order while their visits (or hours) fit; then wake when the next one will."""
         now = self.env.now
         queue = self.queue
         for wanted in ((pool.home, None) if pool.home else (None,)):
             i = 0
             while i < len(queue):
                 patient, ev = queue[i]
-                if (wanted is not None and patient.cohort not in wanted) or not pool.admits(patient.cohort):
+                if (wanted is not None and patient.cohort not in wanted) or not pool.admits(patient):
                     i += 1
                     continue
                 if not pool.room(patient, now):
@@ -230,13 +290,14 @@ class Group:
                 del queue[i]
                 pool.take(patient, now)
                 ev.succeed()
-        self._wake(pool)
+        if isinstance(pool, VisitPool):
+            self._wake(pool)
 
     def _wake(self, pool: VisitPool) -> None:
         """Schedule one dispatch at the moment tapering visits make room for the next package."""
         token = self._wake_token.get(pool.name, 0) + 1
         self._wake_token[pool.name] = token
-        if not any(pool.admits(p.cohort) for p, _ in self.queue):
+        if not any(pool.admits(p) for p, _ in self.queue):
             return
         now = self.env.now
         t = pool.next_room(now)
@@ -245,6 +306,6 @@ class Group:
 
         def fire(_event: simpy.Event) -> None:
             if self._wake_token.get(pool.name) == token:
-                self._dispatch_visits(pool)
+                self._dispatch_weighted(pool)
 
         self.env.timeout(t - now).callbacks.append(fire)

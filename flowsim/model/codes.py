@@ -28,18 +28,32 @@ class Outcome(IntEnum):
     LONG_TERM_CARE = 1
     DEATH = 2
     HOME_WITH_CARE = 3
+    READMITTED = 4  # a downstream stay cut short by a readmission to hospital
 
 
 #: Record labels of the outcomes, indexed by code (``NONE`` is the last, empty label).
-OUTCOME_LABELS: tuple[str, ...] = ("home", "long_term_care", "death", "home_with_care")
+OUTCOME_LABELS: tuple[str, ...] = ("home", "long_term_care", "death", "home_with_care", "readmitted")
 
 
 class Cancelled(IntEnum):
-    """Why an elective admission did not happen."""
+    """Why an elective admission, or a step-up referral, did not happen."""
 
     NOT = 0
     NO_BED = 1
     ESCALATION = 2
+    REFUSED = 3  # a step-up referral that found no place within its patience
+    ADMITTED = 4  # ... and was admitted to hospital instead
 
 
-CANCELLED_LABELS: tuple[str, ...] = ("", "no_bed", "escalation")
+CANCELLED_LABELS: tuple[str, ...] = ("", "no_bed", "escalation", "refused", "admitted")
+
+
+class AcuteExit(IntEnum):
+    """How an acute stay ends: through a discharge pathway (``PATHWAY``), or without one."""
+
+    PATHWAY = 0
+    DIED = 1
+    SAME_DAY = 2
+
+
+ACUTE_EXIT_LABELS: tuple[str, ...] = ("", "died", "same_day")

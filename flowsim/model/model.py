@@ -29,20 +29,43 @@ from typing import Any
 import numpy as np
 import simpy
 
-from flowsim.model.calendar import Steps, arrival_times, capacity_steps, disrupted, team_steps, weekday_times
-from flowsim.model.capacity import Group, Pool, VisitPool
-from flowsim.model.codes import Cancelled, Outcome, Stage
+from flowsim.model.calendar import (
+    Steps,
+    arrival_times,
+    bank_holidays,
+    capacity_steps,
+    disrupted,
+    team_steps,
+    weekday_times,
+)
+from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
+from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
-from flowsim.scenario.schema import MONTHS, PATHWAYS, Action, Capacity, Scenario, Surge, WardRounds
+from flowsim.scenario.schema import (
+    MONTHS,
+    PATHWAYS,
+    Action,
+    Arrivals,
+    Capacity,
+    HomeCare,
+    Hours,
+    Scenario,
+    StepUp,
+    Surge,
+    WardRounds,
+)
 
 NAN = math.nan
 # journey stages as plain ints on the per-event path (``Stage`` names them)
 ED, IN_ACUTE, ASSESSMENT, WAITING, IN_SERVICE = (int(s) for s in Stage)
-HOME, LONG_TERM_CARE, DEATH, HOME_WITH_CARE = (int(o) for o in (Outcome.HOME, Outcome.LONG_TERM_CARE, Outcome.DEATH,
-                                                                Outcome.HOME_WITH_CARE))
+HOME, LONG_TERM_CARE, DEATH, HOME_WITH_CARE, READMITTED = (int(o) for o in (
+    Outcome.HOME, Outcome.LONG_TERM_CARE, Outcome.DEATH, Outcome.HOME_WITH_CARE, Outcome.READMITTED))
+DIED, SAME_DAY = int(AcuteExit.DIED), int(AcuteExit.SAME_DAY)
+#: queue rank of a step-up referral against step-down patients (rank 0)
+STEP_UP_RANK = {"before_step_down": -1, "equal": 0, "after_step_down": 1}
 
 
 class Buffered:
@@ -81,6 +104,7 @@ class Patient:
         "arrival", "bed_start", "clinically_fit", "mffd", "rft", "assess_start", "assess_end", "slot_granted",
         "acute_end", "service", "stay_end", "outcome", "onward_granted", "ds_end", "elective", "cancelled",
         "initial", "initial_stage", "remaining", "package_len",
+        "exit", "step_up", "gave_up", "prio", "only", "care_hours", "diverted_from",
     )
 
     # filled by ``_Sampler.fill`` (or the elective and snapshot set-up) before the journey starts
@@ -114,6 +138,13 @@ class Patient:
         self.cancelled = int(Cancelled.NOT)
         self.pool: Pool | None = None
         self.u_org = NAN
+        self.exit = 0  # ``AcuteExit``: 0 through a pathway, else died in hospital or same-day discharge
+        self.step_up = -1  # index of the step-up stream of a community referral (-1: a hospital stay)
+        self.gave_up = NAN  # a step-up referral's patience ran out (refused, or admitted instead)
+        self.prio = 0  # rank in a pathway's queue (step-up referrals may rank before or after step-down)
+        self.only = -1  # index of the one service a step-up referral is for (-1: any of the pathway's)
+        self.care_hours = 0.0  # hours a week of a long-term home-care package (home care counted in hours)
+        self.diverted_from = -1  # the step-up referral this admission replaced
 
 
 @dataclass(frozen=True)
@@ -166,8 +197,20 @@ class _Sampler:
             p: Buffered(pw.ready_after_fit, streams[f"{prefix}ready_after_fit.{p}"]) for p, pw in sc.pathways.items()}
         self.org = Buffered(None, streams[prefix + "responsible_org"])
         self.u = Buffered(None, streams[prefix + "patient_uniforms"])
+        # issue 12: deaths in hospital and same-day stays, on streams of their own (cohorts without them draw none)
+        self.exit_cut: list[tuple[float, float] | None] = []
+        self.exit_los: list[tuple[Buffered | None, Buffered | None]] = []
+        for name, c in sc.cohorts.items():
+            died, same = c.died_in_hospital, c.same_day
+            pd_ = died.probability if died is not None else 0.0
+            ps = same.probability if same is not None else 0.0
+            self.exit_cut.append((pd_, pd_ + ps) if pd_ + ps > 0 else None)
+            self.exit_los.append((
+                Buffered(died.los, streams[f"{prefix}died_los.{name}"]) if died is not None else None,
+                Buffered(same.los, streams[f"{prefix}same_day_los.{name}"]) if same is not None else None))
+        self.exit_u = Buffered(None, streams[prefix + "acute_exit"])
 
-    def fill(self, p: Patient, cohort: int | None = None) -> None:
+    def fill(self, p: Patient, cohort: int | None = None, exits: bool = True) -> None:
         if cohort is None:
             u = self.cohort()
             cohort = 0
@@ -190,6 +233,25 @@ class _Sampler:
         p.u_org = self.org()
         uu = self.u
         p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = uu(), uu(), uu(), uu(), uu()
+        cut = self.exit_cut[cohort]
+        if cut is not None and exits:  # every other draw is made first, so a stay that ends here changes no one else's
+            self._exit(p, cohort, cut)
+
+    def _exit(self, p: Patient, cohort: int, cut: tuple[float, float]) -> None:
+        """Death in hospital or a same-day discharge, with the stay's own length; else nothing."""
+        u = self.exit_u()
+        if u < cut[0]:
+            p.exit = DIED
+            p.pathway = ""  # never takes a pathway
+            los = self.exit_los[cohort][0]
+        elif u < cut[1]:
+            p.exit = SAME_DAY
+            p.pathway = "P0"
+            los = self.exit_los[cohort][1]
+        else:
+            return
+        assert los is not None
+        p.acute_los = los()
 
     def set_pathway(self, p: Patient, pathway: str) -> None:
         """Send a patient to a given pathway (snapshot rows name it), redrawing what depends on it."""
@@ -202,12 +264,13 @@ class _Sampler:
 class _Rounds:
     """When a clinically fit patient is declared medically fit: the next ward round that picks them up."""
 
-    def __init__(self, spec: WardRounds, start_weekday: int, t0: float, t1: float, rng: np.random.Generator):
+    def __init__(self, spec: WardRounds, start_weekday: int, t0: float, t1: float,  # noqa: PLR0917
+                 rng: np.random.Generator, holidays: frozenset[int] = frozenset()):
         times: list[float] = []
         probs: list[float] = []
         # rounds beyond the run's end too, so a patient fit near the end still gets a (late) time
         for day in range(math.floor(t0), math.ceil(t1) + 15):
-            weekend = (start_weekday + day) % 7 >= 5
+            weekend = (start_weekday + day) % 7 >= 5 or day in holidays
             hours, p = ((spec.weekend_hours, spec.weekend_pickup) if weekend
                         else (spec.weekday_hours, spec.weekday_pickup))
             for h in sorted(set(hours)):
@@ -256,6 +319,8 @@ class Model:
         self.first = _Sampler(sc, streams, "")
         self.readmit = _Sampler(sc, streams, "readmit.")
         self.start_weekday = self.start.weekday()
+        # bank holidays (model days) treated like a weekend; empty unless the scenario asks for a calendar
+        self.holidays = bank_holidays(sc.calendar, self.start, self.t0, self.t1)
         # capacity in force = scheduled (after disruptions) + escalation extra; every change is logged
         self._pools: dict[str, tuple[Group, Pool]] = {}
         self._scheduled: dict[str, float] = {}
@@ -271,12 +336,14 @@ class Model:
         assert sc.acute is not None and sc.arrivals is not None  # full mode (pathway-only scenarios are compiled)
         self.acute_pool, self.acute = self._group("acute", sc.acute.beds)
         self.rounds = (_Rounds(sc.acute.ward_rounds, self.start_weekday, self.t0, self.t1,
-                               streams["fitness_declaration"]) if sc.acute.ward_rounds is not None else None)
+                               streams["fitness_declaration"], self.holidays)
+                       if sc.acute.ward_rounds is not None else None)
         self._build_assessment()
         self._build_services()
         self._build_onward()
         self._build_discharge()
         self._build_demand()
+        self._build_step_up()
         self.escalation = EscalationController(self, sc.escalation) if sc.escalation is not None else None
         if sc.initial_state is not None:
             self._start_from_snapshot()
@@ -292,7 +359,7 @@ class Model:
         staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
         wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
         steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0,
-                                                       self.t1))
+                                                       self.t1, self.holidays))
         self.assess_pool = Pool("assessment", steps[1][0])
         self.assess = Group(self.env, "assessment", [self.assess_pool])
         self._register(self.assess, self.assess_pool, steps)
@@ -306,6 +373,8 @@ class Model:
         self.service_los: list[_Dist] = []
         self.service_outcomes: list[tuple[float, float, float]] = []
         self.service_reports: list[bool] = []
+        # leaving a service: (hours as fractions of a day or None, weekend rate), or None for any time
+        self.service_leave: list[tuple[tuple[float, float] | None, float] | None] = []
         self.groups: dict[str, Group] = {}
         for pname, pw in sc.pathways.items():
             pools = []
@@ -330,6 +399,9 @@ class Model:
                 self.service_outcomes.append((o.home, o.home + o.long_term_care,
                                               o.home + o.long_term_care + o.death))
                 self.service_reports.append(svc.reporting(pname))
+                dis = svc.discharge
+                self.service_leave.append(None if dis is None or (dis.hours is None and dis.weekend_rate >= 1.0)
+                                          else (_day_fraction(dis.hours), dis.weekend_rate))
                 pools.append((pool, steps))
             if pools:
                 group = Group(self.env, pname, [p for p, _ in pools])
@@ -337,12 +409,14 @@ class Model:
                 for pool, steps in pools:
                     self._register(group, pool, steps)
         self._service_index = {name: i for i, name in enumerate(self.service_names)}
+        self.service_leave_u = Buffered(None, self.streams["service_discharge_weekend"])
 
     def _onward(self, name: str, capacity: Capacity, stay: _Dist | None, arrange: _Dist, prefix: str) -> _Onward:
         out = _Onward(Buffered(arrange, self.streams[prefix + "placement" if name == "long_term_care"
                                                      else prefix + "start"]))
         if capacity != "unlimited":
-            out.pool, out.group = self._group(name, capacity)
+            hours = name == "home_care" and self.sc.home_care.unit == "hours_per_week"
+            out.pool, out.group = self._group(name, capacity, hours)
         if stay is not None:
             out.stay = Buffered(stay, self.streams[prefix + "stay"])
         return out
@@ -352,6 +426,47 @@ class Model:
         ltc, hc = self.sc.long_term_care, self.sc.home_care
         self.ltc = self._onward("long_term_care", ltc.capacity, ltc.stay, ltc.placement_time, "long_term_care.")
         self.home_care = self._onward("home_care", hc.capacity, hc.stay, hc.start_time, "home_care.")
+        self._n_clients = 0
+        self.care_hours = (Buffered(hc.hours_per_package, self.streams["home_care.hours"])
+                           if hc.hours_per_package is not None else None)
+        if hc.initial_clients or hc.community_starts_per_day:
+            self._home_care_caseload(hc)
+
+    def _home_care_caseload(self, hc: HomeCare) -> None:
+        """Packages already running at the start, and packages asked for from the community, competing first come,
+        first served with hospital and intermediate-care hand-overs for the same home-care capacity."""
+        assert hc.stay is not None
+        u = Buffered(None, self.streams["home_care.initial"])
+        for _ in range(hc.initial_clients):  # in place first; any beyond the capacity at the start queue
+            rest = float(equilibrium_residual(hc.stay, np.array([u()]))[0])
+            self.env.process(self._community_package(self._client(self.t0), rest))
+        if hc.community_starts_per_day:
+            arr = Arrivals(rate_per_day=hc.community_starts_per_day)
+            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams["home_care.community"])
+            self.env.process(self._community_packages(times))
+
+    def _client(self, t: float) -> Patient:
+        """A home-care client who is not a hospital patient (not in the stay records; negative ids)."""
+        self._n_clients += 1
+        c = Patient(-self._n_clients, -1, -1, t)
+        c.cohort = -1
+        if self.care_hours is not None:
+            c.care_hours = self.care_hours()
+        return c
+
+    def _community_packages(self, times: np.ndarray) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        for t in times.tolist():
+            yield env.timeout(t - env.now)
+            env.process(self._community_package(self._client(env.now)))
+
+    def _community_package(self, client: Patient, length: float | None = None) -> Generator[simpy.Event, Any, None]:
+        onward = self.home_care
+        if onward.group is not None:
+            ev = onward.group.request(client)
+            if ev is not None:
+                yield ev
+        yield from self._onward_stay(onward, client, length)
 
     def _build_discharge(self) -> None:
         """Discharge hours and weekend rules, per-pathway readmission and assessment settings."""
@@ -368,6 +483,12 @@ class Model:
         self.weekend_rate = dict(self._base_weekend)
         self.readmission: dict[str, tuple[float, float]] = {p: (pw.readmission.probability, pw.readmission.within_days)
                                                             for p, pw in sc.pathways.items()}
+        # readmissions timed from acute discharge (P1-P3 only: a P0 stay has no downstream stay to differ by)
+        self.readmit_from_acute: dict[str, bool] = {p: False for p in ("", *PATHWAYS)}
+        for p, pw in sc.pathways.items():
+            self.readmit_from_acute[p] = (p != "P0" and pw.readmission.probability > 0
+                                          and pw.readmission.timed_from == "acute_discharge")
+        self._in_service: dict[int, simpy.Process] = {}
         self.needs_assessment: dict[str, bool] = {p: pw.needs_assessment for p, pw in sc.pathways.items()}
         self.assess_first: dict[str, bool] = {p: pw.assessment_timing == "before_ready"
                                               for p, pw in sc.pathways.items()}
@@ -378,19 +499,109 @@ class Model:
         assert sc.arrivals is not None
         surges = tuple(Surge(start=x.start, end=x.end, factor=x.factor or 1.0, note=x.note)
                        for x in sc.disruptions if x.kind == "demand_surge")
-        self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
+        self.arrival_cohort: list[int] | None = None
+        if any(c.own_volume for c in sc.cohorts.values()):
+            self.arrivals, self.arrival_cohort = self._cohort_arrivals(surges)
+        else:
+            self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
         self.env.process(self._arrivals())
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
-                                                self.t0, self.t1, self.streams["electives"])
+                                                self.t0, self.t1, self.streams["electives"], self.holidays)
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
             self.env.process(self._electives())
 
-    def _group(self, name: str, cap: Any) -> tuple[Pool, Group]:
+    def _cohort_arrivals(self, surges: tuple[Surge, ...]) -> tuple[np.ndarray, list[int]]:
+        """Arrivals cohort by cohort, each with its own growth and seasonality, merged in time order.
+
+        Each cohort inverts its own cumulative intensity on its own stream (``arrivals.<cohort>``), so an
+        option that changes one cohort's volume moves only that cohort's arrivals: common random numbers
+        across options, cohort by cohort.  The cohort is then known at arrival (no cohort draw).
+        """
+        sc = self.sc
+        base = sc.arrivals
+        assert base is not None
+        times, labels = [], []
+        for i, (name, c) in enumerate(sc.cohorts.items()):
+            arr = base.model_copy(update={
+                "rate_per_day": base.rate_per_day * c.share,
+                "annual_growth": base.annual_growth if c.annual_growth is None else c.annual_growth,
+                "month_factors": c.volume_month_factors or base.month_factors})
+            t = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"arrivals.{name}"], surges)
+            times.append(t)
+            labels.append(np.full(len(t), i))
+        all_t = np.concatenate(times)
+        order = np.argsort(all_t, kind="stable")
+        return all_t[order], np.concatenate(labels)[order].tolist()
+
+    def _build_step_up(self) -> None:
+        """Step-up referral streams from the community into P1-P3 places (each on streams of its own)."""
+        sc = self.sc
+        if not sc.step_up:
+            return
+        self.diverted = _Sampler(sc, self.streams, "step_up_admitted.")
+        cohort_index = {name: i for i, name in enumerate(sc.cohorts)}
+        pathway_of = sc.service_pathway()
+        for i, su in enumerate(sc.step_up):
+            pathway = su.target if su.target in self.groups else pathway_of[su.target]
+            only = self._service_index.get(su.target, -1)
+            if only >= 0:
+                self.groups[pathway].target()
+            arr = Arrivals(rate_per_day=su.rate_per_day, month_factors=su.month_factors,
+                           weekday_factors=su.weekday_factors, hour_profile=su.hour_profile)
+            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"step_up.{su.name}.referrals"])
+            self.env.process(self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)))
+
+    def _referrals(self, i: int, su: StepUp, times: np.ndarray,
+                   where: tuple[int, str, int]) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        cohort, pathway, only = where
+        u = Buffered(None, self.streams[f"step_up.{su.name}.uniforms"])
+        los = Buffered(su.los, self.streams[f"step_up.{su.name}.los"]) if su.los is not None else None
+        patience = (Buffered(su.patience, self.streams[f"step_up.{su.name}.patience"])
+                    if su.patience is not None else None)
+        rank = STEP_UP_RANK[su.priority]
+        for t in times.tolist():
+            yield env.timeout(t - env.now)
+            p = self._new_patient(env.now)
+            p.step_up, p.cohort, p.pathway, p.only, p.prio = i, cohort, pathway, only, rank
+            p.u_los, p.u_outcome, p.u_weekend, p.u_org = u(), u(), u(), u()
+            p.u_readmit = 1.0  # never readmitted: a step-up stay did not follow an admission
+            if los is not None:
+                p.remaining = los()
+            env.process(self._step_up(p, patience() if patience is not None else math.inf,
+                                      su.when_not_placed == "admitted"))
+
+    def _step_up(self, p: Patient, patience: float, admit: bool) -> Generator[simpy.Event, Any, None]:
+        """A referral waits at home for a place (no bed, no delay) up to its patience; then refused or admitted."""
+        env = self.env
+        group = self.groups[p.pathway]
+        ev = group.request(p)
+        if ev is not None:
+            if patience == math.inf:
+                yield ev
+            else:
+                yield ev | env.timeout(patience)
+                if not ev.triggered:
+                    group.withdraw(p, ev)
+                    p.gave_up = env.now
+                    p.cancelled = int(Cancelled.ADMITTED if admit else Cancelled.REFUSED)
+                    if admit:
+                        q = self._new_patient(env.now, p.person)
+                        q.diverted_from = p.id
+                        self.diverted.fill(q, p.cohort)
+                        yield from self._journey(q)
+                    return
+        p.slot_granted = env.now
+        assert p.pool is not None
+        p.service = p.pool.index
+        yield from self._downstream(p)
+
+    def _group(self, name: str, cap: Any, hours: bool = False) -> tuple[Pool, Group]:
         steps = self._disrupt(name, capacity_steps(cap, self.start, self.t0, self.t1))
-        pool = Pool(name, float(steps[1][0]))
+        pool = HoursPool(name, float(steps[1][0])) if hours else Pool(name, float(steps[1][0]))
         group = Group(self.env, name, [pool])
         self._register(group, pool, steps)
         return pool, group
@@ -519,16 +730,20 @@ class Model:
                 self._leaving.pop(p.id, None)
 
     def _leave_time(self, t: float, pathway: str, u_weekend: float) -> float:
-        """Earliest time >= t at which a patient may physically leave (discharge hours, weekends)."""
-        hours = self.dis_hours
-        rate = self.weekend_rate[pathway]
+        """Earliest time >= t at which a patient may physically leave an acute bed (discharge hours, weekends)."""
+        return self._open_time(t, self.dis_hours, self.weekend_rate[pathway], u_weekend)
+
+    def _open_time(self, t: float, hours: tuple[float, float] | None, rate: float, u_weekend: float) -> float:
+        """Earliest time >= t within ``hours`` on a working day, or on a weekend day or bank holiday when
+        ``u_weekend`` < ``rate`` (the patient is one of those discharged that day)."""
         if hours is None and rate >= 1.0:
             return t
         h0, h1 = hours if hours is not None else (0.0, 1.0)
         day = math.floor(t)
+        hol = self.holidays
         for _ in range(14):
             wd = (self.start_weekday + day) % 7
-            if wd < 5 or u_weekend < rate:
+            if (wd < 5 and day not in hol) or u_weekend < rate:
                 open_, close = day + h0, day + h1
                 if t < close:
                     return max(t, open_)
@@ -546,10 +761,11 @@ class Model:
         env = self.env
         fill = self.first.fill
         journey = self._journey
-        for t in self.arrivals.tolist():
+        cohorts = self.arrival_cohort
+        for i, t in enumerate(self.arrivals.tolist()):
             yield env.timeout(t - env.now)
             p = self._new_patient(env.now)
-            fill(p)
+            fill(p, None if cohorts is None else cohorts[i])
             env.process(journey(p))
 
     def _electives(self) -> Generator[simpy.Event, Any, None]:
@@ -586,6 +802,12 @@ class Model:
 
     def _readmission(self, prev: Patient, delay: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(delay)
+        if self.readmit_from_acute.get(prev.pathway):
+            proc = self._in_service.get(prev.id)
+            if proc is not None:  # still in an intermediate-care stay: back to hospital from it
+                proc.interrupt("readmitted")
+            elif prev.outcome not in (HOME, HOME_WITH_CARE):
+                return  # died, or in a care home: not readmitted (as when timed from the downstream stay's end)
         p = self._new_patient(self.env.now, prev.person, prev.id)
         self.readmit.fill(p, prev.cohort)
         yield from self._journey(p)
@@ -604,6 +826,9 @@ class Model:
             if ev is not None:
                 yield ev
             p.bed_start = env.now
+        if p.exit:  # died in hospital, or a same-day discharge: no pathway
+            yield from self._acute_exit(p)
+            return
         if stage <= IN_ACUTE:  # the clinical stay, then declared fit on the next round that picks the patient up
             yield env.timeout(p.acute_los)
             p.clinically_fit = env.now
@@ -621,6 +846,23 @@ class Model:
             yield from self._get_place(p)
             yield from self._leave_acute(p)
         yield from self._downstream(p)
+
+    def _acute_exit(self, p: Patient) -> Generator[simpy.Event, Any, None]:
+        """A stay that ends without a pathway: a death, or a same-day discharge home (P0).
+
+        A same-day stay leaves when its own length ends (criteria-led, no ward round or discharge window):
+        medically fit, ready and discharged at the same instant, so it adds no NCTR or DTOC time.
+        """
+        env = self.env
+        yield env.timeout(p.acute_los)
+        p.acute_end = env.now
+        self.acute.release(self.acute_pool)
+        if p.exit == DIED:
+            p.outcome = DEATH
+            return
+        p.clinically_fit = p.mffd = p.rft = env.now
+        p.outcome = HOME
+        self._maybe_readmit(p, "P0")
 
     def _ready(self, p: Patient) -> Generator[simpy.Event, Any, None]:
         """Ready for transfer: the MDT's decision, ``ready_gap`` after medically fit (and not before now)."""
@@ -684,14 +926,39 @@ class Model:
         self.n_nctr -= 1
         self.n_dtoc -= 1
         self.acute.release(self.acute_pool)
+        if self.readmit_from_acute[p.pathway]:
+            self._maybe_readmit(p, p.pathway)
 
     def _downstream(self, p: Patient) -> Generator[simpy.Event, Any, None]:
-        """The downstream stay and its outcome; onward care is waited for in the place."""
+        """The downstream stay and its outcome; onward care is waited for in the place.
+
+        With readmissions timed from acute discharge, a readmission can cut the stay short (an interrupt):
+        the patient leaves the place for hospital (outcome ``readmitted``) and the place is freed.
+        """
         env = self.env
         pool = p.pool
         assert pool is not None
         k = pool.index
-        # a snapshot patient's rest of stay, or a visit-based package's length fixed when it was taken
+        tracked = self.readmit_from_acute[p.pathway]
+        if tracked:
+            self._in_service[p.id] = env.active_process  # type: ignore[assignment]
+        try:
+            yield from self._stay(p, k)
+        except simpy.Interrupt:
+            p.outcome = READMITTED
+            if p.stay_end != p.stay_end:
+                p.stay_end = env.now
+        if tracked:
+            self._in_service.pop(p.id, None)
+        p.ds_end = env.now
+        self.groups[p.pathway].release(pool, p)
+        if p.outcome in (HOME, HOME_WITH_CARE) and not tracked and p.step_up < 0:
+            self._maybe_readmit(p, p.pathway)
+
+    def _stay(self, p: Patient, k: int) -> Generator[simpy.Event, Any, None]:
+        """The stay in service ``k``, its outcome, any wait for onward care, and the service's discharge rules."""
+        env = self.env
+        # a snapshot patient's rest of stay, a visit-based package's length fixed when it was taken, a step-up stay
         los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
         yield env.timeout(los)
         p.stay_end = env.now
@@ -704,35 +971,50 @@ class Model:
             yield from self._wait_onward(p, self.ltc, self.service_reports[k])
         elif u < death:
             p.outcome = DEATH
+            return
         else:
             p.outcome = HOME_WITH_CARE
             yield from self._wait_onward(p, self.home_care, self.service_reports[k])
-        p.ds_end = env.now
-        self.groups[p.pathway].release(pool, p)
-        if p.outcome in (HOME, HOME_WITH_CARE):
-            self._maybe_readmit(p, p.pathway)
+        rule = self.service_leave[k]
+        if rule is not None:  # the service's discharge hours and weekend rule (deaths are not held)
+            t = self._open_time(env.now, rule[0], rule[1], self.service_leave_u())
+            if t > env.now:
+                yield env.timeout(t - env.now)
 
     def _wait_onward(self, p: Patient, onward: _Onward, reporting: bool) -> Generator[simpy.Event, Any, None]:
         """Arrange onward care and wait for a place, keeping the downstream place meanwhile."""
         env = self.env
         if reporting:
             self.n_dtoc += 1
-        t = onward.arrange()
-        if t > 0:
-            yield env.timeout(t)
-        if onward.group is not None:
-            ev = onward.group.request(p)
-            if ev is not None:
-                yield ev
-            env.process(self._onward_stay(onward))
-        p.onward_granted = env.now
-        if reporting:
-            self.n_dtoc -= 1
+        ev = None
+        try:
+            t = onward.arrange()
+            if t > 0:
+                yield env.timeout(t)
+            if onward.group is not None:
+                if self.care_hours is not None and onward is self.home_care:
+                    p.care_hours = self.care_hours()
+                ev = onward.group.request(p)
+                if ev is not None:
+                    yield ev
+                env.process(self._onward_stay(onward, p))
+            p.onward_granted = env.now
+        except simpy.Interrupt:  # readmitted while waiting: out of the queue (a place granted this instant runs)
+            if ev is not None and onward.group is not None:
+                if ev.triggered:
+                    env.process(self._onward_stay(onward, p))
+                else:
+                    onward.group.withdraw(p, ev)
+            raise
+        finally:
+            if reporting:
+                self.n_dtoc -= 1
 
-    def _onward_stay(self, onward: _Onward) -> Generator[simpy.Event, Any, None]:
+    def _onward_stay(self, onward: _Onward, client: Patient, length: float | None = None,
+                     ) -> Generator[simpy.Event, Any, None]:
         assert onward.stay is not None and onward.group is not None and onward.pool is not None
-        yield self.env.timeout(onward.stay())
-        onward.group.release(onward.pool)
+        yield self.env.timeout(onward.stay() if length is None else length)
+        onward.group.release(onward.pool, client)
 
     def _maybe_readmit(self, p: Patient, pw: str) -> None:
         prob, within = self.readmission.get(pw, (0.0, 30.0))
@@ -775,7 +1057,7 @@ class Model:
             elif node in ("P0", "P1", "P2", "P3"):
                 pathway = node
             c = cohort_index[cohort] if cohort is not None else self._snapshot_cohort(node, pathway, pick())
-            sampler.fill(p, c)
+            sampler.fill(p, c, exits=node == "ed")  # a patient past the front door is on a pathway already
             if pathway is not None:
                 sampler.set_pathway(p, pathway)
             starts.append((p, self._place_snapshot_patient(p, node, days, u)))
@@ -866,6 +1148,11 @@ class Model:
             action_log=self.escalation.action_log if self.escalation else [],
             extra_capacity={name: _log_steps(log) for name, log in self._extra_log.items() if len(log) > 1},
         )
+
+
+def _day_fraction(hours: Hours | None) -> tuple[float, float] | None:
+    """Opening hours as fractions of a day."""
+    return (hours.start / 24.0, hours.end / 24.0) if hours is not None else None
 
 
 def _residual(dist: _Dist, days: float | None, u: float) -> float:

@@ -180,14 +180,26 @@ def _mean_suffix(n_reps: int) -> str:
     return " (mean)" if n_reps > 1 else ""
 
 
-def _format_date_axis(ax: Axes, dates: pd.DatetimeIndex) -> None:
-    """Month ticks as 'Apr 2024', thinned so long runs stay legible.
+def _holidays(daily: pd.DataFrame) -> list[pd.Timestamp]:
+    """Bank holidays of the run (the daily table has a ``bank_holiday`` flag only when the scenario asks for a
+    calendar), so the figures can shade the days the system runs at weekend strength."""
+    if "bank_holiday" not in daily.columns or "date" not in daily.columns:
+        return []
+    days = daily.loc[daily["bank_holiday"] > 0, "date"]
+    return sorted(pd.to_datetime(days).drop_duplicates())
+
+
+def _format_date_axis(ax: Axes, dates: pd.DatetimeIndex, holidays: Sequence[pd.Timestamp] = ()) -> None:
+    """Month ticks as 'Apr 2024', thinned so long runs stay legible; bank holidays shaded.
 
     Runs shorter than about two months get day ticks instead, because month
     ticks would leave the axis with one label or none.
     """
     if len(dates) == 0:
         return
+    for i, day in enumerate(holidays):
+        ax.axvspan(day, day + pd.Timedelta(days=1), color=NHS_PALE_GREY, alpha=0.8, linewidth=0, zorder=0,
+                   label="Bank holiday" if i == 0 else None)
     span_days = (dates.max() - dates.min()).days
     if span_days >= 60:
         months = span_days / 30.4
@@ -336,7 +348,7 @@ def _occupancy_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
         floor = max(0.0, math.floor((low - 0.25 * span) / 10) * 10)
         ax.set_ylim(floor, top + 0.06 * (top - floor))
     ax.set_ylabel("Beds occupied (midnight)")
-    _format_date_axis(ax, occ.index)
+    _format_date_axis(ax, occ.index, _holidays(daily))
     panel.legend(loc="outside lower center", ncol=5, frameon=False, fontsize=9)
     return fig
 
@@ -400,7 +412,7 @@ def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     _style_axes(ax)
     ax.set_ylabel("Delayed patients (midnight census)")
     if dates is not None:
-        _format_date_axis(ax, dates)
+        _format_date_axis(ax, dates, _holidays(daily))
     panel.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=9)
     return fig
 
@@ -503,7 +515,7 @@ def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services: Servi
         bottom = ax.get_ylim()
         _style_axes(ax)
         ax.set_ylim(bottom)
-        _format_date_axis(ax, dates)
+        _format_date_axis(ax, dates, _holidays(daily))
     if not rows_pw:
         panel.text(0.5, 0.5, "No downstream queues or services in this scenario", ha="center", va="center",
                    fontsize=11, color=NHS_DARK_GREY)
@@ -569,7 +581,7 @@ def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
         limits = ax.get_ylim()
         _style_axes(ax)
         ax.set_ylim(limits)
-        _format_date_axis(ax, dates)
+        _format_date_axis(ax, dates, _holidays(daily))
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     return fig
@@ -598,7 +610,7 @@ def _nctr_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
                 label="of whom delayed transfers of care in acute beds (2016/17 SitRep)")
     _style_axes(ax)
     ax.set_ylabel("Patients at midnight")
-    _format_date_axis(ax, pd.DatetimeIndex(means.index))
+    _format_date_axis(ax, pd.DatetimeIndex(means.index), _holidays(daily))
     panel.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=9)
     return fig
 
@@ -671,7 +683,7 @@ def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, lab
         limits = ax.get_ylim()
         _style_axes(ax)
         ax.set_ylim(limits)
-        _format_date_axis(ax, dates)
+        _format_date_axis(ax, dates, _holidays(daily))
     axes[0].tick_params(labelbottom=False)
     return fig
 
@@ -697,7 +709,7 @@ def dtoc_target_figure(daily: pd.DataFrame, title: str, target: float | None, ta
     if top > 0:
         ax.set_ylim(0, top * 1.12)
     ax.set_ylabel("Delayed patients (midnight census)")
-    _format_date_axis(ax, pd.DatetimeIndex(stats.index))
+    _format_date_axis(ax, pd.DatetimeIndex(stats.index), _holidays(daily))
     panel.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=9)
     return fig
 

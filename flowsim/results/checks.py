@@ -70,8 +70,8 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
         has = ~np.isnan(seg.start) & seg.counted
         if seg.acute:
             lo, hi = bed_start, acute_end
-        else:
-            lo, hi = acute_end, ds_end
+        else:  # a downstream place: from leaving the acute bed, or from the grant for a step-up referral
+            lo, hi = np.where(rec["step_up"] >= 0, rec["slot_granted"], acute_end), ds_end
             bad = int(np.sum(has & ~seg.in_bed))
             if bad:
                 problems.append(f"{bad} delays counted in a bed census for patients who are not in a bed ({seg.name})")
@@ -97,6 +97,11 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
     return problems
 
 
+def _not_through_ed(rec: Records) -> np.ndarray:
+    """Stays that never pass the front door: electives and step-up referrals from the community."""
+    return rec["elective"] | (rec["step_up"] >= 0)
+
+
 def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901
     """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
     force, work conservation and the bed census."""
@@ -112,9 +117,9 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         problems.extend(_bed_census_checks(rec, sc, T))
 
     # 2. conservation per node: entered = left + still there at the end
-    emergency_arrival = np.where(rec["elective"], np.nan, rec["arrival"])
+    emergency_arrival = np.where(_not_through_ed(rec), np.nan, rec["arrival"])
     nodes = {
-        "ED": (emergency_arrival, np.where(rec["elective"], np.nan, rec["bed_start"])),
+        "ED": (emergency_arrival, np.where(_not_through_ed(rec), np.nan, rec["bed_start"])),
         "acute": (rec["bed_start"], rec["acute_end"]),
         "downstream": (rec["slot_granted"], rec["ds_end"]),
     }

@@ -100,7 +100,8 @@ def add_delay_columns(rec: Records, sc: Scenario) -> Records:
     c = dict(rec.cols)
     n = len(rec)
     pathway = c["pathway"]
-    downstream = (pathway != "P0") & ~c["elective"]
+    # P1-P3 hospital stays (deaths in hospital take no pathway; step-up referrals never had an acute bed)
+    downstream = np.isin(pathway, ("P1", "P2", "P3")) & ~c["elective"] & (c["step_up"] < 0)
     needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in pathway], dtype=bool)
     after = np.array([sc.pathways[p].assessment_timing == "after_ready" if p in sc.pathways else True
                       for p in pathway], dtype=bool)

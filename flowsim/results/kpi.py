@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.model.codes import Cancelled, Outcome, Stage
+from flowsim.model.calendar import bank_holidays
+from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.model import RawRun
 from flowsim.results.checks import check_records
 from flowsim.results.delays import ORGS, REASON_LABELS, REASONS, Segment, add_delay_columns, dtoc_intervals, segments
@@ -149,6 +150,31 @@ _TABLE: tuple[tuple[str, str, str, str, bool], ...] = (
     ("escalation_bed_spell_median_days", "Escalation beds: median spell open", "days",
      "Median length of the spells acute escalation beds were in force (started and stopped in the window).", False),
     ("deaths", "Deaths after a downstream stay", "patients", "Outcome 'death' at the end of a P1-P3 stay.", True),
+    ("deaths_in_hospital", "Deaths in hospital", "patients",
+     "Non-elective stays ending in death in the acute bed in the window (never medically fit, never a discharge: "
+     "not in the Discharge Ready Date measures).", True),
+    ("same_day_discharges", "Same-day discharges", "patients",
+     "Non-elective stays discharged home (P0) from their own short stay in the window, without a ward-round "
+     "declaration (counted in discharges to P0; under one night, so without a Discharge Ready Date).", False),
+    ("readmitted_from_community", "Readmitted from intermediate care", "patients",
+     "P1-P3 stays cut short in the window by a readmission to hospital (readmissions timed from acute discharge).",
+     True),
+    ("step_up_referrals", "Step-up referrals", "referrals",
+     "Referrals from the community to P1-P3 services (to prevent an admission) made in the window.", False),
+    ("step_up_starts", "Step-up starts", "patients", "Step-up referrals given a place in the window.", False),
+    ("step_up_waiting_mean", "Step-up referrals waiting at home (mean)", "people",
+     "Time-weighted mean number of step-up referrals waiting at home for a place (no bed, not a delayed "
+     "transfer).", True),
+    ("step_up_wait_mean_days", "Step-up wait for a place (mean)", "days",
+     "Mean days from referral to a place (or to giving up), over referrals made in the window (censored at its "
+     "end).", True),
+    ("step_up_refused", "Step-up referrals refused", "referrals",
+     "Referrals whose patience ran out in the window without a place, the person staying at home.", True),
+    ("step_up_admitted", "Step-up referrals admitted to hospital", "referrals",
+     "Referrals whose patience ran out in the window without a place, the person admitted to hospital instead "
+     "(a non-elective arrival).", True),
+    ("step_up_not_placed_pct", "Step-up referrals not placed", "% of referrals",
+     "Share of referrals made in the window that gave up (refused or admitted) rather than start.", True),
     ("long_term_care_placements", "Long-term care placements", "patients",
      "P1-P3 stays ending in permanent residential or nursing care.", True),
     ("home_care_starts", "Long-term home care starts", "patients",
@@ -304,9 +330,12 @@ KPI_GROUPS: tuple[KPIGroup, ...] = (
     KPIGroup("pathways", "Leaving hospital: pathways", (
         *(x for p in ("P1", "P2", "P3") for x in (f"queue_mean_{p}", f"wait_mean_days_{p}")),
         *(f"discharges_{p}" for p in PATHWAYS), "readmissions", "deaths", "long_term_care_placements",
-        "home_care_starts"),
+        "home_care_starts", "deaths_in_hospital", "same_day_discharges", "readmitted_from_community"),
         prefixes=("discharges_", "queue_", "wait_"), names=("deaths", "long_term_care_placements", "home_care_starts")),
     KPIGroup("services", "Community services", (), prefixes=("service_",), exclude=("service_capacity_cost",)),
+    KPIGroup("step_up", "Step-up from the community", (
+        "step_up_referrals", "step_up_starts", "step_up_waiting_mean", "step_up_wait_mean_days", "step_up_refused",
+        "step_up_admitted", "step_up_not_placed_pct"), prefixes=("step_up_",), applies="step_up"),
     KPIGroup("electives", "Planned (elective) care", ("electives_scheduled", "electives_admitted",
                                                       "electives_cancelled_no_bed", "electives_cancelled_escalation"),
              prefixes=("elective",), applies="electives"),
@@ -351,6 +380,8 @@ def _applies(group: KPIGroup, sc: Scenario) -> bool:
         return sc.electives is not None
     if group.applies == "escalation":
         return sc.escalation is not None
+    if group.applies == "step_up":
+        return bool(sc.step_up)
     if group.applies == "costs":
         services = [s for pw in sc.pathways.values() for s in pw.services.values()]
         return any(getattr(sc.costs, f) for f in COST_FIELDS) or any(
@@ -402,14 +433,16 @@ class Modelled:
     mode: str = "full"
     electives: bool = True
     escalation: bool = True
+    step_up: bool = True
 
     @classmethod
     def of(cls, scenario: Scenario | dict[str, Any]) -> Modelled:
-        """Read the three facts off a scenario object or its plain-data form."""
+        """Read the four facts off a scenario object or its plain-data form."""
         if isinstance(scenario, dict):
             return cls(str(scenario.get("mode") or "full"), scenario.get("electives") is not None,
-                       scenario.get("escalation") is not None)
-        return cls(scenario.mode, scenario.electives is not None, scenario.escalation is not None)
+                       scenario.get("escalation") is not None, bool(scenario.get("step_up")))
+        return cls(scenario.mode, scenario.electives is not None, scenario.escalation is not None,
+                   bool(scenario.step_up))
 
 
 def kpi_applies(name: str, modelled: Modelled) -> bool:
@@ -426,13 +459,8 @@ def kpi_applies(name: str, modelled: Modelled) -> bool:
         return False
     group = next((g for g in KPI_GROUPS if name in g), None)
     applies = group.applies if group is not None else "always"
-    if applies == "acute":
-        return not pathway_only
-    if applies == "electives":
-        return modelled.electives
-    if applies == "escalation":
-        return modelled.escalation
-    return True
+    return {"acute": not pathway_only, "electives": modelled.electives, "escalation": modelled.escalation,
+            "step_up": modelled.step_up}.get(applies, True)
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -512,7 +540,8 @@ def _occupancy(r: _Run) -> Level:
 def _front_door(r: _Run) -> None:
     """Admissions and ED boarding: waits for a bed and 4- and 12-hour breaches."""
     k, daily, rec, T, D = r.k, r.daily, r.rec, r.T, r.D
-    arrival, bed_start, elective = rec["arrival"], rec["bed_start"], rec["elective"]
+    arrival, bed_start = rec["arrival"], rec["bed_start"]
+    elective = rec["elective"] | (rec["step_up"] >= 0)  # not through the front door: electives, step-up referrals
     # admissions in the window: not electives, and not patients already in on a start-from-today snapshot
     in_window = (arrival >= 0) & (arrival < T) & ~elective & ~rec["initial"]
     is_readmit = rec["readmission_of"] >= 0
@@ -656,7 +685,29 @@ def _pathways(r: _Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     k["deaths"] = float((ended & (rec["outcome"] == Outcome.DEATH)).sum())
     k["long_term_care_placements"] = float((ended & (rec["outcome"] == Outcome.LONG_TERM_CARE)).sum())
     k["home_care_starts"] = float((ended & (rec["outcome"] == Outcome.HOME_WITH_CARE)).sum())
+    k["readmitted_from_community"] = float((ended & (rec["outcome"] == Outcome.READMITTED)).sum())
+    left = (acute_end >= 0) & (acute_end < T)
+    k["deaths_in_hospital"] = float((left & (rec["exit"] == AcuteExit.DIED)).sum())
+    k["same_day_discharges"] = float((left & (rec["exit"] == AcuteExit.SAME_DAY)).sum())
     return waits
+
+
+def _step_up(r: _Run) -> None:
+    """Step-up referrals from the community: referrals, starts, waits at home and those never placed."""
+    k, rec, T = r.k, r.rec, r.T
+    su = rec["step_up"] >= 0
+    arrival, granted, gave_up = rec["arrival"], rec["slot_granted"], rec["gave_up"]
+    made = su & (arrival >= 0) & (arrival < T)
+    k["step_up_referrals"] = float(made.sum())
+    k["step_up_starts"] = float((su & (granted >= 0) & (granted < T)).sum())
+    end = np.fmin(granted, gave_up)  # whichever happened (NaN: still waiting)
+    k["step_up_waiting_mean"] = Level.from_intervals(np.where(su, arrival, np.nan), end, T).mean(0.0, T)
+    w = _open_end(end[made], T) - arrival[made]
+    k["step_up_wait_mean_days"] = float(w.mean()) if len(w) else 0.0
+    out = (gave_up >= 0) & (gave_up < T)
+    k["step_up_refused"] = float((out & (rec["cancelled"] == Cancelled.REFUSED)).sum())
+    k["step_up_admitted"] = float((out & (rec["cancelled"] == Cancelled.ADMITTED)).sum())
+    k["step_up_not_placed_pct"] = _pct(~np.isnan(gave_up[made]))
 
 
 def _services(r: _Run) -> None:
@@ -817,6 +868,9 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     start = sc.simulation.start_date
     r.daily["date"] = np.array([start + dt.timedelta(days=int(d)) for d in days], dtype="datetime64[D]")
     r.daily["day"] = days.astype(int)
+    if sc.calendar.bank_holidays is not None:  # only when asked, so older scenarios' daily tables are unchanged
+        hol = bank_holidays(sc.calendar, start, 0.0, raw.t1)
+        r.daily["bank_holiday"] = np.isin(days.astype(int), sorted(hol)).astype(float)
     occ = _occupancy(r)
     _front_door(r)
     acute_dtoc = _dtoc(r)
@@ -825,6 +879,8 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     _stranded(r)
     waits = _pathways(r)
     _services(r)
+    if sc.step_up:
+        _step_up(r)
     _electives(r)
     _opel(r)
     _escalation_beds(r, occ)

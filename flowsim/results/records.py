@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flowsim.model.codes import CANCELLED_LABELS, OUTCOME_LABELS
+from flowsim.model.codes import ACUTE_EXIT_LABELS, CANCELLED_LABELS, OUTCOME_LABELS
 from flowsim.model.model import RawRun
 
 TIME_FIELDS: tuple[str, ...] = (
     "arrival", "bed_start", "clinically_fit", "mffd", "rft", "assess_start", "assess_end", "slot_granted",
-    "acute_end", "stay_end", "onward_granted", "ds_end",
+    "acute_end", "stay_end", "onward_granted", "ds_end", "gave_up",
 )
 
 #: Derived per-stay columns (see ``flowsim.results.delays.add_delay_columns``), written to ``patients.parquet``.
@@ -58,11 +58,14 @@ class Records:
             "person_id": c["person"],
             "readmission_of": c["readmission_of"],
             "cohort": pd.Categorical.from_codes(c["cohort"], self.cohort_names),
-            "pathway": pd.Categorical(c["pathway"], categories=["P0", "P1", "P2", "P3"]),
+            # a death in hospital takes no pathway (empty in the model, missing here)
+            "pathway": pd.Categorical([x or None for x in c["pathway"]], categories=["P0", "P1", "P2", "P3"]),
             "service": svc[c["service"]],
             **{f: c[f] for f in TIME_FIELDS},
             "outcome": np.array([*OUTCOME_LABELS, ""], dtype=object)[c["outcome"]],
-            "kind": np.where(c["elective"], "elective", "non_elective"),
+            "kind": np.where(c["elective"], "elective", np.where(c["step_up"] >= 0, "step_up", "non_elective")),
+            "acute_exit": np.array(ACUTE_EXIT_LABELS, dtype=object)[c["exit"]],
+            "diverted_from": c["diverted_from"],
             "cancelled": np.array(CANCELLED_LABELS, dtype=object)[c["cancelled"]],
             "initial": c["initial"],
             "initial_stage": c["initial_stage"],
@@ -91,6 +94,9 @@ def build_records(raw: RawRun) -> Records:
         "initial_stage": np.fromiter((p.initial_stage for p in pts), dtype=np.int64, count=n),
         "package_len": np.fromiter((p.package_len for p in pts), dtype=float, count=n),
         "u_org": np.fromiter((p.u_org for p in pts), dtype=float, count=n),
+        "exit": np.fromiter((p.exit for p in pts), dtype=np.int64, count=n),
+        "step_up": np.fromiter((p.step_up for p in pts), dtype=np.int64, count=n),
+        "diverted_from": np.fromiter((p.diverted_from for p in pts), dtype=np.int64, count=n),
     }
     for f in TIME_FIELDS:
         cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=n)

@@ -220,6 +220,17 @@ class Arrivals(Frozen):
     surges: list[Surge] = Field(default_factory=list)
 
 
+class StayExit(Frozen):
+    """An acute stay that ends without a discharge pathway: death in hospital, or a same-day discharge.
+
+    Drawn per admission with ``probability``; the stay lasts ``los`` days (its own distribution, e.g.
+    hours for a same-day stay) and never passes a ward round, a medically fit declaration or a pathway.
+    """
+
+    probability: Probability
+    los: Distribution
+
+
 class Cohort(Frozen):
     """A slice of the case mix with its own stay and discharge needs."""
 
@@ -234,6 +245,36 @@ class Cohort(Frozen):
                     "shares are re-normalised each month, so total demand still follows arrivals.month_factors.")
     acute_los: Distribution
     pathway_mix: dict[PathwayName, Probability]
+    died_in_hospital: StayExit | None = Field(
+        default=None, description="Share of admissions that die in hospital, and how long they stay: never medically "
+                                  "fit, never a discharge (not in the Discharge Ready Date measures).")
+    same_day: StayExit | None = Field(
+        default=None, description="Share of admissions discharged home the same day (ambulatory and assessment-unit "
+                                  "stays), with their own length of stay: P0 discharges that skip the ward round.")
+    annual_growth: Annotated[float, Field(ge=-0.5, le=1.0)] | None = Field(
+        default=None, description="This cohort's own annual growth in admissions (e.g. 85+ faster than all "
+                                  "admissions). Setting it (or volume_month_factors) on any cohort generates "
+                                  "arrivals cohort by cohort: share x arrivals.rate_per_day is the cohort's "
+                                  "average daily rate at the growth origin, and the total is their sum.")
+    volume_month_factors: dict[Month, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Seasonality of this cohort's admissions (relative, normalised to average 1); default: "
+                    "arrivals.month_factors. Unlike month_factors it moves volumes, not shares.")
+
+    @model_validator(mode="after")
+    def _exits(self) -> Cohort:
+        total = sum(x.probability for x in (self.died_in_hospital, self.same_day) if x is not None)
+        if total > 1.0 + _SUM_TOL:
+            raise ValueError(f"died_in_hospital and same_day probabilities sum to {total:.6g}, more than 1")
+        if self.month_factors and (self.annual_growth is not None or self.volume_month_factors):
+            raise ValueError("month_factors (seasonal shares) cannot be combined with per-cohort volumes "
+                             "(annual_growth, volume_month_factors): give the season as volume_month_factors")
+        return self
+
+    @property
+    def own_volume(self) -> bool:
+        """Does this cohort ask for arrivals of its own (growth or seasonality on volumes)?"""
+        return self.annual_growth is not None or bool(self.volume_month_factors)
 
     @field_validator("pathway_mix")
     @classmethod
@@ -280,10 +321,29 @@ class Outcomes(Frozen):
 
 
 class Readmission(Frozen):
-    """Chance that a patient discharged home re-enters as a new non-elective arrival."""
+    """Chance that a patient discharged home re-enters as a new non-elective arrival.
+
+    ``timed_from: acute_discharge`` times the readmission (uniform within ``within_days``) from leaving
+    the acute bed, as the NHS's 30-day emergency readmission measure does; a patient still in an
+    intermediate-care stay then goes back to hospital from it and frees the place.  The default
+    (``downstream_end``) times it from the end of the downstream stay, for patients who went home.
+    """
 
     probability: Probability = 0.0
     within_days: PositiveDays = 30.0
+    timed_from: Literal["downstream_end", "acute_discharge"] = "downstream_end"
+
+
+class ServiceDischarge(Frozen):
+    """When patients can leave a community service (default: at any time, every day).
+
+    ``weekend_rate``: probability that a patient due to leave on a Saturday, Sunday (or bank holiday
+    with ``calendar.bank_holidays``) leaves that day rather than on the next working day.
+    Deaths are not held.
+    """
+
+    hours: Hours | None = None
+    weekend_rate: Probability = 1.0
 
 
 class VisitProfile(Frozen):
@@ -324,6 +384,8 @@ class Service(Frozen):
     reports_dtoc: bool | None = Field(
         default=None, description="Delays in this service's beds are returned in the DTOC SitRep. Default: bed-based "
                                   "services run by an NHS provider (council and independent beds do not report).")
+    discharge: ServiceDischarge | None = Field(
+        default=None, description="Discharge hours and weekend rule for leaving this service; omitted: any time.")
 
     @model_validator(mode="after")
     def _visits_need_profile(self) -> Service:
@@ -445,16 +507,32 @@ class HomeCare(Frozen):
     """
 
     capacity: Capacity = "unlimited"
+    unit: Literal["packages", "hours_per_week"] = Field(
+        default="packages", description="'packages': capacity counts packages in progress; 'hours_per_week': "
+                                        "capacity is care hours a week, each package taking its own hours "
+                                        "(hours_per_package), granted first come, first served while they fit.")
+    hours_per_package: Distribution | None = Field(
+        default=None, description="Hours a week of one package (needed with unit 'hours_per_week').")
     stay: Distribution | None = Field(default=None, description="How long a package lasts (needed when capacity "
                                                                 "is limited).")
     start_time: Distribution = Field(default_factory=lambda: Fixed(dist="fixed", value=0.0),
                                      description="Days to arrange a package before it can start.")
     responsible: Responsible = "social_care"
+    community_starts_per_day: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="Packages a day asked for from the community (not after a hospital or "
+                                 "intermediate-care stay): Poisson, in the same first-come queue.")
+    initial_clients: NonNegInt = Field(
+        default=0, description="Packages already running when the run starts (their remaining length drawn from "
+                               "the equilibrium residual of 'stay'), so a long-lived caseload needs no long warm-up.")
 
     @model_validator(mode="after")
     def _stay_if_limited(self) -> HomeCare:
         if self.capacity != "unlimited" and self.stay is None:
             raise ValueError("home_care with limited capacity needs a 'stay' distribution")
+        if self.unit == "hours_per_week" and self.hours_per_package is None:
+            raise ValueError("home_care with unit 'hours_per_week' needs 'hours_per_package'")
+        if (self.community_starts_per_day or self.initial_clients) and self.stay is None:
+            raise ValueError("community_starts_per_day and initial_clients need a 'stay' distribution")
         return self
 
 
@@ -692,6 +770,44 @@ class ParameterDraws(Frozen):
     method: Text = ""
 
 
+class StepUp(Frozen):
+    """Step-up referrals: people sent from the community straight into a P1-P3 service to prevent an admission.
+
+    They compete with hospital discharges (step-down) for the same places.  ``priority`` orders a
+    referral in the pathway's queue against step-down patients (``equal``: first come, first served).
+    A referral with no place waits at home (no bed-day, never a delayed transfer) for up to
+    ``patience`` days; then it is ``refused`` or ``admitted`` (becomes a non-elective arrival).
+    """
+
+    name: Name
+    label: str | None = None
+    target: Name = Field(description="A pathway (P1, P2, P3) or one of its services.")
+    cohort: Name = Field(description="The cohort the referred people belong to (service eligibility, and the "
+                                     "admission's case mix if they are sent to hospital).")
+    rate_per_day: PositiveFloat
+    month_factors: dict[Month, PositiveFloat] = Field(default_factory=dict)
+    weekday_factors: Annotated[list[PositiveFloat], Field(min_length=7, max_length=7)] = Field(
+        default_factory=lambda: [1.0] * 7)
+    hour_profile: Annotated[list[PositiveFloat], Field(min_length=24, max_length=24)] = Field(
+        default_factory=lambda: [1.0] * 24)
+    priority: Literal["after_step_down", "equal", "before_step_down"] = "equal"
+    patience: Distribution | None = Field(
+        default=None, description="Days a referral waits for a place before giving up; omitted: as long as it takes.")
+    when_not_placed: Literal["refused", "admitted"] = Field(
+        default="refused", description="What happens when patience runs out: the referral is refused (the person "
+                                       "stays at home), or the person is admitted to hospital.")
+    los: Distribution | None = Field(default=None, description="Length of a step-up stay; default: the service's.")
+    note: str | None = None
+
+
+class CalendarRules(Frozen):
+    """Days that count as weekends for discharges, assessment, ward rounds and electives."""
+
+    bank_holidays: Literal["england"] | None = Field(
+        default=None, description="'england': England and Wales bank holidays (the 'holidays' package) are treated "
+                                  "like a weekend day; omitted: weekdays are working days.")
+
+
 class Locality(Frozen):
     """A locality (e.g. one of Rotherham's partnership areas) with its own services and demand."""
 
@@ -847,6 +963,8 @@ class Scenario(Frozen):
     discharge: Discharge = Field(default_factory=Discharge)
     long_term_care: LongTermCare = Field(default_factory=LongTermCare)
     home_care: HomeCare = Field(default_factory=HomeCare)
+    step_up: list[StepUp] = Field(default_factory=list)
+    calendar: CalendarRules = Field(default_factory=CalendarRules)
     electives: Electives | None = None
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
@@ -929,6 +1047,39 @@ class Scenario(Frozen):
                     problems.append((("escalation", "actions", i, "kind"),
                                      "cancel_electives needs an 'electives' section"))
         problems.extend(self._capacity_problems(services))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _step_up_consistent(self) -> Scenario:
+        """Each step-up stream names a defined cohort and a P1-P3 pathway or service that accepts it."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        pathway_of = self.service_pathway()
+        names: set[str] = set()
+        for i, su in enumerate(self.step_up):
+            where: tuple[str | int, ...] = ("step_up", i)
+            if su.name in names:
+                problems.append(((*where, "name"), f"a second step-up stream named {su.name!r}"))
+            names.add(su.name)
+            known = list(self.cohorts)
+            if su.cohort not in self.cohorts:
+                problems.append(((*where, "cohort"), f"cohort {su.cohort!r} is not defined (defined: "
+                                                     f"{', '.join(known) or 'none'})"))
+            pathway = su.target if su.target in ("P1", "P2", "P3") else pathway_of.get(su.target)
+            if pathway is None or pathway not in self.pathways:
+                problems.append(((*where, "target"), f"{su.target!r} is neither a defined P1-P3 pathway nor one of its "
+                                                     f"services ({', '.join(sorted(pathway_of)) or 'none'})"))
+                continue
+            services = self.pathways[pathway].services
+            allowed = [services[su.target]] if su.target in services else list(services.values())
+            if su.cohort in self.cohorts and not any(s.cohorts is None or su.cohort in s.cohorts for s in allowed):
+                problems.append(((*where, "cohort"), f"no service of {su.target} accepts cohort {su.cohort!r}"))
+        if any(c.own_volume for c in self.cohorts.values()):
+            problems.extend((("cohorts", n, "month_factors"), "seasonal shares cannot be mixed with per-cohort volumes "
+                                                              "(another cohort sets annual_growth or "
+                                                              "volume_month_factors): use volume_month_factors")
+                            for n, c in self.cohorts.items() if c.month_factors)
         if problems:
             raise FieldProblems(problems)
         return self
