@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowsim.errors import FlowsimError
+from flowsim.experiment.replay import replay_comparison, replay_summary
 from flowsim.experiment.runner import RunResult
 from flowsim.results.kpi import KPIS, kpi_info
 from flowsim.scenario.loader import scenario_to_dict, scenario_to_yaml
@@ -400,6 +401,7 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "assumptions": render_assumptions(data),
         "patients_kept": any(result.store.has("patients", r.replication) for r in reps),
+        **({"replay": replay_summary(result.daily(), sc)} if sc.replay is not None else {}),
     }
 
 
@@ -439,6 +441,9 @@ def write_run_dir(result: RunResult, target: Path | OutputDir, command: list[str
     if any(result.store.has("escalation", r) for r in order):
         written["escalation"] = atomic_write(out / "escalation.csv", lambda p: _stream_csv(
             p, result.store.frames("escalation", order)))
+    if result.scenario.replay is not None and result.scenario.replay.observed:
+        comparison = replay_comparison(result.daily(), result.scenario)
+        written["replay"] = atomic_write(out / "replay.csv", lambda p: comparison.to_csv(p, index=False))
     if draw is not None:
         for i, path in enumerate(draw(result, out / "figures")):
             written[f"figure{i}"] = path

@@ -14,7 +14,18 @@ import math
 
 import numpy as np
 
-from flowsim.scenario.schema import MONTHS, Arrivals, CalendarRules, Capacity, Disruption, Hours, Schedule, Surge
+from flowsim.scenario.schema import (
+    MONTHS,
+    Arrivals,
+    CalendarRules,
+    Capacity,
+    Disruption,
+    Hours,
+    ReplayCapacity,
+    ReplaySeries,
+    Schedule,
+    Surge,
+)
 
 INF = math.inf
 
@@ -221,3 +232,49 @@ def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.r
     unit = np.concatenate(chunks)
     unit = unit[unit < total]
     return np.interp(unit, cum, edges)
+
+
+# ------------------------------------------------------------------ history replay (Scenario.replay)
+def replayed_days(series: ReplaySeries, start: dt.date, t0: float, t1: float) -> dict[int, int]:
+    """Model day -> count for the days of a replayed series inside the run [t0, t1)."""
+    first = int(day_of(start, series.start))
+    lo, hi = math.floor(t0), math.ceil(t1)
+    return {first + i: n for i, n in enumerate(series.counts) if lo <= first + i < hi}
+
+
+def placed_in_days(counts: dict[int, int], hour_profile: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Exactly ``counts[d]`` arrival times within each model day ``d``, spread by the hour-of-day profile.
+
+    Each day's times are sorted uniforms mapped through the profile's distribution function (piecewise
+    linear: uniform within each hour, hours weighted by the profile), drawn day by day in date order from
+    ``rng`` alone, so options that share the replayed counts share these instants (common random numbers).
+    """
+    hf = np.asarray(hour_profile, dtype=float)
+    cum = np.concatenate(([0.0], np.cumsum(hf) / hf.sum()))
+    edges = np.arange(25, dtype=float) / 24.0
+    out = [d + np.interp(np.sort(rng.random(counts[d])), cum, edges) for d in sorted(counts)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def with_replayed(times: np.ndarray, days: set[int], replayed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times with those on replayed ``days`` replaced by ``replayed``: (times in order, and for each
+    whether it was replayed).  The others are the model's own, unchanged, so days outside the replay keep
+    the arrivals a run without it would have had."""
+    keep = ~np.isin(np.floor(times).astype(int), np.fromiter(days, dtype=int, count=len(days)))
+    merged = np.concatenate((times[keep], replayed))
+    flag = np.concatenate((np.zeros(int(keep.sum()), dtype=bool), np.ones(len(replayed), dtype=bool)))
+    order = np.argsort(merged, kind="stable")
+    return merged[order], flag[order]
+
+
+def replayed_capacity(steps: Steps, dated: ReplayCapacity, start: dt.date, t0: float, t1: float) -> Steps:
+    """A capacity with replayed dated values on top: each holds from its date until the next one (to the end
+    after the last); before the first, the scenario's own capacity (``steps``)."""
+    times = np.array([day_of(start, s.date) for s in dated.steps], dtype=float)
+    values = np.array([float(s.places) for s in dated.steps], dtype=float)
+    first = float(times[0])
+    breaks = sorted({*(float(t) for t in steps[0] if t < first), *(max(t0, float(t)) for t in times if t < t1)})
+    vals = np.array([value_at((times, values), b) if b >= first else value_at(steps, b) for b in breaks])
+    out_t = np.array(breaks, dtype=float)
+    keep = np.concatenate(([True], vals[1:] != vals[:-1]))
+    return out_t[keep], vals[keep]

@@ -35,8 +35,12 @@ from flowsim.model.calendar import (
     bank_holidays,
     capacity_steps,
     disrupted,
+    placed_in_days,
+    replayed_capacity,
+    replayed_days,
     team_steps,
     weekday_times,
+    with_replayed,
 )
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
@@ -504,6 +508,8 @@ class Model:
             self.arrivals, self.arrival_cohort = self._cohort_arrivals(surges)
         else:
             self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
+        if sc.replay is not None and any(s.column.startswith("admissions") for s in sc.replay.demand):
+            self.arrivals, self.arrival_cohort = self._replayed_arrivals()
         self.env.process(self._arrivals())
         if sc.electives is not None:
             e = sc.electives
@@ -536,6 +542,32 @@ class Model:
         order = np.argsort(all_t, kind="stable")
         return all_t[order], np.concatenate(labels)[order].tolist()
 
+    def _replayed_arrivals(self) -> tuple[np.ndarray, list[int]]:
+        """Admissions on the replayed days exactly as the demand file counts them (see ``Replay``).
+
+        Each column's admissions are placed within their days by the arrivals' hour-of-day profile on a stream
+        of their own (``replay.admissions``, ``replay.admissions.<cohort>``); the model's own arrivals on those
+        days are dropped and every other day's are kept as they were.  A cohort of -1 is drawn from the case
+        mix at arrival, as the model's own arrivals are without per-cohort volumes.
+        """
+        sc = self.sc
+        assert sc.replay is not None and sc.arrivals is not None
+        cohort_index = {name: i for i, name in enumerate(sc.cohorts)}
+        columns = [s for s in sc.replay.demand if s.column.startswith("admissions")]
+        counts = [replayed_days(s, self.start, self.t0, self.t1) for s in columns]
+        days = set().union(*counts)
+        own = self.arrival_cohort if self.arrival_cohort is not None else [-1] * len(self.arrivals)
+        kept = ~np.isin(np.floor(self.arrivals).astype(int), sorted(days))
+        times = [self.arrivals[kept]]
+        labels = [np.asarray(own, dtype=int)[kept]]
+        for s, c in zip(columns, counts, strict=True):
+            t = placed_in_days(c, sc.arrivals.hour_profile, self.streams[f"replay.{s.column}"])
+            times.append(t)
+            labels.append(np.full(len(t), cohort_index.get(s.column.partition(".")[2], -1)))
+        all_t = np.concatenate(times)
+        order = np.argsort(all_t, kind="stable")
+        return all_t[order], np.concatenate(labels)[order].tolist()
+
     def _build_step_up(self) -> None:
         """Step-up referral streams from the community into P1-P3 places (each on streams of its own)."""
         sc = self.sc
@@ -552,6 +584,11 @@ class Model:
             arr = Arrivals(rate_per_day=su.rate_per_day, month_factors=su.month_factors,
                            weekday_factors=su.weekday_factors, hour_profile=su.hour_profile)
             times = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"step_up.{su.name}.referrals"])
+            dated = [s for s in (sc.replay.demand if sc.replay else []) if s.column == f"step_up.{su.name}"]
+            if dated:  # the replayed days' referrals exactly as counted, placed by the stream's hour profile
+                counts = replayed_days(dated[0], self.start, self.t0, self.t1)
+                times, _ = with_replayed(times, set(counts), placed_in_days(
+                    counts, su.hour_profile, self.streams[f"replay.step_up.{su.name}"]))
             self.env.process(self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)))
 
     def _referrals(self, i: int, su: StepUp, times: np.ndarray,
@@ -607,6 +644,11 @@ class Model:
         return pool, group
 
     def _disrupt(self, name: str, steps: Steps) -> Steps:
+        """A place's capacity as the scenario schedules it, with replayed dated places on top (history replay),
+        then ward closures and staff absence."""
+        dated = [c for c in self.sc.replay.capacity if c.target == name] if self.sc.replay is not None else []
+        if dated:
+            steps = replayed_capacity(steps, dated[0], self.start, self.t0, self.t1)
         mine = [d for d in self.sc.disruptions if d.target == name and d.kind != "demand_surge"]
         return disrupted(steps, mine, self.start, self.t0, self.t1)
 
@@ -765,7 +807,7 @@ class Model:
         for i, t in enumerate(self.arrivals.tolist()):
             yield env.timeout(t - env.now)
             p = self._new_patient(env.now)
-            fill(p, None if cohorts is None else cohorts[i])
+            fill(p, None if cohorts is None or cohorts[i] < 0 else cohorts[i])
             env.process(journey(p))
 
     def _electives(self) -> Generator[simpy.Event, Any, None]:

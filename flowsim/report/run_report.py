@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from flowsim.experiment.replay import MIN_BAND_REPLICATIONS, replay_sentence
 from flowsim.report.common import (
     assumptions,
     cost_table,
@@ -27,6 +28,7 @@ from flowsim.report.common import (
 )
 from flowsim.report.figures import dtoc_target_figure, png_bytes
 from flowsim.report.format import fmt, fmt_ci, kpi_label, money, num, verdict
+from flowsim.report.replay_figures import replay_figure
 from flowsim.report.sources import RunSource
 from flowsim.report.stress import StressFacts, stress_table
 from flowsim.report.view import Cell, Masthead, Page, Rich, Row, Table, b, badge, bullets, columns, data, todo
@@ -181,8 +183,55 @@ TODAYS_MEASURES_FIGURES: dict[str, tuple[str, str]] = {
 }
 
 
+def _replay(src: RunSource, page: Page) -> dict[str, Any]:
+    """A history replay: what was replayed, the figure of simulated against observed, and per series the observed
+    period mean against the range of the replications' means (words follow that range)."""
+    info = src.summary.get("replay")
+    if not isinstance(info, dict):
+        return {}
+    png = src.figures.get("replay.png")
+    if png is None and src.replay is not None and not src.replay.empty:
+        png = png_bytes(replay_figure(src.replay, title(src.scenario), info.get("demand")))
+    demand = info.get("demand") or {}
+    capacity = info.get("capacity") or {}
+    intro = Rich.of(
+        "This run replays a past period as it happened. ",
+        b(f"Demand from {day(demand.get('first'))} to {day(demand.get('last'))}") if demand else "No dated demand",
+        f" ({', '.join(demand.get('columns') or [])}) is the dated file's counts each day; other days of the run, "
+        "the warm-up included, use the model's arrival rates. " if demand else ". ",
+        f"Dated capacity for {', '.join(capacity)}." if capacity else "No dated capacity.")
+    rows = [Row((Cell(value=str(r.get("series"))), Cell(value=str(r.get("days", 0)), numeric=True),
+                 Cell(value=fmt(r.get("observed_mean")), numeric=True),
+                 Cell(value=fmt(r.get("simulated_mean")), numeric=True),
+                 Cell(value=f"{fmt(r.get('period_range_low'))} to {fmt(r.get('period_range_high'))}", numeric=True),
+                 Cell(value=f"{r['verdict']} the range" if r.get("days") else "not observed"),
+                 Cell(value=fmt(r.get("mae")), numeric=True),
+                 Cell(value=fmt(r.get("days_in_band90_pct")) if r.get("days_in_band90_pct") is not None else
+                      "no band", numeric=True)), data=data(series=str(r.get("series"))))
+            for r in info.get("series") or []]
+    table = Table(columns("Observed series", "Days observed", "Observed mean", "Simulated mean",
+                          ("Replications' means", "5th to 95th centile"), "Observed mean is", "Mean absolute error",
+                          ("Days inside the 90% band", "%")),
+                  rows, id="replay", caption="Observed against simulated over the days observed")
+    n = max([int(r.get("replications") or 0) for r in info.get("series") or []] or [0])
+    notes: list[Rich | str] = [replay_sentence(r) for r in info.get("series") or []]
+    if info.get("not_compared"):
+        notes.append(f"Not compared (no such daily series in this run): {', '.join(info['not_compared'])}.")
+    if 0 < n < MIN_BAND_REPLICATIONS:
+        notes.append(Rich.of(todo(f"run at least {MIN_BAND_REPLICATIONS} replications: {n} cannot place the "
+                                  "band or the range of replications.")))
+    notes.append("A single history can only fall inside or outside the spread of replications; neighbouring days "
+                 "are correlated, so the share of days inside the band describes, it does not test.")
+    fig = page.figure(png, "Line charts of observed daily series against the simulated mean and the spread of "
+                           "replications", "Observed (dots) against simulated (line: mean of replications; "
+                           "shading: middle 50% and 90% of replications); dotted lines mark the replayed demand.",
+                      missing="No replay table (replay.csv) to draw from.")
+    return {"intro": intro, "figure": fig, "table": table, "notes": bullets(notes)}
+
+
 def _charts(src: RunSource, page: Page) -> dict[str, Any]:
     figs = dict(src.figures)
+    figs.pop("replay.png", None)  # the history replay's own section shows it
     beds = (src.scenario.get("acute") or {}).get("beds")
     finite_beds = beds is not None and beds != "unlimited"
     occ = None
@@ -284,6 +333,7 @@ def build(src: RunSource) -> Page:
     page.add("summary", "Summary", messages=key_messages(src), headline=headline_table(src), how=how_to_read(
         n, standards=True, parameters=str(include.get("text")) if include.get("parameter_uncertainty") else None))
     page.add("dtoc", "Delayed transfers of care against the BCF target", **_dtoc(src, page))
+    page.add("replay", "History replay: simulated against observed", **_replay(src, page))
     charts = _charts(src, page)
     page.add("occupancy", "Bed occupancy against 92%", figure=charts["occupancy"])
     page.add("pathways", "Where patients wait to leave hospital", figures=charts["pathways"])

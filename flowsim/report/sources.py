@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from flowsim.errors import FlowsimError
+from flowsim.experiment.replay import replay_comparison
 from flowsim.report.figures import Services, png_bytes, run_figures
 from flowsim.rundir import summary_dict
 from flowsim.scenario.loader import scenario_to_dict
@@ -141,6 +142,7 @@ class RunSource:
     figures: dict[str, bytes]
     experiment: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
+    replay: pd.DataFrame | None = None  # a history replay's simulated-against-observed table (replay.csv)
 
     @property
     def name(self) -> str:
@@ -167,7 +169,8 @@ class RunSource:
             figures = {**_drawn(daily, scenario), **figures}
         if daily is None:
             daily = read_daily(d, DAILY_COLUMNS)
-        return cls(summary, scenario, daily, _for_mode(figures, scenario), experiment, d)
+        return cls(summary, scenario, daily, _for_mode(figures, scenario), experiment, d,
+                   read_csv(d / "replay.csv", required=False))
 
     @classmethod
     def from_result(cls, result: RunResult, command: list[str] | None = None,
@@ -175,8 +178,10 @@ class RunSource:
         """A run in memory: the summary as ``write_run_dir`` would write it, figures drawn in memory."""
         scenario = scenario_to_dict(result.scenario)
         daily = result.daily()
+        rp = result.scenario.replay
+        replay = replay_comparison(daily, result.scenario) if rp is not None and rp.observed else None
         return cls(summary_dict(result, command or []), scenario, daily, _drawn(daily, scenario),
-                   dict(experiment or {}))
+                   dict(experiment or {}), replay=replay)
 
 
 def _drawn(daily: pd.DataFrame | None, scenario: Mapping[str, Any]) -> dict[str, bytes]:

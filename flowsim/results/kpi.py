@@ -699,6 +699,7 @@ def _step_up(r: _Run) -> None:
     arrival, granted, gave_up = rec["arrival"], rec["slot_granted"], rec["gave_up"]
     made = su & (arrival >= 0) & (arrival < T)
     k["step_up_referrals"] = float(made.sum())
+    r.daily["step_up_referrals"] = np.bincount(np.floor(arrival[made]).astype(int), minlength=r.D)[:r.D]
     k["step_up_starts"] = float((su & (granted >= 0) & (granted < T)).sum())
     end = np.fmin(granted, gave_up)  # whichever happened (NaN: still waiting)
     k["step_up_waiting_mean"] = Level.from_intervals(np.where(su, arrival, np.nan), end, T).mean(0.0, T)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from flowsim.errors import ScenarioError
 from flowsim.scenario.parameters import METHOD, accepted_sets
 from flowsim.scenario.provenance import lookup, override_record
+from flowsim.scenario.replay_files import read_replay
 from flowsim.scenario.safeyaml import LineMap, Loc, Unreadable, YamlSyntaxError, load_value, parse_yaml, read_text
 from flowsim.scenario.schema import FieldProblems, Scenario
 from flowsim.scenario.types import MAX_COUNT
@@ -390,6 +391,7 @@ def finish_scenario(data: dict[str, Any], lines: LineMap, source: str) -> Scenar
     loading."""
     data = copy.deepcopy(data)
     _read_snapshot(data, lines)
+    read_replay(data, lines)
     _read_parameter_sets(data, lines)
     scenario = validate_dict(data, source, lines)
     if scenario.parameters_from is not None:
@@ -464,10 +466,14 @@ def scenario_hash(scenario: Scenario) -> str:
     """Stable content hash, so a run can be traced to exactly the scenario it used.
 
     The record of how a run changed its file (``overrides``) is provenance, not input: the same settings
-    reached by editing the file or by ``--set`` hash alike."""
+    reached by editing the file or by ``--set`` hash alike; so are a replay's observed series (compared with,
+    never simulated)."""
     data = scenario_to_dict(scenario)
     data.pop("overrides", None)
-    if data.get("parameters_from") is None:  # a field added later: absent, it leaves older scenarios' hashes alone
-        data.pop("parameters_from", None)
+    for later in ("parameters_from", "replay"):  # fields added later: absent, they leave older hashes alone
+        if data.get(later) is None:
+            data.pop(later, None)
+    if data.get("replay") is not None:  # what was observed is compared with, not simulated
+        data["replay"] = {k: v for k, v in data["replay"].items() if k not in ("observed", "observed_file")}
     canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -21,6 +21,7 @@ from flowsim.scenario.provenance import placeholder_problems
 from flowsim.scenario.types import (
     MAX_DATE,
     MAX_RATE,
+    MAX_THRESHOLD,
     MIN_DATE,
     Change,
     Count,
@@ -800,6 +801,86 @@ class StepUp(Frozen):
     note: str | None = None
 
 
+#: Daily series of the model a replay's observed file may give (each a column of ``daily.csv``).
+OBSERVABLE = ("admissions", "readmissions", "acute_occupied_midnight", "occupancy_pct", "delayed_midnight",
+              "delayed_acute_midnight", "delayed_nonacute_midnight", "nctr_midnight", "ed_4h_breaches",
+              "ed_12h_breaches", "step_up_referrals")
+Observable = Literal["admissions", "readmissions", "acute_occupied_midnight", "occupancy_pct", "delayed_midnight",
+                     "delayed_acute_midnight", "delayed_nonacute_midnight", "nctr_midnight", "ed_4h_breaches",
+                     "ed_12h_breaches", "step_up_referrals"]
+#: Count per day of a replayed series (admissions or referrals).
+DayCount = Annotated[int, Range(0, MAX_RATE, "admissions or referrals that day", integer=True)]
+ObservedValue = Annotated[float, Range(0, MAX_THRESHOLD, "an observed daily value")]
+
+
+class ReplaySeries(Frozen):
+    """One column of ``replay.demand_file``: counts for consecutive days from ``start``.
+
+    ``admissions``: non-elective admissions of all cohorts (each admission's cohort drawn from the case mix);
+    ``admissions.<cohort>``: that cohort's admissions; ``step_up.<stream>``: referrals of that step-up stream.
+    Counts are of admissions the model does not make itself: readmissions and step-up referrals sent to
+    hospital are modelled on top, as on any other day.
+    """
+
+    column: Annotated[str, Field(pattern=r"^(admissions|(admissions|step_up)\.[A-Za-z][A-Za-z0-9_]*)$",
+                                 max_length=80)]
+    start: Date
+    counts: list[DayCount]
+
+
+class CapacityStep(Frozen):
+    """A dated capacity from ``replay.capacity_file``: ``places`` from ``date`` until the next date given for
+    the same place (to the end of the run after the last)."""
+
+    date: Date
+    places: Count
+
+
+class ReplayCapacity(Frozen):
+    """One column of ``replay.capacity_file``: the dated places (or beds) of one service, ``acute``,
+    ``long_term_care`` or ``home_care``, in date order."""
+
+    target: Name
+    steps: list[CapacityStep] = Field(min_length=1)
+
+
+class ObservedSeries(Frozen):
+    """One column of ``replay.observed_file``: what happened each day from ``start`` (null: not observed)."""
+
+    column: Observable
+    start: Date
+    values: list[ObservedValue | None]
+
+
+class Replay(Frozen):
+    """History replay: a past period as it happened.  File names are relative to the scenario file that gives
+    them; flowsim reads each into the field beside it (``demand``, ``capacity``, ``observed``).
+
+    Dated demand replaces the model's arrival rates on the days the demand file covers (every day from its first
+    to its last row; days of the run outside it, the warm-up included, keep the model's rates): that day's
+    admissions (and step-up referrals) are exactly the file's counts, placed within the day by the scenario's
+    hour-of-day profile on streams of their own.  Dated capacity goes through the scenario's capacity schedule:
+    each value holds from its date until the next one given for that place; before the first, the scenario's
+    own capacity.  The observed series are laid against the simulated ones in ``replay.csv``, a figure and the
+    run report; they do not change the simulation (nor the scenario's id).
+    """
+
+    demand_file: Text | None = None
+    capacity_file: Text | None = None
+    observed_file: Text | None = None
+    demand: list[ReplaySeries] = Field(default_factory=list, description="filled by flowsim from demand_file")
+    capacity: list[ReplayCapacity] = Field(default_factory=list, description="filled by flowsim from capacity_file")
+    observed: list[ObservedSeries] = Field(default_factory=list, description="filled by flowsim from observed_file")
+
+    def demand_days(self) -> tuple[dt.date, dt.date] | None:
+        """First and last day of the replayed demand (None without dated demand)."""
+        if not self.demand:
+            return None
+        first = min(s.start for s in self.demand)
+        last = max(s.start + dt.timedelta(days=len(s.counts) - 1) for s in self.demand)
+        return first, last
+
+
 class CalendarRules(Frozen):
     """Days that count as weekends for discharges, assessment, ward rounds and electives."""
 
@@ -969,6 +1050,9 @@ class Scenario(Frozen):
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
     initial_state: InitialState | None = None
+    replay: Replay | None = Field(
+        default=None, description="History replay: dated demand and capacity from CSV files, observed series to "
+                                  "lay the simulated ones against.")
     parameters_from: ParameterDraws | None = Field(
         default=None, description="A calibration directory whose accepted parameter sets replications draw from, "
                                   "so intervals include parameter uncertainty.")
@@ -1083,6 +1167,65 @@ class Scenario(Frozen):
         if problems:
             raise FieldProblems(problems)
         return self
+
+    @model_validator(mode="after")
+    def _replay_consistent(self) -> Scenario:
+        """Replayed columns name this scenario's cohorts, step-up streams and places (see ``Replay``)."""
+        rp = self.replay
+        if rp is None:
+            return self
+        problems = [*self._replay_demand_problems(rp), *self._replay_capacity_problems(rp)]
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def _replay_demand_problems(self, rp: Replay) -> list[tuple[tuple[str | int, ...], str]]:
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if rp.demand and self.mode == "pathway_only":
+            return [(("replay", "demand_file"), "dated demand replays admissions and step-up referrals of a full "
+                                                "scenario; a pathway-only scenario has neither")]
+        columns = [s.column for s in rp.demand]
+        step_ups = {su.name for su in self.step_up}
+        for i, col in enumerate(columns):
+            kind, _, name = col.partition(".")
+            if kind == "admissions" and name and name not in self.cohorts:
+                out.append((("replay", "demand", i, "column"), f"{col!r}: no cohort {name!r} (defined: "
+                                                               f"{', '.join(self.cohorts)})"))
+            elif kind == "step_up" and name not in step_ups:
+                out.append((("replay", "demand", i, "column"), f"{col!r}: no step-up stream {name!r} (defined: "
+                                                               f"{', '.join(sorted(step_ups)) or 'none'})"))
+        by_cohort = [c for c in columns if c.startswith("admissions.")]
+        if by_cohort and "admissions" in columns:
+            out.append((("replay", "demand"), "give either an 'admissions' column (all cohorts) or one "
+                                              "'admissions.<cohort>' column per cohort, not both"))
+        elif by_cohort and len(set(by_cohort)) < len(self.cohorts):
+            missing = [c for c in self.cohorts if f"admissions.{c}" not in by_cohort]
+            out.append((("replay", "demand"), f"admissions by cohort need a column for every cohort; missing: "
+                                              f"{', '.join('admissions.' + m for m in missing)}"))
+        if sum(sum(s.counts) for s in rp.demand) > MAX_STAYS:
+            out.append((("replay", "demand"), f"more than {MAX_STAYS:,} replayed admissions and referrals; "
+                                              "allowed: at most that many a run (replay a shorter period)"))
+        return out
+
+    def _replay_capacity_problems(self, rp: Replay) -> list[tuple[tuple[str | int, ...], str]]:
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        places: dict[str, Capacity] = {s: svc.capacity for pw in self.pathways.values()
+                                       for s, svc in pw.services.items()}
+        if self.acute is not None:
+            places["acute"] = self.acute.beds
+        places["long_term_care"] = self.long_term_care.capacity
+        places["home_care"] = self.home_care.capacity
+        for i, rc in enumerate(rp.capacity):
+            where: tuple[str | int, ...] = ("replay", "capacity", i, "target")
+            if rc.target not in places:
+                out.append((where, f"{rc.target!r} is not a place of this scenario (allowed: "
+                                   f"{', '.join(sorted(places))})"))
+            elif places[rc.target] == "unlimited":
+                out.append((where, f"{rc.target!r} is unlimited in the scenario; give it a capacity to replay"))
+            dates = [st.date for st in rc.steps]
+            if any(b <= a for a, b in itertools.pairwise(dates)):
+                out.append((("replay", "capacity", i, "steps"), "dates must increase"))
+        return out
 
     @model_validator(mode="after")
     def _assumption_fields(self) -> Scenario:
