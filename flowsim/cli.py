@@ -533,7 +533,7 @@ def _run_header(args: argparse.Namespace, result: Any, out: Path, extra: dict[st
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flowsim.report.figures import draw_run
+    from flowsim.report.replay_figures import draw_run_with_replay
     from flowsim.report.text import headline, kpi_table_text, periods_text
     from flowsim.rundir import abandon_on_error, atomic_text, claim_output, finish_output, write_run_dir
     from flowsim.scenario import load_scenario, scenario_to_dict
@@ -545,7 +545,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result, extra = _simulate_run(args, sc, out)
     for problem in result.checks:
         log.error("internal check failed (please report): %s", problem)
-    write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run)
+    write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run_with_replay)
     if extra:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
     if args.xlsx:
@@ -678,8 +678,8 @@ def _compare_economics(result: Any) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from flowsim.appraisal import compare, write_comparison
     from flowsim.report.appraisal_figures import comparison_figures
-    from flowsim.report.figures import draw_run
     from flowsim.report.format import fmt
+    from flowsim.report.replay_figures import draw_run_with_replay
     from flowsim.rundir import abandon_on_error, claim_output, finish_output
     from flowsim.scenario import load_scenario
 
@@ -695,7 +695,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         log.error("internal check failed (please report): %s", problem)
     write_comparison(result, claimed, command=_command(), files=[str(p) for p in paths],
                      draw=None if args.no_figures else comparison_figures,
-                     draw_run=None if args.no_figures else draw_run)
+                     draw_run=None if args.no_figures else draw_run_with_replay)
     finish_output(claimed)
     w = sys.stdout.write
     w(f"\nOptions against '{result.names[0]}': {args.replications} paired replications each, seed {args.seed} "

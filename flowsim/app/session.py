@@ -26,7 +26,7 @@ from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import TaskError, make_executor
 from flowsim.experiment.runner import ProgressCallback, RunResult, default_workers, simulate
 from flowsim.report.appraisal_figures import comparison_figures
-from flowsim.report.figures import draw_run
+from flowsim.report.replay_figures import draw_run_with_replay
 from flowsim.report.workbook import write_workbook
 from flowsim.rundir import abandon_on_error, claim_output, finish_output, slug, write_run_dir
 from flowsim.scenario.levers import Lever, scenario_levers
@@ -114,7 +114,7 @@ def run_scenario(base: Path, settings: Sequence[str], *, replications: int, seed
     n = workers or default_workers(replications)
     with abandon_on_error(claimed), make_executor("serial" if n == 1 else "process", n) as ex:
         result = simulate(scenario, replications, seed, executor=ex, progress=on_progress or False)
-    write_run_dir(result, claimed, command=command, draw=draw_run)
+    write_run_dir(result, claimed, command=command, draw=draw_run_with_replay)
     write_workbook(out)
     finish_output(claimed)
     return AppRun(name, base, list(settings), result, out, replications, seed)

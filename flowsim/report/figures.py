@@ -772,15 +772,5 @@ def draw_run(result: RunResult, outdir: Path) -> list[Path]:
     data = scenario_to_dict(result.scenario)
     esc = result.scenario.escalation
     labels = [a.label or a.kind for a in esc.actions] if esc is not None else []
-    daily = result.daily()
-    paths = make_figures(daily, outdir, scenario_title(data), Services.of(data), result.scenario.mode,
-                         action_labels=labels)
-    rp = result.scenario.replay
-    if rp is not None and rp.observed:  # a history replay: simulated against observed
-        from flowsim.experiment.replay import replay_comparison, replay_summary
-        from flowsim.report.replay_figures import draw_replay
-
-        summary = replay_summary(daily, result.scenario)
-        paths += draw_replay(replay_comparison(daily, result.scenario), Path(outdir), scenario_title(data),
-                             summary.get("demand"))
-    return paths
+    return make_figures(result.daily(), outdir, scenario_title(data), Services.of(data), result.scenario.mode,
+                        action_labels=labels)

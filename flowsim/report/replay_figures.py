@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from flowsim.experiment.replay import MIN_BAND_REPLICATIONS
+from flowsim.experiment.replay import MIN_BAND_REPLICATIONS, replay_comparison, replay_summary
 from flowsim.report.figures import (
     NHS_BLUE,
     NHS_DARK_BLUE,
@@ -25,9 +25,15 @@ from flowsim.report.figures import (
     _new_figure,
     _style_axes,
     display_name,
+    draw_run,
     plain_text,
     save_atomic,
 )
+from flowsim.scenario.loader import scenario_to_dict
+from flowsim.scenario.provenance import title as scenario_title
+
+if TYPE_CHECKING:
+    from flowsim.experiment.runner import RunResult
 
 NHS_BLACK = "#231F20"
 
@@ -96,3 +102,16 @@ def draw_replay(comparison: pd.DataFrame, outdir: Path, title: str,
     if comparison.empty:
         return []
     return [save_atomic(replay_figure(comparison, title, demand), outdir / "replay.png")]
+
+
+def draw_run_with_replay(result: RunResult, outdir: Path) -> list[Path]:
+    """The run's figures (``figures.draw_run``) and, for a history replay with observed series, ``replay.png``:
+    the ``draw`` hook the CLI and the app hand to ``write_run_dir``."""
+    paths = draw_run(result, outdir)
+    rp = result.scenario.replay
+    if rp is not None and rp.observed:
+        daily = result.daily()
+        paths += draw_replay(replay_comparison(daily, result.scenario), Path(outdir),
+                             scenario_title(scenario_to_dict(result.scenario)),
+                             replay_summary(daily, result.scenario).get("demand"))
+    return paths
