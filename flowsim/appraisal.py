@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor
 from flowsim.experiment.runner import RunResult, simulate
 from flowsim.experiment.stats import bounded_ci, mean_ci
@@ -458,6 +459,38 @@ def compare(baseline: Scenario, options: Sequence[Scenario], replications: int =
                      keep_patients=keep_patients) for sc in [baseline, *options]]
     given = list(names) if names is not None else [sc.name for sc in [baseline, *options]]
     return Comparison(runs[0], runs[1:], unique(given))
+
+
+def compare_runs(baseline: RunResult, options: Sequence[RunResult], names: Sequence[str] | None = None) -> Comparison:
+    """A comparison of runs already made (e.g. kept in a web session), exactly as :func:`compare` would pair them.
+
+    Pairing is only honest on common random numbers: every run must have the baseline's seed, the same
+    replications (``0..n-1``) and the same reporting window; anything else is refused with a FlowsimError saying
+    what differs (run them again with the baseline's seed and replications)."""
+    if not options:
+        raise ValueError("a comparison needs at least one option")
+    runs = [baseline, *options]
+    given = list(names) if names is not None else [r.scenario.name for r in runs]
+    if len(given) != len(runs):
+        raise ValueError(f"{len(runs)} runs but {len(given)} names")
+    sim = baseline.scenario.simulation
+    window = (sim.start_date, sim.duration_days)
+    reps = [r.replication for r in baseline.replications]
+    problems = []
+    for name, run in zip(given[1:], options, strict=True):
+        s = run.scenario.simulation
+        if run.seed != baseline.seed:
+            problems.append(f"'{name}' ran on seed {run.seed}, the baseline '{given[0]}' on seed {baseline.seed}")
+        if [r.replication for r in run.replications] != reps:
+            problems.append(f"'{name}' has {len(run.replications)} replications, the baseline '{given[0]}' "
+                            f"{len(reps)}")
+        if (s.start_date, s.duration_days) != window:
+            problems.append(f"'{name}' reports {s.duration_days} days from {s.start_date}, the baseline "
+                            f"'{given[0]}' {sim.duration_days} days from {sim.start_date}")
+    if problems:
+        raise FlowsimError("cannot pair these runs on common random numbers: " + "; ".join(problems)
+                           + "; run the options again with the baseline's seed, replications and window")
+    return Comparison(baseline, list(options), unique(given))
 
 
 #: Draws a comparison's own figures into a directory (the presentation layer passes one in: the domain draws

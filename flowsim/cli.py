@@ -152,6 +152,9 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--no-patients", action="store_true",
                      help="do not keep per-stay records (no patients.parquet): less memory and disk for long runs")
     run.add_argument("--all-kpis", action="store_true", help="print every KPI, not just the headline set")
+    run.add_argument("--xlsx", action="store_true",
+                     help="also write results.xlsx (KPIs with CIs, quarters, months, daily means) into the run "
+                          "directory")
 
 
 def _add_sweep(sub: Any) -> None:
@@ -201,6 +204,17 @@ def _add_report_and_calibrate(sub: Any) -> None:
                      help="the HTML file (default DIRECTORY/report.html)")
     _add_overwrite(rep, "--out FILE")
 
+    exp = _sub(sub, "export", "export a complete run or comparison directory as an Excel workbook",
+               "Write an Excel workbook (README with scenario, seed, replications, versions and changes; KPIs with "
+               "95% CIs; quarters; months; daily means across replications; and for a comparison the paired "
+               "differences, the value-for-money table and the national standards) from a complete run or "
+               "comparison directory. Incomplete or mixed directories are refused, as by flowsim report.")
+    exp.add_argument("directory", type=Path, help="a directory written by flowsim run or flowsim compare")
+    exp.add_argument("--xlsx", action="store_true", required=True, help="write an Excel workbook (.xlsx)")
+    exp.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="the workbook file (default DIRECTORY/results.xlsx)")
+    _add_overwrite(exp, "--out FILE")
+
     cal = _sub(sub, "calibrate", "fit free scenario parameters to observed targets, with held-out checks",
                "Fit the free scenario parameters of a calibration file to observed targets by differential "
                "evolution on common random numbers; report approximate 95% likelihood-ratio sets and the error on "
@@ -212,6 +226,9 @@ def _add_report_and_calibrate(sub: Any) -> None:
                           "output directory)")
     cal.add_argument("--budget", default=None, metavar="POPSIZE,MAXITER",
                      help="override the optimiser budget, e.g. 2,1 for a quick check")
+    cal.add_argument("--scoring-replications", type=int, default=None, metavar="N",
+                     help="fresh replications the fitted model is scored on (default: the config's scoring block, "
+                          "at least 30); fewer, for a quick check, are recorded as below the minimum")
     cal.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_overwrite(cal, "--out and --write-scenario")
     _add_executor_args(cal)
@@ -230,6 +247,26 @@ def _add_scenario_tools(sub: Any) -> None:
                "Print the JSON Schema of scenario files (draft 2020-12), with every field's description, for "
                "editors that autocomplete and check YAML against a schema.")
     sch.add_argument("--out", type=Path, default=None, help="write to a file instead of stdout")
+
+
+def _port(text: str) -> int:
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value}")
+    return value
+
+
+def _add_app(sub: Any) -> None:
+    p = _sub(sub, "app", "start the planners' web app in the browser (Streamlit)",
+             "Start a local web app: choose a shipped scenario or upload one, move its levers, run replications "
+             "with progress, keep runs and compare them with a baseline on common random numbers, and download "
+             "the changed scenario, an Excel workbook, the board report and the run directory. Ctrl-C stops it.")
+    p.add_argument("--port", type=_port, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="localhost",
+                   help="address to listen on (default localhost: only this machine; 0.0.0.0 for everyone who can "
+                        "reach it)")
+    p.add_argument("--outputs", type=Path, default=Path("outputs") / "app", metavar="DIR",
+                   help="where the app keeps its run directories (default outputs/app)")
 
 
 def _positive_days(text: str) -> float:
@@ -293,6 +330,74 @@ def _add_synth_extract(sub: Any) -> None:
     p.set_defaults(func=_cmd_synth_extract)
 
 
+def _add_backtest(sub: Any) -> None:
+    p = _sub(sub, "backtest", "forecast from dated snapshots and score against the observed series, by horizon",
+             "From each origin (a date and a start-from-today snapshot CSV), forecast a daily series h days ahead "
+             "over many replications; report the error by horizon (MAE, bias, coverage of the 50% and 90% "
+             "prediction intervals, CRPS) against naive baselines (last observed value, mean of the previous "
+             "four weeks), with a figure.")
+    p.add_argument("config", type=Path, help="back-test configuration YAML (see backtest/synthetic/backtest.yaml)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default outputs/backtest/<name>)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
+    _add_overwrite(p)
+    _add_executor_args(p)
+    p.set_defaults(func=_cmd_backtest)
+    s = _sub(sub, "synth-backtest", "write a SYNTHETIC back-test example generated by the model itself",
+             "Write a back-test example whose truth is known: a scenario, dated snapshots and an observed daily "
+             "series generated in segments by the model itself (each segment starting from the snapshot at an "
+             "origin), and the back-test configuration (on another seed).")
+    s.add_argument("--out", type=Path, default=Path("backtest/synthetic"),
+                   help="directory (default backtest/synthetic)")
+    s.add_argument("--scenario", type=Path, default=Path("scenarios/minimal.yaml"),
+                   help="the scenario that makes the history (default scenarios/minimal.yaml)")
+    s.add_argument("--origins", type=int_at_least(1), default=24, help="number of origins (default 24)")
+    s.add_argument("--seed", type=int_at_least(0), default=20240603, help="the truth's seed (default 20240603)")
+    _add_overwrite(s)
+    s.set_defaults(func=_cmd_synth_backtest)
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from flowsim.experiment.backtest import NAIVES, default_output, load_backtest, run_backtest
+    from flowsim.report.backtest_figures import draw_backtest
+    from flowsim.rundir import abandon_on_error, claim_output, finish_output
+
+    bt = load_backtest(args.config)
+    for i, o in enumerate(bt.config.origins):  # every origin's scenario is checked before anything is written
+        bt.scenario(o, i)
+    claimed = claim_output(args.out or default_output(bt), "backtest", overwrite=args.overwrite,
+                           command=_command())
+    tasks = len(bt.config.origins) * bt.config.replications
+    with abandon_on_error(claimed), _executor(args, tasks) as ex:
+        res = run_backtest(args.config, claimed, executor=ex, draw=None if args.no_figures else draw_backtest,
+                           command=_command())
+    finish_output(claimed)
+    w = sys.stdout.write
+    cfg = bt.config
+    w(f"\nBack-test '{cfg.name or args.config.stem}' of {cfg.series}: {len(cfg.origins)} origins x "
+      f"{cfg.replications} replications (seed {cfg.seed}) in {res.seconds:.0f} s\n\n")
+    w(f"{'horizon':>7} {'origins':>7} {'MAE':>8} {'bias':>8} {'cov50':>6} {'cov90':>6} {'CRPS':>8} "
+      + " ".join(f"{'MAE ' + k:>10}" for k in NAIVES) + "\n")
+    for _, r in res.horizons.iterrows():
+        w(f"{int(r['horizon']):>7} {int(r['origins']):>7} {r['mae']:>8.2f} {r['bias']:>+8.2f} "
+          f"{100 * r['coverage_50']:>5.0f}% {100 * r['coverage_90']:>5.0f}% {r['crps']:>8.2f} "
+          + " ".join(f"{r[f'naive_{k}_mae']:>10.2f}" for k in NAIVES) + "\n")
+    w("\nNaive: " + "; ".join(f"{k} = {v}" for k, v in NAIVES.items()) + "\n")
+    for v in res.verdicts():
+        w(f"  {v}\n")
+    w(f"Outputs: {claimed.path}\n")
+    return 0
+
+
+def _cmd_synth_backtest(args: argparse.Namespace) -> int:
+    from flowsim.experiment.backtest_synthetic import LABEL, SyntheticPlan, write_example
+
+    plan = SyntheticPlan(base=args.scenario, origins=args.origins, seed=args.seed)
+    files = write_example(plan, args.out, overwrite=args.overwrite)
+    sys.stdout.write(f"{LABEL}\n{len(files)} files in {args.out}; back-test it with: flowsim backtest "
+                     f"{files['config']}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``flowsim`` argument parser with every subcommand (each with a description)."""
     parser = argparse.ArgumentParser(prog="flowsim", parents=[_global_options(top=True)], description=(
@@ -300,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the way out of hospital (delayed transfers of care)."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_sweep, _add_compare, _add_report_and_calibrate, _add_fit_data, _add_synth_extract,
-                _add_scenario_tools):
+                _add_backtest, _add_scenario_tools, _add_app):
         add(sub)
     return parser
 
@@ -419,6 +524,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     write_run_dir(result, claimed, command=_command(), draw=None if args.no_figures else draw_run)
     if extra:
         atomic_text(out / "experiment.json", json.dumps(extra, indent=2, default=str) + "\n")
+    if args.xlsx:
+        from flowsim.report.workbook import write_workbook
+
+        write_workbook(out)  # before the completion marker, so the manifest lists it
     table = result.summary()
     sc = result.scenario
     names = list(table.index) if args.all_kpis else [n for n in headline(sc) if n in table.index]
@@ -575,6 +684,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from flowsim.report.workbook import WORKBOOK, is_flowsim_workbook, manifest_lists, write_workbook
+    from flowsim.rundir import check_complete, guard_file
+
+    kind = check_complete(args.directory)  # never a workbook of an interrupted or mixed directory
+    out = args.out or args.directory / WORKBOOK
+    if args.out is None and manifest_lists(args.directory, WORKBOOK):
+        sys.stdout.write(f"The {kind} in {args.directory} already has its workbook (written by the {kind}): {out}\n")
+        return 0
+    guard_file(out, args.overwrite, is_flowsim_workbook, "--out")
+    path = write_workbook(args.directory, out)
+    sys.stdout.write(f"Workbook of the {kind} in {args.directory}: {path}\n")
+    return 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from flowsim.app.server import serve
+
+    return serve(args.port, args.host, args.outputs)
+
+
 def _budget(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
@@ -588,14 +718,54 @@ def _budget(text: str | None) -> tuple[int, int] | None:
     return pop, it
 
 
+def _signed(x: float) -> str:
+    return f"{x:+.2f}" if math.isfinite(x) else "undefined"
+
+
+def _write_scores(res: Any, w: Callable[[str], Any]) -> None:
+    """The fit table (fresh replications, with the fitting replications' error beside it), the mean absolute
+    errors, prediction-interval coverage and the verdicts against the naive forecasts."""
+    from flowsim.report.format import fmt, fmt_ci
+
+    w(f"\nOn {res.scoring_replications} fresh replications (seed {res.scoring_seed}); 'in sample' = on the "
+      f"{res.problem.config.replications} fitting replications:\n")
+    w(f"{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<24} {'90% PI':<22} "
+      f"{'in sample':>9} {'error':>8}\n")
+    for _, r in res.report.iterrows():
+        w(f"{r['target']:<18} {r['role']:<9} {fmt(r['observed']):>10} {fmt(r['simulated']):>10}  "
+          f"{'[' + fmt_ci(r['ci_low'], r['ci_high']) + ']':<24} "
+          f"{'[' + fmt_ci(r['pi90_low'], r['pi90_high']) + ']':<22} "
+          f"{r['fitting_error_pct']:>8.1f}% {r['error_pct']:>7.1f}%\n")
+    oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
+    w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}"
+      " (fresh replications)\n")
+    for group, s in res.scores.items():
+        ci = s["model"]["mean_abs_error_pct_ci95"]
+        cov = s["coverage"]
+        w(f"  {group}: model {s['model']['mean_abs_error_pct']:.1f}% [95% CI {ci[0]:.1f}%, {ci[1]:.1f}%], "
+          f"{s['model']['mean_abs_error_pct_fitting_replications']:.1f}% on the fitting replications; observed "
+          f"inside the 50% PI {cov['pi50']['inside']} of {cov['pi50']['of']}, inside the 90% PI "
+          f"{cov['pi90']['inside']} of {cov['pi90']['of']}\n")
+        for n in s["naive"].values():
+            w(f"    naive {n['name']}: {n['mean_abs_error_pct']:.1f}% on {len(n['targets'])} target(s); skill "
+              f"{_signed(n['skill'])} (CRPS skill {_signed(n['crps_skill'])})\n")
+        for sentence in s["verdicts"]:
+            w(f"  {sentence}\n")
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from flowsim.calibration.calibrate import calibrate, default_output, is_fitted_scenario, load_problem
     from flowsim.report.calibration_figures import draw_calibration
-    from flowsim.report.format import fmt, fmt_ci
     from flowsim.rundir import abandon_on_error, claim_output, finish_output, guard_file
 
-    budget = _budget(args.budget)
+    budget: tuple[int, ...] | None = _budget(args.budget)
     prob = load_problem(args.config)
+    if args.scoring_replications is not None:
+        if args.scoring_replications < 2:
+            raise FlowsimError(f"--scoring-replications: expected a whole number of at least 2, "
+                               f"got {args.scoring_replications}")
+        budget = (*(budget or (prob.config.optimiser.popsize, prob.config.optimiser.maxiter)),
+                  args.scoring_replications)
     prob.build({})  # a bad configuration or scenario is reported before anything is written
     if args.write_scenario is not None:
         guard_file(args.write_scenario, args.overwrite, is_fitted_scenario, "--write-scenario")
@@ -608,17 +778,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     w = sys.stdout.write
     cfg = res.problem.config
     w(f"\nCalibration '{cfg.name or args.config.stem}': {len(res.evaluations)} candidates x {cfg.replications} "
-      f"replications (seed {cfg.seed}, common random numbers) in {res.seconds:.0f} s\n\nFitted (approximate 95% "
+      f"replications (seed {cfg.seed}, common random numbers) in {res.seconds:.0f} s; scored on "
+      f"{res.scoring_replications} fresh replications (seed {res.scoring_seed})\n\nFitted (approximate 95% "
       "set over the candidates evaluated):\n")
     for p in cfg.free:
         lo, hi = res.intervals[p.path]
         w(f"  {p.label or p.path:<40} {res.best[p.path]!s:>8}   [{lo:g}, {hi:g}]   searched [{p.low:g}, {p.high:g}]\n")
-    w(f"\n{'target':<18} {'role':<9} {'observed':>10} {'simulated':>10}  {'95% CI':<24} {'error':>8}\n")
-    for _, r in res.report.iterrows():
-        w(f"{r['target']:<18} {r['role']:<9} {fmt(r['observed']):>10} {fmt(r['simulated']):>10}  "
-          f"{'[' + fmt_ci(r['ci_low'], r['ci_high']) + ']':<24} {r['error_pct']:>7.1f}%\n")
-    oos = "n/a" if res.out_of_sample_error_pct is None else f"{res.out_of_sample_error_pct:.1f}%"
-    w(f"\nMean absolute error: in sample {res.in_sample_error_pct:.1f}%, out of sample (held out) {oos}\n")
+    _write_scores(res, w)
     w(f"Fitted scenario: {res.files['scenario']}\nOutputs: {res.files['meta'].parent}\n")
     return 0
 
@@ -738,7 +904,8 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                "validate": _cmd_validate, "schema": _cmd_schema, "report": _cmd_report}
+                "validate": _cmd_validate, "schema": _cmd_schema, "report": _cmd_report, "export": _cmd_export,
+                "app": _cmd_app}
     try:
         handler = getattr(args, "func", None) or commands[args.command]
         return handler(args)

@@ -43,6 +43,7 @@ from flowsim.experiment.runner import RunResult
 from flowsim.results.kpi import KPIS, kpi_info
 from flowsim.scenario.loader import scenario_to_dict, scenario_to_yaml
 from flowsim.scenario.provenance import describe_overrides, initial_conditions, render_assumptions
+from flowsim.scenario.schema import Scenario
 
 PACKAGES = ("flowsim", "simpy", "numpy", "pandas", "scipy", "pydantic", "pyarrow", "matplotlib")
 
@@ -91,8 +92,8 @@ COMPLETE = ".flowsim-complete.json"
 #: Subtrees listed whole in the manifest (the sweep's task store holds thousands of files).
 BULK = ("parts",)
 #: Files flowsim may add to a finished directory (the board report) without making it "mixed".
-ADDED_LATER = ("report.html",)
-_OUTPUT_SUFFIXES = (".csv", ".json", ".parquet", ".png", ".yaml", ".html")
+ADDED_LATER = ("report.html", "results.xlsx")
+_OUTPUT_SUFFIXES = (".csv", ".json", ".parquet", ".png", ".yaml", ".html", ".xlsx")
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,10 @@ def slug(text: str, fallback: str = "output") -> str:
     """A safe single path component from free text (a config's ``name:``): letters, digits, _ and -.
 
     ``../../x`` and ``/etc/cron.d`` become ``x`` and ``etc-cron-d``: a name in a file can choose what
-    an output directory is called, never where it is.
+    an output directory is called, never where it is.  A long name keeps its end (the part that tells
+    directories apart), at most 80 characters.
     """
-    out = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[:80]
+    out = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[-80:].strip("-_")
     return out or fallback
 
 
@@ -343,6 +345,20 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def intervals_include(sc: Scenario) -> dict[str, Any]:
+    """What the run's intervals carry: always the variation between replications; with ``parameters_from``,
+    also the uncertainty in the calibrated parameters (each replication drew one accepted set)."""
+    draws = sc.parameters_from
+    if draws is None or not draws.sets:
+        return {"stochastic": True, "parameter_uncertainty": False,
+                "text": "95% intervals include only the variation between replications (the parameters are fixed "
+                        "at the scenario's values)"}
+    return {"stochastic": True, "parameter_uncertainty": True, "parameter_sets": len(draws.sets),
+            "source": draws.source, "method": draws.method,
+            "text": f"95% intervals include the variation between replications and parameter uncertainty: each "
+                    f"replication drew one of {len(draws.sets)} accepted parameter sets from {draws.source}"}
+
+
 def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[str, Any]:
     """The JSON summary of a run: everything a reader needs to trust and reproduce it."""
     sc = result.scenario
@@ -366,6 +382,7 @@ def summary_dict(result: RunResult, command: list[str] | None = None) -> dict[st
                    "warmup_days": sc.simulation.warmup_days,
                    "initial_conditions": initial_conditions(data)},
         "confidence_level": 0.95,
+        "intervals_include": intervals_include(sc),
         "kpis": kpis,
         "quarters": [{k: _clean(v) for k, v in r.items()} for r in result.periods("Q").to_dict("records")],
         "months": [{k: _clean(v) for k, v in r.items()} for r in result.periods("M").to_dict("records")],

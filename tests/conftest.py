@@ -7,15 +7,33 @@ one field and then call ``validate_dict``; every call returns a fresh deep copy.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import (
+    SMALL_CALIBRATION,
+    WINTER_COMPARE_DAYS,
+    WINTER_COMPARE_FILES,
+    WINTER_COMPARE_REPS,
+    WINTER_COMPARE_WARMUP,
+    flowsim,
+)
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = ROOT / "scenarios"
 MINIMAL = SCENARIOS_DIR / "minimal.yaml"
+
+# Property-based tests draw the same examples on every run (derandomize: examples follow from the test itself, no
+# example database), so a red CI run is reproduced by running the suite again.  HYPOTHESIS_PROFILE=explore draws
+# fresh examples for a local search for new counterexamples.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 def base_scenario_dict(
     *,
@@ -78,3 +96,27 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def minimal_path() -> Path:
     return MINIMAL
+
+
+# ------------------------------------------------------------------------------------------ shared end-to-end runs
+
+
+@pytest.fixture(scope="session")
+def winter_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``flowsim compare`` of the winter options, once per session (per xdist worker), as a user types it.
+
+    Readers must not change the directory (copy it first); writing its report.html is fine (the same bytes)."""
+    out = tmp_path_factory.mktemp("winter_compare") / "winter"
+    proc = flowsim("compare", *WINTER_COMPARE_FILES, "-n", str(WINTER_COMPARE_REPS),
+                   "--set", f"simulation.duration_days={WINTER_COMPARE_DAYS}",
+                   "--set", f"simulation.warmup_days={WINTER_COMPARE_WARMUP}", "--out", out)
+    return proc, out
+
+
+@pytest.fixture(scope="session")
+def small_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``flowsim calibrate`` of the small test calibration with the smallest budget, once per session."""
+    out = tmp_path_factory.mktemp("small_calibration") / "calibration"
+    proc = flowsim("calibrate", SMALL_CALIBRATION, "--budget", "2,1", "--out", out)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return out

@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import PNG_MAGIC, flowsim
+from cli_helpers import (
+    PNG_MAGIC,
+    WINTER_COMPARE_DAYS,
+    WINTER_COMPARE_FILES,
+    WINTER_COMPARE_REPS,
+    flowsim_in_process,
+)
 from scipy import stats
 
 from flowsim import load_scenario, simulate
@@ -471,18 +477,16 @@ def show(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
 
 
-CLI_FILES = ["scenarios/rotherham_winter_2016.yaml", "scenarios/rotherham_winter_2017_reablement.yaml",
-             "scenarios/rotherham_winter_2017_trusted_assessor.yaml"]
-CLI_NAMES = [yaml.safe_load((ROOT / f).read_text(encoding="utf-8"))["name"] for f in CLI_FILES]
-CLI_REPS, CLI_DAYS = 3, 45
+CLI_FILES = [str(f) for f in WINTER_COMPARE_FILES]
+CLI_NAMES = [yaml.safe_load(f.read_text(encoding="utf-8"))["name"] for f in WINTER_COMPARE_FILES]
+CLI_REPS, CLI_DAYS = WINTER_COMPARE_REPS, WINTER_COMPARE_DAYS
 
 
 @pytest.fixture(scope="module")
-def cli_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("compare") / "winter"
-    proc = flowsim("compare", *CLI_FILES, "-n", str(CLI_REPS), "--set", f"simulation.duration_days={CLI_DAYS}",
-                   "--out", out)
-    return proc, out
+def cli_compare(winter_compare: tuple[subprocess.CompletedProcess[str], Path]
+                ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The session's winter comparison (conftest): the board report and browser tests read the same one."""
+    return winter_compare
 
 
 def test_cli_compare_prints_differences_economics_and_standards(
@@ -614,12 +618,15 @@ def test_cli_differences_and_economics_by_hand_from_kpis_csv(
 
 
 @pytest.mark.parametrize("problem", ["missing", "invalid"])
-def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path: Path) -> None:
+def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (``flowsim.cli.main``): the subprocess compare of the session fixture shows exit codes and
+    tracebacks end to end."""
     bad = tmp_path / "bad_option.yaml"
     if problem == "invalid":
         bad.write_text(f"extends: {WINTER_BASE}\nname: bad option\ncosts:\n  fixed_per_day: -5\n", encoding="utf-8")
     out = tmp_path / "never"
-    proc = flowsim("compare", WINTER_BASE, WINTER_OPTIONS[0], bad, "-n", "2", "--out", out, timeout=60)
+    proc = flowsim_in_process(capsys, "compare", WINTER_BASE, WINTER_OPTIONS[0], bad, "-n", "2", "--out", out)
     assert proc.returncode == 2, show(proc)
     assert "Traceback" not in proc.stderr, show(proc)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("flowsim: error: ")]
@@ -630,8 +637,8 @@ def test_cli_compare_rejects_a_bad_option_before_running(problem: str, tmp_path:
     assert proc.stdout == ""
 
 
-def test_cli_compare_needs_an_option() -> None:
-    proc = flowsim("compare", WINTER_BASE, timeout=60)
+def test_cli_compare_needs_an_option(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = flowsim_in_process(capsys, "compare", WINTER_BASE)
     assert proc.returncode == 2, show(proc)
     assert "the following arguments are required: options" in proc.stderr
     assert "Traceback" not in proc.stderr

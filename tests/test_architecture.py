@@ -30,6 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                    "flowsim/rundir.py"),
     "Presentation": ("flowsim/report/",),
     "Face": ("flowsim/cli.py", "flowsim/__main__.py"),
+    "App": ("flowsim/app/",),
 }
 #: Arrows that must never exist, with the reason (copied from architecture.json's "never").
 NEVER: tuple[tuple[str, str, str], ...] = (
@@ -42,6 +43,10 @@ NEVER: tuple[tuple[str, str, str], ...] = (
     ("Results", "Presentation", "KPIs draw nothing"),
     ("Model", "Presentation", "the model draws nothing"),
     ("Presentation", "Face", "reports know no CLI"),
+    # the web app (issue 17) is presentation: it calls the API and the report, and nothing calls it back
+    ("App", "Face", "the app calls the API, never the CLI"),
+    *((layer, "App", "nothing in the domain or the reports knows the app")
+      for layer in ("Scenario", "Model", "Results", "Experiment", "Presentation")),
 )
 
 
@@ -160,6 +165,14 @@ def test_no_forbidden_arrow(source: str, target: str, why: str) -> None:
     bad = sorted(f"{m} -> {d}" for m, deps in graph().items() if layer_of(m) == source
                  for d in deps if layer_of(d) == target)
     assert not bad, f"{source} must never import {target} ({why}): {bad}"
+
+
+def test_the_app_is_built_on_the_api_and_the_report() -> None:
+    """A control for the App rows above: the app's modules exist and do import the domain and the report."""
+    edges = graph()
+    app = {d for m, deps in edges.items() if layer_of(m) == "App" for d in deps}
+    assert {"flowsim.appraisal", "flowsim.experiment.runner", "flowsim.report.run_report"} <= app
+    assert layer_of("flowsim.app.main") == "App"
 
 
 def test_domain_modules_draw_nothing() -> None:

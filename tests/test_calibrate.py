@@ -266,7 +266,10 @@ def test_recovery_fitted_values_are_close(recovery) -> None:
     """The identifiable parameter lands within one assessor of the truth (6 instead of 7 assessors raises the
     assessment delay by ~40%, four observation sds); the bed count is outside the overloaded region; and the
     fitted model reproduces every fitted target within two sds (observation and simulation combined: the
-    objective's own z), with each observed value inside the simulated 95% CI."""
+    objective's own z), with each observed value inside the simulated 95% CI of the fitting replications; on
+    fresh replications (another seed) the CI of the mean need not cover it (the fit has tuned itself to the
+    fitting replications' noise, which is why scoring uses fresh ones), but the observation, a 40-replication
+    mean at the truth, lies inside the fresh replications' 90% prediction interval."""
     _, res = recovery
     assert abs(res.best[STAFF] - TRUE[STAFF]) <= 1, res.best
     assert 19 <= res.best[IC] <= BOUNDS[IC][1], res.best
@@ -275,8 +278,39 @@ def test_recovery_fitted_values_are_close(recovery) -> None:
     fit = fitted_rows(res)
     for tid, row in fit.iterrows():
         assert at_best[f"z2_{tid}"] < 4, (tid, at_best[f"z2_{tid}"])
-        assert row["ci_low"] <= row["observed"] <= row["ci_high"], (tid, row)
-        assert at_best[f"sim_{tid}"] == pytest.approx(row["simulated"], rel=1e-12)  # the final run is the best's
+        assert row["fitting_ci_low"] <= row["observed"] <= row["fitting_ci_high"], (tid, row)
+        assert at_best[f"sim_{tid}"] == pytest.approx(row["fitting_simulated"], rel=1e-12)  # the best's own run
+        assert row["pi90_low"] <= row["observed"] <= row["pi90_high"], (tid, row)
+
+
+def test_scores_come_from_fresh_replications_of_the_scoring_seed(recovery) -> None:
+    """The report's simulated values are the fitted scenario's means over 30 replications of the scoring seed
+    (the fitting seed + 1 by default), its in-sample ones over the fitting replications; calibration.json
+    records both seeds and counts, and the naive forecasts and their skill for each role."""
+    case, res = recovery
+    cfg = res.problem.config
+    assert (res.scoring_seed, res.scoring_replications) == (CAL_SEED + 1, 30)
+    fitted = res.problem.build(res.best)
+    specs = [res.problem.targets[t] for t in res.problem.fit_ids + res.problem.held_ids]
+    rep = res.report.set_index("target")
+    for seed, reps, column in ((res.scoring_seed, 30, "simulated"), (cfg.seed, cfg.replications, "fitting_simulated")):
+        run = simulate(fitted, replications=reps, seed=seed, keep_patients=False, progress=False)
+        sims = simulated_values(specs, [r.kpis for r in run.replications], [r.daily for r in run.replications],
+                                fitted.simulation.duration_days)
+        for t in specs:
+            assert rep.loc[t.id, column] == pytest.approx(float(np.mean(sims[t.id])), rel=1e-12), (t.id, column)
+    meta = json.loads((case / "out" / "calibration.json").read_text(encoding="utf-8"))
+    assert meta["fitting"] == {"seed": CAL_SEED, "replications": CAL_REPS}
+    assert meta["scoring"]["seed"] == CAL_SEED + 1 and meta["scoring"]["replications"] == 30
+    assert not meta["scoring"]["below_minimum"]
+    held = meta["scores"]["held out"]
+    assert held["model"]["mean_abs_error_pct"] == pytest.approx(res.out_of_sample_error_pct)
+    lo, hi = held["model"]["mean_abs_error_pct_ci95"]
+    assert lo <= res.out_of_sample_error_pct <= hi
+    on_disk = pd.read_csv(case / "out" / "fit_report.csv")
+    for col in ("fitting_error_pct", "pi50_low", "pi90_high", "in_pi90", "crps", "interval_score_90",
+                "naive_persistence", "naive_mean_crps", "error_ci_low"):
+        assert col in on_disk.columns, col
 
 
 def test_recovery_intervals_follow_the_stated_rule(recovery) -> None:
@@ -408,12 +442,14 @@ def test_validation_scenario_predicts_the_held_out_targets(tmp_path) -> None:
     # held-out targets come from the validation scenario with the fitted value applied
     surge = load_scenario(SURGE, [f"{IC}={val.best[IC]}"])
     assert surge.simulation.duration_days == 92 and surge.arrivals.rate_per_day == 22
-    run = simulate(surge, replications=2, seed=5, keep_patients=False, progress=False, workers=1)
     specs = [val.problem.targets[t] for t in held]
-    sims = simulated_values(specs, [r.kpis for r in run.replications], [r.daily for r in run.replications], 92)
     rows = held_rows(val)
-    for tid in held:
-        assert rows.loc[tid, "simulated"] == pytest.approx(float(np.mean(sims[tid])), rel=1e-12), tid
+    # in sample on the fitting replications (seed 5, 2), and on the fresh scoring ones (seed 6, 30)
+    for seed, reps, column in ((5, 2, "fitting_simulated"), (val.scoring_seed, val.scoring_replications, "simulated")):
+        run = simulate(surge, replications=reps, seed=seed, keep_patients=False, progress=False, workers=1)
+        sims = simulated_values(specs, [r.kpis for r in run.replications], [r.daily for r in run.replications], 92)
+        for tid in held:
+            assert rows.loc[tid, column] == pytest.approx(float(np.mean(sims[tid])), rel=1e-12), (tid, column)
     assert rows.loc["delayed_jun", "simulated"] != pytest.approx(held_rows(own).loc["delayed_jun", "simulated"])
     meta = json.loads((tmp_path / "val" / "calibration.json").read_text(encoding="utf-8"))
     assert meta["validation_scenario_id"] == scenario_hash(surge)
@@ -594,8 +630,8 @@ def test_duplicate_target_ids_are_rejected(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("shipped")
-    proc = flowsim("calibrate", SHIPPED, "--budget", "2,1", "--out", out, "--write-scenario", out / "fitted.yaml",
-                   "--workers", "2")
+    proc = flowsim("calibrate", SHIPPED, "--budget", "2,1", "--scoring-replications", "2", "--out", out,
+                   "--write-scenario", out / "fitted.yaml", "--workers", "2", timeout=900)  # ~13 s a replication
     return out, proc
 
 
@@ -616,6 +652,9 @@ def test_shipped_calibration_runs_and_reports_held_out_errors(shipped) -> None:
     assert printed == {r.target: f"{r.error_pct:.1f}" for r in rep.itertuples()}, proc.stdout
     meta = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
     assert (meta["popsize"], meta["maxiter"]) == (2, 1)
+    assert meta["scoring"]["replications"] == 2 and meta["scoring"]["below_minimum"] is True
+    assert meta["scoring"]["seed"] == cfg["scoring"]["seed"] != meta["fitting"]["seed"]
+    assert "scored on 2 fresh replications (seed 2017)" in proc.stdout
     assert meta["out_of_sample_mean_abs_error_pct"] == pytest.approx(rep[rep.role == "held out"].error_pct.abs().mean())
     for name in ("fit_report.csv", "evaluations.csv", "calibration.json", "fitted_scenario.yaml",
                  "figures/fit.png", "figures/profile.png"):
@@ -643,3 +682,27 @@ def test_shipped_fitted_scenario(shipped) -> None:
                               text)) >= 1, p
     assert text.count("# FITTED (") == len(cfg["free"])
     assert not math.isnan(meta["out_of_sample_mean_abs_error_pct"])
+
+
+def test_shipped_calibration_results_follow_from_its_evaluations(shipped) -> None:
+    """What the shipped calibration reports is what its own evaluations and fitted run say, recomputed here:
+    the fitted values are the evaluation with the lowest objective, the reported objective is that minimum,
+    each 95% set spans the candidates within chi2(k, 0.95) of it, and each target's error is
+    (simulated - observed) / observed."""
+    out, proc = shipped
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
+    cfg = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    paths = [p["path"] for p in cfg["free"]]
+    evals = pd.read_csv(out / "evaluations.csv")
+    assert len(evals) >= 2 * len(paths)   # the initial population (popsize 2 x parameters) at least
+    best = evals.loc[evals["objective"].idxmin()]
+    assert meta["objective"] == pytest.approx(best["objective"], rel=1e-12)
+    assert {p: meta["fitted"][p] for p in paths} == {p: int(best[p]) for p in paths}
+    inside = evals[evals["objective"] <= evals["objective"].min() + stats.chi2.ppf(0.95, len(paths))]
+    for p in paths:
+        assert meta["intervals_95"][p] == [inside[p].min(), inside[p].max()], p
+    rep = pd.read_csv(out / "fit_report.csv")
+    np.testing.assert_allclose(rep["error_pct"], 100 * (rep["simulated"] - rep["observed"]) / rep["observed"],
+                               rtol=1e-9)
+    assert ((rep["ci_low"] <= rep["simulated"]) & (rep["simulated"] <= rep["ci_high"])).all()

@@ -251,6 +251,25 @@ _op = st.one_of(
 )
 
 
+def test_property_tests_draw_the_same_examples_every_run() -> None:
+    """The conftest's 'repeatable' profile (the default) derandomizes hypothesis: the same test draws the same
+    examples each time it runs, so a failure in CI is reproduced by running the suite again."""
+
+    def draw() -> list[tuple[Any, ...]]:
+        seen: list[tuple[Any, ...]] = []
+
+        @settings(max_examples=20, deadline=None)
+        @given(ops=st.lists(_op, max_size=10))
+        def record(ops: list[tuple[Any, ...]]) -> None:
+            seen.append(tuple(ops))
+
+        record()
+        return seen
+
+    first, second = draw(), draw()
+    assert first == second and len(set(first)) > 5
+
+
 @settings(max_examples=150, deadline=None, database=None)
 @given(ops=st.lists(_op, max_size=60))
 def test_no_grant_above_capacity_and_no_idle_slot_with_an_eligible_waiter(ops: list[tuple[Any, ...]]) -> None:

@@ -1,4 +1,8 @@
-"""The command line, exactly as a user runs it: ``python -m flowsim ...`` in a subprocess.
+"""The command line, exactly as a user runs it.
+
+Real subprocesses (``python -m flowsim ...`` and the ``flowsim`` console script) prove what only a process can
+show: the exit code, no traceback on stderr, the installed entry point, a whole run end to end.  The other
+checks call ``flowsim.cli.main`` in-process (``run_cli``), which walks the same code for a second less each.
 
 Contract: ``flowsim run SCENARIO [--replications N] [--seed S] [--out DIR] [--set k=v ...] [--workers N]``,
 ``flowsim validate FILE [--set k=v]``, ``flowsim schema``; user errors print
@@ -9,11 +13,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import PNG_MAGIC, flowsim
+from cli_helpers import PNG_MAGIC, cli_env, flowsim, flowsim_in_process
 
 from flowsim.scenario import load_scenario, scenario_hash
 
@@ -23,6 +28,10 @@ SMALL = Path(__file__).resolve().parent / "scenarios" / "small.yaml"
 FIGURES = ("occupancy.png", "delays.png", "queues.png")
 
 
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """``run_cli(*args)``: flowsim.cli.main in this process, returning (returncode, stdout, stderr) like a process."""
+    return lambda *args: flowsim_in_process(capsys, *args)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *words: str) -> list[str]:
@@ -40,8 +49,8 @@ def assert_user_error(proc: subprocess.CompletedProcess[str], *words: str) -> li
 
 # --------------------------------------------------------------------------- validate
 @pytest.mark.parametrize("path", [MINIMAL, SMALL], ids=lambda p: p.name)
-def test_validate_ok(path) -> None:
-    proc = flowsim("validate", path)
+def test_validate_ok(path, run_cli) -> None:
+    proc = run_cli("validate", path)
     assert proc.returncode == 0, proc.stderr
     assert "error" not in proc.stderr.lower() and "Traceback" not in proc.stderr
 
@@ -61,43 +70,43 @@ def proc_line_is_single(line: str) -> bool:
     return "\n" not in line and len(line) < 1000
 
 
-def test_validate_reports_every_problem_one_per_line(tmp_path) -> None:
+def test_validate_reports_every_problem_one_per_line(tmp_path, run_cli) -> None:
     text = SMALL.read_text(encoding="utf-8").replace("duration_days: 90", "duration_days: 0")
     bad = tmp_path / "two.yaml"
     bad.write_text(text.replace("  beds: 100", "  bedz: 100"), encoding="utf-8")
-    errors = assert_user_error(flowsim("validate", bad), "simulation.duration_days", "acute.bedz")
+    errors = assert_user_error(run_cli("validate", bad), "simulation.duration_days", "acute.bedz")
     assert len(errors) >= 2
 
 
-def test_validate_bad_override() -> None:
-    assert_user_error(flowsim("validate", MINIMAL, "--set", "acute.beds=-5"), "acute.beds", "--set")
-    assert_user_error(flowsim("validate", MINIMAL, "--set", "acute.beds"), "acute.beds", "dotted.path=value")
+def test_validate_bad_override(run_cli) -> None:
+    assert_user_error(run_cli("validate", MINIMAL, "--set", "acute.beds=-5"), "acute.beds", "--set")
+    assert_user_error(run_cli("validate", MINIMAL, "--set", "acute.beds"), "acute.beds", "dotted.path=value")
 
 
-def test_validate_good_override(tmp_path) -> None:
+def test_validate_good_override(tmp_path, run_cli) -> None:
     """The override is applied before validation: it can repair a broken file."""
     text = SMALL.read_text(encoding="utf-8")
     bad = tmp_path / "fixable.yaml"
     bad.write_text(text.replace("  beds: 100", "  beds: -100"), encoding="utf-8")
-    assert_user_error(flowsim("validate", bad), "acute.beds")
-    proc = flowsim("validate", bad, "--set", "acute.beds=99")
+    assert_user_error(run_cli("validate", bad), "acute.beds")
+    proc = run_cli("validate", bad, "--set", "acute.beds=99")
     assert proc.returncode == 0, proc.stderr
 
 
-def test_validate_missing_file(tmp_path) -> None:
-    assert_user_error(flowsim("validate", tmp_path / "nope.yaml"), "nope.yaml", "not found")
+def test_validate_missing_file(tmp_path, run_cli) -> None:
+    assert_user_error(run_cli("validate", tmp_path / "nope.yaml"), "nope.yaml", "not found")
 
 
-def test_validate_impossible_date_is_a_user_error(tmp_path) -> None:
+def test_validate_impossible_date_is_a_user_error(tmp_path, run_cli) -> None:
     bad = tmp_path / "date.yaml"
     bad.write_text(SMALL.read_text(encoding="utf-8").replace("start_date: 2024-04-01", "start_date: 2024-04-31"),
                    encoding="utf-8")
-    assert_user_error(flowsim("validate", bad), "simulation.start_date")
+    assert_user_error(run_cli("validate", bad), "simulation.start_date")
 
 
 # --------------------------------------------------------------------------- schema
-def test_schema_is_json_schema() -> None:
-    proc = flowsim("schema")
+def test_schema_is_json_schema(run_cli) -> None:
+    proc = run_cli("schema")
     assert proc.returncode == 0, proc.stderr
     schema = json.loads(proc.stdout)
     assert "properties" in schema
@@ -113,7 +122,7 @@ def test_schema_is_json_schema() -> None:
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     proc = flowsim("run", MINIMAL, "--replications", "2", "--seed", "3", "--out", out,
-                   "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=20", timeout=300)
+                   "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=20")
     return proc, out
 
 
@@ -174,11 +183,11 @@ def test_run_figures(run_dir, name) -> None:
     assert data.startswith(PNG_MAGIC) and len(data) > 2000
 
 
-def test_run_is_reproducible_through_the_cli(run_dir, tmp_path) -> None:
+def test_run_is_reproducible_through_the_cli(run_dir, tmp_path, run_cli) -> None:
     proc, out = run_dir
     assert proc.returncode == 0, proc.stderr
     again = tmp_path / "again"
-    proc2 = flowsim("run", MINIMAL, "--replications", "2", "--seed", "3", "--out", again, "--workers", "1",
+    proc2 = run_cli("run", MINIMAL, "--replications", "2", "--seed", "3", "--out", again, "--workers", "1",
                     "--no-figures", "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=20")
     assert proc2.returncode == 0, proc2.stderr
     pd.testing.assert_frame_equal(pd.read_csv(out / "daily.csv"), pd.read_csv(again / "daily.csv"))
@@ -191,14 +200,29 @@ def test_run_is_reproducible_through_the_cli(run_dir, tmp_path) -> None:
     (["--seed", "-1"], ["seed"]),
     (["--set", "acute.beds=lots"], ["acute.beds"]),
 ])
-def test_run_bad_arguments_are_user_errors(tmp_path, args, words) -> None:
-    proc = flowsim("run", MINIMAL, "--out", tmp_path / "x", *args)
+def test_run_bad_arguments_are_user_errors(tmp_path, args, words, run_cli) -> None:
+    proc = run_cli("run", MINIMAL, "--out", tmp_path / "x", *args)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     for w in words:
         assert w in proc.stderr
 
 
-def test_run_missing_scenario(tmp_path) -> None:
-    assert_user_error(flowsim("run", tmp_path / "missing.yaml", "--out", tmp_path / "x"), "missing.yaml")
+def test_run_missing_scenario(tmp_path, run_cli) -> None:
+    assert_user_error(run_cli("run", tmp_path / "missing.yaml", "--out", tmp_path / "x"), "missing.yaml")
+    assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- the installed console script
+def test_console_script_runs_and_fails_cleanly(tmp_path) -> None:
+    """``flowsim`` as pip installs it (the entry point in pyproject.toml) validates a scenario, and a user mistake
+    exits 2 with one error line and no traceback, nothing written."""
+    script = Path(sys.executable).with_name("flowsim")
+    assert script.is_file(), f"{script} missing: install with pip install -e '.[test]'"
+    ok = subprocess.run([str(script), "validate", str(MINIMAL)], cwd=ROOT, env=cli_env(), capture_output=True,
+                        text=True, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([str(script), "run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x")],
+                         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert_user_error(bad, "missing.yaml")
     assert not (tmp_path / "x").exists()

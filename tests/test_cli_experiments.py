@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_helpers import PNG_MAGIC, cli_argv, cli_env, flowsim
+from cli_helpers import PNG_MAGIC, cli_argv, cli_env, flowsim, flowsim_in_process
 
 from flowsim import load_scenario
 from flowsim.cli import main
 from flowsim.experiment.replications import decide
 from flowsim.experiment.runner import run_replication
 from flowsim.report.format import fmt
+from flowsim.results.kpi import kpi_info
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
@@ -176,9 +177,9 @@ def test_run_warmup_auto_no_figures_does_not_point_at_a_missing_plot(tmp_path: P
     assert "warmup.png" not in proc.stdout, proc.stdout
 
 
-def test_run_warmup_auto_refused_with_initial_state(tmp_path: Path) -> None:
+def test_run_warmup_auto_refused_with_initial_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    proc = flowsim("run", FROM_TODAY, "-n", "2", "--warmup", "auto", "--out", out, "--no-figures")
+    proc = flowsim_in_process(capsys, "run", FROM_TODAY, "-n", "2", "--warmup", "auto", "--out", out, "--no-figures")
     assert_user_error(proc.returncode, proc.stderr, "warm-up auto", "initial_state")
     assert not out.exists()
 
@@ -236,7 +237,7 @@ def test_run_on_dask_is_quiet_without_verbose(
 @pytest.fixture(scope="module")
 def shipped_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("sweep") / "out"
-    proc = flowsim("sweep", SWEEP, "--out", out, *SWEEP_SHORT, timeout=900)
+    proc = flowsim("sweep", SWEEP, "--out", out, *SWEEP_SHORT)
     assert_ok(proc)
     return proc, out
 
@@ -246,7 +247,8 @@ def test_sweep_stdout(shipped_sweep: tuple[subprocess.CompletedProcess[str], Pat
     lines = proc.stdout.splitlines()
     assert any(re.match(r"Sweep 'rotherham_intermediate_care': 8 replications per point, seed 12345, "
                         r"warm-up 30 days; \d+ tasks run now", ln) for ln in lines), proc.stdout
-    start = lines.index("Delayed patients per day (patients): mean [95% CI]")
+    info = kpi_info("delayed_patients_per_day")  # the heading names the KPI as the registry does
+    start = lines.index(f"{info.label} ({info.unit}): mean [95% CI]")
     assert "Intermediate care beds (P2)" in lines[start + 1] and "P1 packages" in lines[start + 1]
     rows = lines[start + 2:start + 14]
     summary = pd.read_csv(out / "summary.csv")
@@ -376,9 +378,9 @@ def test_sweep_resume_runs_nothing_new(shipped_sweep: tuple[subprocess.Completed
 # --------------------------------------------------------------------------- sweep, user errors
 
 
-def test_sweep_missing_file(tmp_path: Path) -> None:
+def test_sweep_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no_such_sweep.yaml"
-    proc = flowsim("sweep", missing, "--out", tmp_path / "out")
+    proc = flowsim_in_process(capsys, "sweep", missing, "--out", tmp_path / "out")
     assert_user_error(proc.returncode, proc.stderr, str(missing), "not found")
     assert not (tmp_path / "out").exists()
 
@@ -399,9 +401,10 @@ def _broken_sweep(tmp_path: Path, old: str, new: str, line_of: str) -> tuple[Pat
     ("values: [44, 54, 64]", "values: [44, -54, 64]", IC, f"- path: {IC}"),
     ("  low: 38\n", "  low: 70\n", "target: low (70", "target:"),
 ], ids=["misspelt-field", "bad-point-value", "low-above-high"])
-def test_sweep_spec_errors(tmp_path: Path, old: str, new: str, field: str, line_of: str) -> None:
+def test_sweep_spec_errors(tmp_path: Path, old: str, new: str, field: str, line_of: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
     path, line = _broken_sweep(tmp_path, old, new, line_of)
-    proc = flowsim("sweep", path, "--out", tmp_path / "out")
+    proc = flowsim_in_process(capsys, "sweep", path, "--out", tmp_path / "out")
     assert_user_error(proc.returncode, proc.stderr, field, f"{path.name}:{line}")
     assert not (tmp_path / "out" / "parts").exists()
 
@@ -440,12 +443,12 @@ def test_sweep_unknown_kpi_is_caught_before_running(
     assert len(parts) <= 1, f"{len(parts)} of 4 tasks ran before the spec error was reported"
 
 
-def test_sweep_unknown_target_kpi_names_file_and_field(tmp_path: Path) -> None:
+def test_sweep_unknown_target_kpi_names_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "target_typo.yaml"
     text = TINY.format(base=MINIMAL, kpi="delayed_patients_per_day").split("parameters:")[0]
     spec.write_text(text + "target: {parameter: pathways.P1.services.reablement.capacity, "
                            "kpi: delayed_patients_per_dya, at_most: 5, low: 10, high: 40}\n", encoding="utf-8")
-    proc = flowsim("sweep", spec, "--out", tmp_path / "out", "--workers", "1")
+    proc = flowsim_in_process(capsys, "sweep", spec, "--out", tmp_path / "out", "--workers", "1")
     assert_user_error(proc.returncode, proc.stderr, spec.name, "target.kpi", "delayed_patients_per_dya")
     assert len(list((tmp_path / "out").glob("parts/*/*.parquet"))) <= 1  # stopped at the first result
 

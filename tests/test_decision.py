@@ -99,6 +99,57 @@ def test_dominated_by_the_baseline_when_dearer_and_no_distinguishable_gain() -> 
     assert o.frontier_note.startswith("it costs less") and "within chance" in o.frontier_note
 
 
+def test_a_zero_cost_option_that_adds_delays_is_dominated_by_the_baseline() -> None:
+    """No net cost in any replication (every unpriced scenario: minimal.yaml, rotherham_2016.yaml) and 10 more
+    delayed bed-days (interval [-11.84, -8.16]): the baseline is no dearer and distinguishably better on delays.
+    A rule that asked for a net cost above zero before calling an option dominated would leave it on the frontier."""
+    (o,) = decide([opt("idle", const(0.0), swing(-10.0, 1.0))]).options
+    assert (o.cost_verdict, o.delay_verdict) == (TOO_CLOSE, MORE_DELAYS)
+    assert o.frontier == DOMINATED and o.dominated_by == BASELINE
+    assert o.frontier_note == ("it avoids more delayed bed-days (paired 95% intervals); on the other measure the "
+                               "difference is within chance")
+    assert o.compared_with == "" and np.isnan(o.icer[0])
+
+
+def test_dominated_by_the_baseline_on_both_measures() -> None:
+    """Dearer (interval [8.16, 11.84]) and with more delays ([-6.84, -3.16]): the note names both, nothing else."""
+    (o,) = decide([opt("worse", swing(10.0, 1.0), swing(-5.0, 1.0))]).options
+    assert o.dominated_by == BASELINE and o.frontier == DOMINATED
+    assert o.frontier_note == "it costs less and it avoids more delayed bed-days (paired 95% intervals)"
+
+
+def test_the_baseline_is_named_first_when_it_and_an_option_both_dominate() -> None:
+    """'bad' is dominated by the baseline (dearer, no gain) and by 'good' (dearer than good, fewer avoided,
+    every replication): the baseline is tried first, so it is the dominator named."""
+    good = opt("good", const(-50.0), const(20.0))
+    bad = opt("bad", const(30.0), const(0.0))
+    d = decide([bad, good])
+    assert d.option("bad").dominated_by == BASELINE
+    assert d.option("good").frontier == FRONTIER and d.option("good").dominated_by == ""
+
+
+def test_an_option_that_saves_money_and_adds_delays_is_not_dominated() -> None:
+    """South-west quadrant: cheaper ([-11.84, -8.16]) but more delays ([-6.84, -3.16]).  Each of it and the
+    baseline is better on one measure, so neither dominates; it is the least effective point on the frontier,
+    with nothing before it to compare with."""
+    (o,) = decide([opt("cut", swing(-10.0, 1.0), swing(-5.0, 1.0))]).options
+    assert (o.cost_verdict, o.delay_verdict) == (SAVES, MORE_DELAYS)
+    assert o.dominated_by == "" and o.frontier == FRONTIER and o.compared_with == "" and np.isnan(o.icer[0])
+
+
+def test_an_option_that_displaces_the_baseline_says_so() -> None:
+    """Cheaper and more effective on average (-10, +5 every replication): the baseline is off the frontier, and
+    the option that displaced it carries the note; an option never 'dominates' the baseline (it is no option)."""
+    (o,) = decide([opt("saver", const(-10.0), const(5.0))]).options
+    assert o.frontier == FRONTIER and o.dominated_by == "" and o.compared_with == ""
+    assert o.frontier_note == "costs less than the baseline and avoids at least as many delayed bed-days, on average"
+
+
+def test_no_options_no_decision() -> None:
+    d = decide([], 30.0)
+    assert d.options == [] and d.best == ""
+
+
 def test_dominated_by_another_option_better_on_both() -> None:
     """A is cheaper than B and avoids more, every replication; the baseline does not dominate B (B avoids
     distinguishably more), so the dominator named is A."""

@@ -62,7 +62,7 @@ from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.model.calendar import hourly_rates
 from flowsim.report.fitdata_figures import write_figures
 from flowsim.scenario.distributions import REGISTRY
-from flowsim.scenario.loader import _deep_merge, load_raw, validate_dict
+from flowsim.scenario.loader import _deep_merge, load_raw, load_scenario, validate_dict
 from flowsim.scenario.schema import MONTHS, PATHWAYS, Arrivals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,7 +354,13 @@ def test_fragment_validates_against_rotherham_and_runs(fragment_path: Path) -> N
     short = sc.model_copy(update={"simulation": sc.simulation.model_copy(update={"duration_days": 20,
                                                                                    "warmup_days": 0})})
     result = simulate(short, replications=1, seed=1)
+    assert result.checks == []
     assert result.summary().loc["admissions_per_day", "mean"] > 0
+    # the fragment's cohorts replace the base's: the patients are drawn from them and from nowhere else
+    base = load_scenario(ROTHERHAM)
+    drawn = set(result.patients()["cohort"].astype(str))
+    assert drawn <= set(sc.cohorts) and set(sc.cohorts) != set(base.cohorts)
+    assert len(drawn) >= min(2, len(sc.cohorts))
 
 
 def test_fragment_comments_give_provenance(fragment_path: Path, fitted: FitResult) -> None:

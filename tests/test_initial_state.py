@@ -363,10 +363,65 @@ def test_counted_patients_leave_after_the_equilibrium_residual(residuals) -> Non
     # power: a fresh stay (ignoring the inspection paradox) is clearly rejected
     p_fresh = ks_pvalue(r, dist.cdf(r))
     assert p_fresh < KS_ALPHA, f"KS cannot tell the residual from a fresh stay (p = {p_fresh:.2g})"
-    # mean residual E[X^2] / (2 E[X]); i.i.d. draws, so a t interval over patients
+    # mean residual E[X^2] / (2 E[X]); i.i.d. draws, so a t interval over patients.  Power: the equilibrium
+    # residual of this lognormal has sd 5.9 days (E[R^2] = E[X^3] / (3 E[X])), so 1,800 draws resolve +-11% of
+    # its mean 3.25 at 99%: enough to reject a fresh stay (mean 2, -38%) or half of one, not a small bias in
+    # the sampler; that is test_equilibrium_residual_sampler_mean_is_exact's job (to 0.5%).
     m, sd = RS_IC
     lo, hi = assert_in_ci(r, (sd**2 + m**2) / (2 * m), "mean equilibrium residual")
     assert not lo <= m <= hi and not lo <= m / 2 <= hi
+
+
+#: Stays whose equilibrium and conditional residual means are known in closed form or by quadrature: a heavy
+#: lognormal (sd > mean, the strongest inspection paradox), Rotherham's community stays (lognormal 21/14, gamma
+#: 14/9) and a Weibull.
+RESIDUAL_DISTS: dict[str, dict[str, Any]] = {
+    "lognormal 2/3": {"dist": "lognormal", "mean": 2.0, "sd": 3.0},
+    "lognormal 21/14": {"dist": "lognormal", "mean": 21.0, "sd": 14.0},
+    "gamma 14/9": {"dist": "gamma", "mean": 14.0, "sd": 9.0},
+    "weibull 1.5/25": {"dist": "weibull", "shape": 1.5, "scale": 25.0},
+}
+RESIDUAL_RTOL = 0.005  # the sampler's mean within 0.5% of theory; the quadrature below is exact to ~0.05%
+
+
+def _scipy_dist(spec: dict[str, Any]):
+    if spec["dist"] == "lognormal":
+        return lognormal(spec["mean"], spec["sd"])
+    if spec["dist"] == "gamma":
+        return gamma(spec["mean"], spec["sd"])
+    return stats.weibull_min(c=spec["shape"], scale=spec["scale"])
+
+
+def _sampler_mean(values: np.ndarray, theory: float) -> bool:
+    """The check: the mean of the sampler over a stratified grid of uniforms is within RESIDUAL_RTOL of theory."""
+    return abs(float(values.mean()) / theory - 1.0) <= RESIDUAL_RTOL
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_DISTS))
+def test_equilibrium_residual_sampler_mean_is_exact(name: str) -> None:
+    """The sampler of the rest of a stay under way, fed 2^20 stratified uniforms (u = (i + 1/2) / N, a
+    midpoint quadrature of its inverse cdf, so no sampling noise), has the equilibrium mean E[X^2] / (2 E[X])
+    computed by scipy, and the conditional mean residual life int_a^inf S / S(a) after 5 days.
+
+    Power, shown on the same check: a residual 3% too short or too long fails it.  The sampler with its grid cut
+    at the 99.9th percentile of the stay instead of 1 - 1e-7 (planted in ``model/residual.py``, never committed)
+    fails it on the heavy lognormal and the Rotherham lognormal (the tail beyond the cut carries their mean)."""
+    from flowsim.model.residual import conditional_residual, equilibrium_residual
+    from flowsim.scenario.schema import Service
+
+    spec = RESIDUAL_DISTS[name]
+    los = Service.model_validate({"capacity": 1, "los": spec}).los
+    dist = _scipy_dist(spec)
+    u = (np.arange(2**20) + 0.5) / 2**20
+    second = integrate.quad(lambda x: x * x * dist.pdf(x), 0, np.inf, limit=400)[0]
+    theory = second / (2 * dist.mean())
+    got = equilibrium_residual(los, u)
+    assert _sampler_mean(got, theory), f"{name}: mean residual {got.mean():.5g}, theory {theory:.5g}"
+    assert not _sampler_mean(1.03 * got, theory) and not _sampler_mean(0.97 * got, theory)
+    a = 5.0
+    mrl = integrate.quad(dist.sf, a, np.inf, limit=400)[0] / dist.sf(a)
+    cond = conditional_residual(los, np.full(len(u), a), u)
+    assert _sampler_mean(cond, mrl), f"{name}: mean residual life after {a} days {cond.mean():.5g}, theory {mrl:.5g}"
 
 
 def test_known_days_give_the_conditional_residual(residuals) -> None:
@@ -707,14 +762,19 @@ def test_row_on_an_undefined_pathway_is_a_validation_error(scenario_builder, row
 
 
 @pytest.mark.parametrize("initial", [{"acute_occupied": 14}, {"services": {"ic": 8}}])
-def test_snapshot_above_capacity_is_rejected_or_runs_clean(scenario_builder, initial) -> None:
-    """A hospital over its base capacity on the snapshot day (escalation beds open) is a real state."""
+def test_snapshot_above_capacity_needs_saying_and_then_runs_clean(scenario_builder, initial) -> None:
+    """A snapshot above the capacity in force is refused as a likely typo, naming the field and the way to say it
+    is meant (issue 15); with ``allow_over_capacity: true`` (escalation beds open on the day, a real state) it
+    validates, runs without an invariant violation, and nobody new is admitted until occupancy falls back under
+    capacity."""
     data = _csv_scenario(scenario_builder)  # 12 acute beds, ic capacity 6
     data["initial_state"] = initial
-    try:
-        sc = validate_dict(data)
-    except ScenarioError:
-        return
+    with pytest.raises(ScenarioError) as exc:
+        validate_dict(data)
+    field = "initial_state.acute_occupied" if "acute_occupied" in initial else "initial_state.services.ic"
+    assert field in str(exc.value) and "allow_over_capacity" in str(exc.value)
+    data["initial_state"] = {**initial, "allow_over_capacity": True}
+    sc = validate_dict(data)
     result = simulate(sc, replications=1, seed=1, progress=False)
     assert result.checks == []  # on 682e0b0: placements at t = 0 were checked as grants over capacity
     g = result.patients()

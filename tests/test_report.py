@@ -45,7 +45,6 @@ SHORT = ["--set", "simulation.duration_days=60", "--set", "simulation.warmup_day
 NASTY_NAME = 'Minimal <script>alert("x")</script> & "friends"'
 NASTY_ASSUMPTION = "Escaping: <b>not bold</b> & <img src=x onerror=alert(1)> stay text"
 QUOTING = "Reablement places as run: {pathways.P1.services.reablement.capacity} (quoted, not restated)"
-CALIBRATION = ROOT / "tests" / "calibration" / "small.yaml"
 
 
 
@@ -152,7 +151,10 @@ def number(text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def dirs(tmp_path_factory: pytest.TempPathFactory, winter_compare: tuple[subprocess.CompletedProcess[str], Path],
+         small_calibration: Path) -> dict[str, Path]:
+    """A run, a sweep and a pathway-only run made here; the winter comparison and the small calibration are the
+    session's (conftest), shared with the appraisal and browser tests."""
     tmp = tmp_path_factory.mktemp("report")
     data = yaml.safe_load(MINIMAL.read_text(encoding="utf-8"))
     data["name"] = NASTY_NAME
@@ -170,12 +172,13 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "kpis": ["delayed_patients_per_day", "occupancy_mean_pct"],
         "target": {"parameter": "pathways.P1.services.reablement.capacity", "kpi": "delayed_patients_per_day",
                    "at_most": 30, "low": 10, "high": 40}}), encoding="utf-8")
-    out = {k: tmp / k for k in ("run", "sweep", "comparison", "calibration", "pathway")}
+    proc, comparison = winter_compare
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    out = {k: tmp / k for k in ("run", "sweep", "pathway")}
+    out.update(comparison=comparison, calibration=small_calibration)
     jobs = [("run", scenario, "-n", "3", "--seed", "11", "--out", out["run"], "--set", "simulation.duration_days=60",
              "--set", "simulation.warmup_days=20", "--set", "pathways.P1.services.reablement.capacity=26"),
             ("sweep", sweep, "--out", out["sweep"]),
-            ("compare", *WINTER, "-n", "3", "--out", out["comparison"], *SHORT),
-            ("calibrate", CALIBRATION, "--budget", "2,1", "--out", out["calibration"]),
             ("run", SCENARIOS / "rotherham_pathway_only.yaml", "-n", "3", "--out", out["pathway"], *SHORT)]
     procs = [spawn(*args) for args in jobs]  # side by side: much of each is start-up and drawing, one core each
     for proc in procs:

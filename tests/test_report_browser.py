@@ -71,13 +71,17 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def reports(tmp_path_factory: pytest.TempPathFactory, winter_compare: tuple[Any, Path],
+            small_calibration: Path) -> dict[str, Path]:
     """A short comparison (baseline and two options), a short run, a tiny sweep and a quick calibration, each
-    with its report."""
+    with its report (the comparison and the calibration are the session's, shared with test_report)."""
     from flowsim.report.html import write_report
 
     tmp = tmp_path_factory.mktemp("browser")
+    proc, comparison = winter_compare
+    assert proc.returncode == 0, f"flowsim compare: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     dirs = {k: tmp / k for k in KINDS}
+    dirs.update(comparison=comparison, calibration=small_calibration)
     sweep = tmp / "sweep.yaml"
     sweep.write_text(f"""name: tiny
 base: {MINIMAL}
@@ -87,14 +91,9 @@ set: {{simulation.duration_days: 45, simulation.warmup_days: 15}}
 parameters: [{{path: pathways.P1.services.reablement.capacity, label: Reablement places, values: [26, 32]}}]
 kpis: [delayed_patients_per_day]
 """, encoding="utf-8")
-    run_ok("compare", SCENARIOS / "rotherham_winter_2016.yaml", SCENARIOS / "rotherham_winter_2017_reablement.yaml",
-           SCENARIOS / "rotherham_winter_2017_trusted_assessor.yaml", "-n", "3", "--out", dirs["comparison"],
-           "--set", "simulation.duration_days=60", "--set", "simulation.warmup_days=30")
     run_ok("run", MINIMAL, "-n", "3", "--out", dirs["run"], "--set", "simulation.duration_days=60",
            "--set", "simulation.warmup_days=20")
     run_ok("sweep", sweep, "--out", dirs["sweep"], "--workers", "1")
-    run_ok("calibrate", ROOT / "tests" / "calibration" / "small.yaml", "--budget", "2,1", "--out",
-           dirs["calibration"])
     return {kind: write_report(d) for kind, d in dirs.items()}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -856,15 +857,50 @@ def test_winter_funded_option_costs(name: str) -> None:
     assert d[f"service_{service}_capacity"].max() == (30 if "contingency" in name else 27)
 
 
-@pytest.mark.parametrize("name", ["rotherham_winter_2017_seven_day_assessment.yaml",
-                                  "rotherham_winter_2017_trusted_assessor.yaml"])
-def test_winter_process_options_run(name: str) -> None:
-    sc = load_scenario(SCENARIOS_DIR / name, overrides=["simulation.duration_days=60", "simulation.warmup_days=60"])
+@pytest.fixture(scope="module")
+def process_options() -> dict[str, tuple[Any, Any]]:
+    """The two process options (no new places), 60 days after a 60-day warm-up, one replication each."""
+    out = {}
+    for key in ("seven_day_assessment", "trusted_assessor"):
+        sc = load_scenario(SCENARIOS_DIR / f"rotherham_winter_2017_{key}.yaml",
+                           overrides=["simulation.duration_days=60", "simulation.warmup_days=60"])
+        result = simulate(sc, replications=1, seed=1)
+        assert result.checks == []
+        out[key] = (sc, result)
+    return out
+
+
+def _assessments(result: Any) -> pd.DataFrame:
+    p = result.patients()
+    return p[p["assess_start"].notna() & (p["assess_start"] >= 0)]
+
+
+def test_seven_day_assessment_assesses_at_weekends_in_weekday_hours(process_options) -> None:
+    """Option C staffs weekends as weekdays, 09:00-17:00 (the baseline: 2 assessors, 10:00-16:00).  Weekend
+    assessments start only within 09:00-17:00 and some start in the hours the baseline's weekend team does not
+    work; the option's running cost is its fixed cost per day (GBP 1,029) over the 60 days, and it buys no places."""
+    sc, result = process_options["seven_day_assessment"]
     base = load_scenario(SCENARIOS_DIR / "rotherham_winter_2016.yaml")
-    assert sc.assessment is not None and base.assessment is not None
-    assert sc.assessment != base.assessment, "the option does not change the assessment team"
-    result = simulate(sc, replications=1, seed=1)
-    assert result.checks == []
+    assert base.assessment is not None and sc.assessment is not None
+    assert (base.assessment.weekend_hours.start, base.assessment.weekend_hours.end) == (10, 16)
+    start = _assessments(result)["assess_start_datetime"]
+    weekend = start[start.dt.day_of_week >= 5]
+    hour = weekend.dt.hour + weekend.dt.minute / 60
+    assert len(weekend) > 20 and hour.between(9, 17, inclusive="left").all()
+    assert ((hour < 10) | (hour >= 16)).sum() > 0, "no weekend assessment outside the baseline's weekend hours"
     k = result.kpi_frame().iloc[0]
-    assert k["service_capacity_cost"] == 0.0
-    assert np.isfinite(k["delayed_per_day_assessment"])
+    assert k["cost_fixed"] == pytest.approx(1029 * 60) and k["service_capacity_cost"] == 0.0
+
+
+def test_trusted_assessor_halves_the_assessment(process_options) -> None:
+    """Option D: assessments take gamma(mean 0.3, sd 0.2) days instead of 0.6.  Over n assessments the mean is
+    within 3.29 sd / sqrt(n) of 0.3 (99.9%); with n > 300 that band (+-0.04) is far from the baseline's 0.6.
+    Its cost is the one-off investment (GBP 45,000); it buys no places."""
+    _, result = process_options["trusted_assessor"]
+    a = _assessments(result)
+    duration = (a["assess_end"] - a["assess_start"]).dropna().to_numpy()
+    band = 3.29 * 0.2 / math.sqrt(len(duration))
+    assert len(duration) > 300 and abs(duration.mean() - 0.3) < band, (duration.mean(), band)
+    assert abs(0.6 - 0.3) > 5 * band
+    k = result.kpi_frame().iloc[0]
+    assert k["cost_investment"] == 45000.0 and k["service_capacity_cost"] == 0.0

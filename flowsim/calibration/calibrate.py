@@ -45,10 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy import optimize, stats
 from tqdm import tqdm
 
+from flowsim.calibration.validation import score_table, summarise_scores
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
 from flowsim.experiment.runner import run_replication
-from flowsim.experiment.stats import bounded_ci, nhs_quarter
+from flowsim.experiment.stats import nhs_quarter
 from flowsim.results.kpi import kpi_range
 from flowsim.rundir import OutputDir, atomic_text, atomic_write, claim_output, finish_output, slug, versions
 from flowsim.scenario.loader import (
@@ -75,19 +76,24 @@ class Target(_Spec):
 
     ``kind``: ``kpi`` (a KPI's mean over the window; ``per_year`` scales a count to 365 days),
     ``period_sum`` (sum of a daily column over an NHS quarter like '2016/17 Q1' or a month
-    '2017-01'), or ``period_ratio`` (100 x sum of ``numerator`` / sum of ``denominator`` over a
-    period, e.g. DTOC % = delayed acute beds / occupied beds at midnight).
+    '2017-01'), ``period_ratio`` (100 x sum of ``numerator`` / sum of ``denominator`` over a
+    period, e.g. DTOC % = delayed acute beds / occupied beds at midnight), or ``dispersion``: how
+    much a daily column's sums vary across ``periods`` (``statistic: cv``, the coefficient of
+    variation SD / mean with the n - 1 SD, or ``sd``), computed within each replication, so a model
+    whose means match but whose quarters swing far more than reality's scores badly.
     """
 
     id: str = Field(min_length=1)
     description: str = ""
-    kind: Literal["kpi", "period_sum", "period_ratio"]
+    kind: Literal["kpi", "period_sum", "period_ratio", "dispersion"]
     kpi: str | None = None
     per_year: bool = False
     column: str | None = None
     numerator: str | None = None
     denominator: str | None = None
     period: str | None = None
+    periods: list[str] | None = Field(default=None, description="dispersion: the periods whose sums vary")
+    statistic: Literal["cv", "sd"] = "cv"
     value: Finite
     sd: Annotated[float, Range(0, 1e15, "the observation's standard deviation", low_open=True)] | None = None
     rel_sd: Annotated[float, Range(0, 1e15, low_open=True)] = 0.1
@@ -96,10 +102,13 @@ class Target(_Spec):
     @model_validator(mode="after")
     def _check(self) -> Target:
         need = {"kpi": ["kpi"], "period_sum": ["column", "period"],
-                "period_ratio": ["numerator", "denominator", "period"]}[self.kind]
+                "period_ratio": ["numerator", "denominator", "period"],
+                "dispersion": ["column", "periods"]}[self.kind]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise FieldProblems([((f,), f"required for kind: {self.kind}") for f in missing])
+        if self.kind == "dispersion" and self.periods is not None and len(set(self.periods)) < 2:
+            raise FieldProblems([(("periods",), "a dispersion needs at least two different periods")])
         return self
 
     @property
@@ -150,6 +159,22 @@ class Validation(_Spec):
     scenario: str
 
 
+MIN_SCORING_REPLICATIONS = 30
+SCORING_METHOD = ("every target simulated on the fitting replications (in sample) and on fresh replications of "
+                  "another seed; errors, 95% CIs, 50% and 90% prediction intervals (empirical quantiles of the "
+                  "replications), CRPS and interval scores on the fresh ones; naive forecasts (persistence, "
+                  "seasonal naive, mean of the fitted period) from the observed series alone, scored as normal "
+                  "distributions with the fitted observations' SD; skill = 1 - MAE_model / MAE_naive")
+
+
+class Scoring(_Spec):
+    """Fresh replications the fitted model is judged on: a seed other than the fitting seed, so none of their
+    random streams entered the fit (streams derive from (seed, replication, name): another seed shares none)."""
+
+    seed: Seed | None = Field(default=None, description="default: the fitting seed + 1")
+    replications: Annotated[int, Range(MIN_SCORING_REPLICATIONS, 100_000, integer=True)] = MIN_SCORING_REPLICATIONS
+
+
 class CalibrationConfig(_Spec):
     """A calibration file: the scenario, the free parameters, fitted and held-out targets, budget."""
     name: str | None = None
@@ -165,6 +190,7 @@ class CalibrationConfig(_Spec):
     weights: dict[str, Annotated[float, Range(0, 1e15, low_open=True)]] = Field(default_factory=dict)
     optimiser: Optimiser = Field(default_factory=Optimiser)
     validation: Validation | None = None
+    scoring: Scoring = Field(default_factory=Scoring)
     write_scenario: str | None = Field(default=None, description="file name for a copy of the fitted scenario "
                                                                  "inside the output directory; to write it "
                                                                  "anywhere else, use --write-scenario")
@@ -178,6 +204,19 @@ class CalibrationConfig(_Spec):
             raise ValueError("allowed: a file name inside the output directory (e.g. fitted.yaml); to write the "
                              "fitted scenario elsewhere, give --write-scenario on the command line")
         return v
+
+    @model_validator(mode="after")
+    def _fresh_scoring_seed(self) -> CalibrationConfig:
+        if self.scoring.seed is not None and self.scoring.seed == self.seed:
+            raise FieldProblems([(("scoring", "seed"), f"must differ from the fitting seed ({self.seed}): "
+                                  "with the same seed the scoring replications would reuse the fitting "
+                                  "replications' random streams")])
+        return self
+
+    @property
+    def scoring_seed(self) -> int:
+        """The seed of the fresh replications (the fitting seed + 1 unless ``scoring.seed`` says otherwise)."""
+        return self.scoring.seed if self.scoring.seed is not None else (self.seed + 1) % 2**63
 
 
 def _validated(model: type[BaseModel], path: Path) -> tuple[Any, LineMap]:
@@ -203,35 +242,49 @@ def _task(args: tuple[Scenario, int, int, str]) -> tuple[dict[str, float], pd.Da
     return res.kpis, res.daily
 
 
+def _period_mask(t: Target, d: pd.DataFrame, period: str) -> np.ndarray:
+    dates = pd.to_datetime(d["date"])
+    label = dates.map(nhs_quarter) if "Q" in period else dates.dt.strftime("%Y-%m")
+    mask = (label == period).to_numpy()
+    if not mask.any():
+        raise FlowsimError(f"target {t.id}: period '{period}' is outside the simulated window")
+    return mask
+
+
+def _need_columns(t: Target, d: pd.DataFrame, cols: list[str | None]) -> None:
+    for c in cols:
+        if c not in d.columns:
+            raise FlowsimError(f"target {t.id}: '{c}' is not a daily series")
+
+
+def target_value(t: Target, kpis: dict[str, float], d: pd.DataFrame, duration_days: int) -> float:
+    """One replication's value of ``t`` (see :class:`Target` for the kinds)."""
+    if t.kind == "kpi":
+        if t.kpi not in kpis:
+            raise FlowsimError(f"target {t.id}: unknown KPI '{t.kpi}'")
+        return kpis[t.kpi] * (365.0 / duration_days if t.per_year else 1.0)
+    if t.kind == "dispersion":
+        _need_columns(t, d, [t.column])
+        sums = np.array([float(d.loc[_period_mask(t, d, p), t.column].sum()) for p in t.periods or []])
+        sd = float(np.std(sums, ddof=1))
+        if t.statistic == "sd":
+            return sd
+        mean = float(np.mean(sums))
+        return sd / mean if mean > 0 else float("nan")
+    mask = _period_mask(t, d, t.period or "")
+    if t.kind == "period_sum":
+        _need_columns(t, d, [t.column])
+        return float(d.loc[mask, t.column].sum())
+    _need_columns(t, d, [t.numerator, t.denominator])
+    den = float(d.loc[mask, t.denominator].sum())
+    return 100.0 * float(d.loc[mask, t.numerator].sum()) / den if den > 0 else float("nan")
+
+
 def simulated_values(targets: list[Target], kpis: list[dict[str, float]], daily: list[pd.DataFrame],
                      duration_days: int) -> dict[str, np.ndarray]:
     """Each target's value in each replication."""
-    out: dict[str, np.ndarray] = {}
-    for t in targets:
-        vals = []
-        for k, d in zip(kpis, daily, strict=True):
-            if t.kind == "kpi":
-                if t.kpi not in k:
-                    raise FlowsimError(f"target {t.id}: unknown KPI '{t.kpi}'")
-                v = k[t.kpi] * (365.0 / duration_days if t.per_year else 1.0)
-            else:
-                dates = pd.to_datetime(d["date"])
-                label = dates.map(nhs_quarter) if "Q" in (t.period or "") else dates.dt.strftime("%Y-%m")
-                mask = (label == t.period).to_numpy()
-                if not mask.any():
-                    raise FlowsimError(f"target {t.id}: period '{t.period}' is outside the simulated window")
-                cols = [t.column] if t.kind == "period_sum" else [t.numerator, t.denominator]
-                for c in cols:
-                    if c not in d.columns:
-                        raise FlowsimError(f"target {t.id}: '{c}' is not a daily series")
-                if t.kind == "period_sum":
-                    v = float(d.loc[mask, t.column].sum())
-                else:
-                    den = float(d.loc[mask, t.denominator].sum())
-                    v = 100.0 * float(d.loc[mask, t.numerator].sum()) / den if den > 0 else float("nan")
-            vals.append(v)
-        out[t.id] = np.asarray(vals, dtype=float)
-    return out
+    return {t.id: np.asarray([target_value(t, k, d, duration_days) for k, d in zip(kpis, daily, strict=True)],
+                             dtype=float) for t in targets}
 
 
 def objective_terms(targets: list[Target], sims: dict[str, np.ndarray],
@@ -333,6 +386,9 @@ class CalibrationResult:
     in_sample_error_pct: float
     out_of_sample_error_pct: float | None
     seconds: float
+    scoring_seed: int = 0
+    scoring_replications: int = 0
+    scores: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -350,6 +406,10 @@ class _Evaluator:
         self.cache: dict[tuple[float, ...], float] = {}
         self.rows: list[dict[str, Any]] = []
         self.free = prob.config.free
+        #: each candidate's per-replication target values (held-out ones too when they are read off the same
+        #: run), so the fitted model's in-sample figures need no second run
+        self.sims: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+        self.keep_held = prob.config.validation is None
 
     def values(self, x: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -358,9 +418,11 @@ class _Evaluator:
             out[p.path] = int(round(v)) if p.integer else v
         return out
 
-    def run(self, scenarios: list[Scenario]) -> list[tuple[list[dict[str, float]], list[pd.DataFrame]]]:
-        R = self.prob.config.replications
-        seed = self.prob.config.seed
+    def run(self, scenarios: list[Scenario], seed: int | None = None, replications: int | None = None
+            ) -> list[tuple[list[dict[str, float]], list[pd.DataFrame]]]:
+        """Each scenario's KPIs and daily tables over ``replications`` (default: the fitting ones) on ``seed``."""
+        R = replications or self.prob.config.replications
+        seed = self.prob.config.seed if seed is None else seed
         tasks = [(sc, seed, r, scenario_hash(sc)) for sc in scenarios for r in range(R)]
         results: list[Any] = [None] * len(tasks)
 
@@ -375,6 +437,15 @@ class _Evaluator:
             chunk = results[j * R:(j + 1) * R]
             out.append(([c[0] for c in chunk], [c[1] for c in chunk]))
         return out
+
+    def _held(self, kpis: list[dict[str, float]], daily: list[pd.DataFrame], days: int) -> dict[str, np.ndarray]:
+        if not self.keep_held:
+            return {}
+        try:
+            return simulated_values([self.prob.targets[t] for t in self.prob.held_ids], kpis, daily, days)
+        except FlowsimError:  # reported by the final evaluation, which needs it
+            self.keep_held = False
+            return {}
 
     def __call__(self, xs: np.ndarray) -> np.ndarray:
         """Vectorised objective: ``xs`` has shape (parameters, candidates)."""
@@ -395,6 +466,7 @@ class _Evaluator:
             terms = objective_terms(fit_targets, sims, self.prob.config.weights)
             obj = float(sum(terms.values()))
             self.cache[keys[i]] = obj
+            self.sims[keys[i]] = {**sims, **self._held(kpis, daily, sc.simulation.duration_days)}
             self.rows.append({**vals[i], "objective": obj, **{f"z2_{k}": v for k, v in terms.items()},
                               **{f"sim_{k}": float(np.mean(v)) for k, v in sims.items()}})
         return np.array([self.cache[k] for k in keys])
@@ -419,14 +491,16 @@ def default_output(prob: Problem) -> Path:
 
 def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: Executor | None = None,  # noqa: PLR0917
               progress: bool | None = None, draw: CalibrationDrawer | None = None, write_scenario: Path | None = None,
-              budget: tuple[int, int] | None = None, command: list[str] | None = None) -> CalibrationResult:
+              budget: tuple[int, ...] | None = None, command: list[str] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``config_path``; write the fitted scenario and the fit report.
 
     ``out``: a new or empty directory (default ``outputs/calibration/<name>``, the name made a safe
     slug) claimed before anything runs, or an ``OutputDir`` the caller claimed.  ``write_scenario``
     (the caller's choice: the command line checks it is not someone else's file, see
     ``is_fitted_scenario``) also receives the fitted scenario.
-    ``budget`` = (popsize, maxiter) overrides the configuration's optimiser budget (for a quick run).
+    ``budget`` = (popsize, maxiter[, scoring replications]) overrides the configuration's optimiser budget
+    and the number of fresh scoring replications (for a quick run: fewer than 30 scoring replications are
+    recorded in ``calibration.json`` as below the minimum, not for quoting).
     ``draw`` (from the presentation layer, e.g. ``flowsim.report.calibration_figures.draw_calibration``) adds
     the figures; without it none is drawn.
     """
@@ -438,20 +512,23 @@ def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: 
                                                                    command=command, what="")
     ex = executor or SerialExecutor()
     show = sys.stderr.isatty() if progress is None else progress
-    popsize, maxiter = budget or (cfg.optimiser.popsize, cfg.optimiser.maxiter)
+    popsize, maxiter = budget[:2] if budget else (cfg.optimiser.popsize, cfg.optimiser.maxiter)
+    scoring_reps = budget[2] if budget and len(budget) > 2 else cfg.scoring.replications
     evaluator, res = _optimise(prob, ex, show, popsize, maxiter)
     best = evaluator.values(res.x)
     evals = pd.DataFrame(evaluator.rows).sort_values("objective", kind="stable").reset_index(drop=True)
     threshold = float(evals["objective"].min()) + float(stats.chi2.ppf(0.95, len(cfg.free)))
     inside = evals[evals["objective"] <= threshold]
     intervals = {p.path: (float(inside[p.path].min()), float(inside[p.path].max())) for p in cfg.free}
-    fitted, validation_scenario, report = _final_evaluation(prob, best, ex)
+    final = _final_evaluation(prob, best, ex, scoring_reps, evaluator.sims.get(tuple(best.values())))
+    report = final.report
     ins = report[report["role"] == "fitted"]["error_pct"].abs()
     oos = report[report["role"] == "held out"]["error_pct"].abs()
     result = CalibrationResult(prob, best, float(res.fun), intervals, evals, report, float(ins.mean()),
-                               float(oos.mean()) if len(oos) else None, time.perf_counter() - t0)
+                               float(oos.mean()) if len(oos) else None, time.perf_counter() - t0,
+                               cfg.scoring_seed, scoring_reps, final.scores)
     copy_to = write_scenario or (claimed.path / cfg.write_scenario if cfg.write_scenario else None)
-    _write_outputs(result, claimed.path, fitted, validation_scenario, draw, copy_to, command, (popsize, maxiter))
+    _write_outputs(result, claimed.path, final.fitted, final.validation, draw, copy_to, command, (popsize, maxiter))
     if not isinstance(out, OutputDir):
         finish_output(claimed)
     return result
@@ -477,36 +554,68 @@ def _optimise(prob: Problem, ex: Executor, show: bool, popsize: int, maxiter: in
     return evaluator, res
 
 
-def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor
-                      ) -> tuple[Scenario, Scenario | None, pd.DataFrame]:
-    """The fitted model on every target, fitted and held out (held-out ones on the validation scenario)."""
+def _validation_scenario(prob: Problem, best: dict[str, Any]) -> Scenario | None:
+    """The scenario held-out targets are predicted on, with the fitted values applied (None: the fitted one)."""
+    cfg = prob.config
+    if not prob.held_ids or cfg.validation is None:
+        return None
+    vpath = _rel(prob.path, cfg.validation.scenario)
+    vdata, vlines = load_raw(vpath)
+    for dotted, value in cfg.set.items():
+        set_path(vdata, dotted, value, vlines)
+    return prob.build(best, vdata, vlines, str(vpath))
+
+
+def _simulate_targets(prob: Problem, fitted: Scenario, validation: Scenario | None, runner: _Evaluator, *,
+                      seed: int, replications: int, known: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Every target's per-replication values on ``seed`` (held-out ones on the validation scenario if any);
+    ``known``: values already simulated on these replications (the fitted candidate's own, from the search)."""
+    fit = [prob.targets[t] for t in prob.fit_ids]
+    held = [prob.targets[t] for t in prob.held_ids]
+    known = known or {}
+    if all(t.id in known for t in fit) and (validation is not None or all(t.id in known for t in held)):
+        sims = {t.id: known[t.id] for t in fit}
+        if validation is not None and held:
+            [(vk, vd)] = runner.run([validation], seed, replications)
+            sims.update(simulated_values(held, vk, vd, validation.simulation.duration_days))
+        else:
+            sims.update({t.id: known[t.id] for t in held})
+        return sims
+    [(kpis, daily)] = runner.run([fitted], seed, replications)
+    sims = simulated_values(fit, kpis, daily, fitted.simulation.duration_days)
+    if held and validation is not None:
+        [(vk, vd)] = runner.run([validation], seed, replications)
+        sims.update(simulated_values(held, vk, vd, validation.simulation.duration_days))
+    elif held:
+        sims.update(simulated_values(held, kpis, daily, fitted.simulation.duration_days))
+    return sims
+
+
+@dataclass
+class _Final:
+    fitted: Scenario
+    validation: Scenario | None
+    report: pd.DataFrame
+    scores: dict[str, Any]
+
+
+def _final_evaluation(prob: Problem, best: dict[str, Any], ex: Executor, scoring_replications: int,
+                      known: dict[str, np.ndarray] | None = None) -> _Final:
+    """The fitted model on every target, fitted and held out, twice: on the fitting replications (in sample)
+    and on fresh ones (``scoring``: another seed), with naive forecasts and proper scores beside it."""
     cfg = prob.config
     fitted = prob.build(best)
-    final = _Evaluator(prob, ex, tqdm(total=0, disable=True))
-    [(kpis, daily)] = final.run([fitted])
-    all_targets = [prob.targets[t] for t in prob.fit_ids]
-    held = [prob.targets[t] for t in prob.held_ids]
-    sims = simulated_values(all_targets, kpis, daily, fitted.simulation.duration_days)
-    validation_scenario = None
-    if held:
-        if cfg.validation is not None:
-            vpath = _rel(prob.path, cfg.validation.scenario)
-            vdata, vlines = load_raw(vpath)
-            for dotted, value in cfg.set.items():
-                set_path(vdata, dotted, value, vlines)
-            validation_scenario = prob.build(best, vdata, vlines, str(vpath))
-            [(vk, vd)] = final.run([validation_scenario])
-            sims.update(simulated_values(held, vk, vd, validation_scenario.simulation.duration_days))
-        else:
-            sims.update(simulated_values(held, kpis, daily, fitted.simulation.duration_days))
-    rows = []
-    for t in [*all_targets, *held]:
-        m, lo, hi = bounded_ci(sims[t.id], *_target_range(t))
-        rows.append({"target": t.id, "description": t.description, "role": "held out" if t in held else "fitted",
-                     "observed": t.value, "simulated": m, "ci_low": lo, "ci_high": hi,
-                     "error_pct": 100.0 * (m - t.value) / t.value if t.value else float("nan"),
-                     "z": (m - t.value) / t.scale, "source": t.source})
-    return fitted, validation_scenario, pd.DataFrame(rows)
+    validation = _validation_scenario(prob, best)
+    runner = _Evaluator(prob, ex, tqdm(total=0, disable=True))
+    fitting = _simulate_targets(prob, fitted, validation, runner, seed=cfg.seed, replications=cfg.replications,
+                                known=known)
+    scoring = _simulate_targets(prob, fitted, validation, runner, seed=cfg.scoring_seed,
+                                replications=scoring_replications)
+    rows = [(prob.targets[t], "fitted") for t in prob.fit_ids] + [(prob.targets[t], "held out") for t in prob.held_ids]
+    report = score_table(rows, prob.targets, prob.fit_ids, fitting=fitting, scoring=scoring,
+                         bounds={t.id: _target_range(t) for t, _ in rows})
+    return _Final(fitted, validation, report, summarise_scores(report, scoring, cfg.scoring_seed))
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -524,6 +633,47 @@ class _Leaf:
     path: str
     value: Any
     fitted: bool
+    note: str = ""
+
+
+def _list_prefix(data: dict[str, Any], path: str) -> str | None:
+    """The part of ``path`` that ends at the first list on the way (None: no list).  ``extends`` replaces a
+    list whole, so a fitted value inside one (an escalation rule's threshold) is written as the whole list."""
+    node: Any = data
+    keys = path.split(".")
+    for depth, key in enumerate(keys[:-1]):
+        node = node.get(key) if isinstance(node, dict) else (node[int(key)] if key.isdigit() else None)
+        if isinstance(node, list):
+            return ".".join(keys[: depth + 1])
+    return None
+
+
+def _whole_lists(leaves: list[_Leaf], data: dict[str, Any], intervals: dict[str, tuple[float, float]]) -> list[_Leaf]:
+    """Leaves inside lists merged into one leaf per list: the base list with every value set, and a note."""
+    out: list[_Leaf] = []
+    lists: dict[str, list[_Leaf]] = {}
+    for leaf in leaves:
+        prefix = _list_prefix(data, leaf.path)
+        if prefix is None:
+            out.append(leaf)
+        else:
+            lists.setdefault(prefix, []).append(leaf)
+    for prefix, inner in lists.items():
+        node: Any = data
+        for key in prefix.split("."):
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        holder = {"list": copy.deepcopy(node)}
+        notes = []
+        for leaf in inner:
+            set_path(holder, "list" + leaf.path[len(prefix):], leaf.value)
+            if leaf.fitted:
+                lo, hi = intervals[leaf.path]
+                notes.append(f"{leaf.path[len(prefix) + 1:]} FITTED {_fmt(leaf.value)} "
+                             f"[95% set {_fmt(lo)}, {_fmt(hi)}]")
+            else:
+                notes.append(f"{leaf.path[len(prefix) + 1:]} SET")
+        out.append(_Leaf(prefix, holder["list"], False, "; ".join(notes)))
+    return out
 
 
 def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Path, target_path: Path) -> str:
@@ -535,7 +685,7 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
     tree: dict[str, Any] = {}
     leaves = [_Leaf(path, value, False) for path, value in cfg.set.items()]
     leaves += [_Leaf(p.path, result.best[p.path], True) for p in cfg.free]
-    for leaf in leaves:
+    for leaf in _whole_lists(leaves, prob.base_data, result.intervals):
         node = tree
         keys = leaf.path.split(".")
         for key in keys[:-1]:
@@ -570,7 +720,9 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
             else:
                 text = yaml.safe_dump(val.value, default_flow_style=True, width=10_000).strip()
                 text = text.removesuffix("\n...").removesuffix("...").strip()
-                lines.append(f"{pad}{key}: {text}   # SET by {config_path} (fixed during the fit)")
+                why = f"{val.note} ({config_path}); the whole list, as extends replaces lists" if val.note else \
+                    f"SET by {config_path} (fixed during the fit)"
+                lines.append(f"{pad}{key}: {text}   # {why}")
 
     emit(tree, 0)
     return "\n".join(lines) + "\n"
@@ -596,7 +748,12 @@ def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, valid
         files["scenario_copy"] = atomic_text(copy, fitted_yaml(result, prob.path, base, copy))
     meta = {
         "name": prob.config.name or prob.path.stem, "config": str(prob.path), "seed": prob.config.seed,
-        "replications": prob.config.replications, "optimiser": "scipy.optimize.differential_evolution",
+        "replications": prob.config.replications,
+        "fitting": {"seed": prob.config.seed, "replications": prob.config.replications},
+        "scoring": {"seed": result.scoring_seed, "replications": result.scoring_replications,
+                    "below_minimum": result.scoring_replications < MIN_SCORING_REPLICATIONS,
+                    "method": SCORING_METHOD},
+        "optimiser": "scipy.optimize.differential_evolution",
         "popsize": budget[0], "maxiter": budget[1], "evaluations": len(result.evaluations),
         "objective": result.objective, "fitted": result.best,
         "intervals_95": {k: list(v) for k, v in result.intervals.items()},
@@ -604,6 +761,8 @@ def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, valid
                               "objective (a profile over the points evaluated)",
         "in_sample_mean_abs_error_pct": result.in_sample_error_pct,
         "out_of_sample_mean_abs_error_pct": result.out_of_sample_error_pct,
+        "errors_basis": "fresh scoring replications (errors on the fitting replications are under 'scores')",
+        "scores": result.scores,
         "fitted_scenario_id": scenario_hash(fitted),
         "validation_scenario_id": scenario_hash(validation) if validation is not None else None,
         "seconds": round(result.seconds, 1), "versions": versions(),

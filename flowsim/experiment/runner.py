@@ -31,8 +31,9 @@ from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
 from flowsim.results.records import TIME_FIELDS
-from flowsim.rng import Streams
-from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict
+from flowsim.rng import Streams, make_stream
+from flowsim.scenario.loader import scenario_hash, scenario_to_dict, validate_dict, with_parameters
+from flowsim.scenario.parameters import PARAMETER_STREAM
 from flowsim.scenario.pathway_only import compile_scenario
 from flowsim.scenario.provenance import override_record
 from flowsim.scenario.schema import Scenario
@@ -42,11 +43,21 @@ log = logging.getLogger(__name__)
 PILOT_SEED_OFFSET = 1_000_003  # warm-up pilots draw from seeds the main runs do not use
 
 
+def drawn_parameters(scenario: Scenario, seed: int, replication: int) -> Scenario:
+    """The scenario replication ``replication`` simulates: with ``parameters_from``, one accepted parameter set
+    drawn on its own stream from (seed, replication), so every option on the same seed draws the same set."""
+    draws = scenario.parameters_from
+    if draws is None or not draws.sets:
+        return scenario
+    k = int(make_stream(seed, replication, PARAMETER_STREAM).integers(len(draws.sets)))
+    return with_parameters(scenario, draws.sets[k])
+
+
 def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id: str | None = None,
                     keep_patients: bool = True) -> ReplicationResult:
     """Simulate and analyse one replication."""
     t = time.perf_counter()
-    model_scenario = compile_scenario(scenario)  # pathway-only scenarios run on the full model
+    model_scenario = compile_scenario(drawn_parameters(scenario, seed, replication))  # pathway-only: full model
     raw = Model(model_scenario, Streams(seed, replication)).run()
     res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario), keep_patients)
     for problem in res.checks:
@@ -257,36 +268,55 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
     return lambda task: f"scenario '{scenario.name}' replication {task[2]} (seed {task[1]})"
 
 
+#: Told ``(replications done, replications in all)`` each time a replication finishes (a web page's progress bar).
+ProgressCallback = Callable[[int, int], None]
+
+
 def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
-              bar: tqdm[Any], store: PartStore) -> list[ReplicationRecord]:
+              tick: Callable[[int, int], None], store: PartStore) -> list[ReplicationRecord]:
     """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
     out: list[ReplicationRecord] = []
     for _, res in ex.run(_task, tasks, _rep_label(scenario)):
         out.append(ReplicationRecord(res, store))
-        bar.update()
+        tick(len(out), len(tasks))
     return out
 
 
+def _ticker(bar: tqdm[Any], progress: bool | ProgressCallback | None) -> Callable[[int, int], None]:
+    """What to do as each replication finishes: move the terminal's bar, and tell a caller's callback."""
+    callback = progress if callable(progress) else None
+
+    def tick(done: int, total: int) -> None:
+        bar.update()
+        if callback is not None:
+            callback(done, total)
+
+    return tick
+
+
 def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
-             progress: bool | None = None, keep_patients: bool = True,
+             progress: bool | ProgressCallback | None = None, keep_patients: bool = True,
              executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
     ``workers`` > 1 uses a local process pool for this call.  The result is the same either way.
+    ``progress``: a terminal progress bar (True, False, or None for "when stderr is a terminal"), or a callable
+    ``progress(done, total)`` called in the calling thread as each replication finishes (a web page's bar).
     Each replication's tables are stored under ``parts`` (a temporary directory by default) as
     they arrive, so memory stays flat however many replications run (see ``RunResult``).
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     sid = scenario_hash(scenario)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = tqdm(total=replications, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
     store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, bar, store)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, _ticker(bar, progress),
+                                store)
             execution = ex.describe()
     finally:
         bar.close()
@@ -330,7 +360,7 @@ def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05,
                 bar.total = max(bar.total, len(results) + batch)
                 bar.refresh()
                 new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex,
-                                bar, store)
+                                _ticker(bar, None), store)
                 results.extend(sorted(new, key=lambda r: r.replication))
             execution = ex.describe()
     finally:

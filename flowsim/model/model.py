@@ -1054,7 +1054,7 @@ class Model:
             p.initial = True
             if node in service_index:
                 pathway = self.service_pathway[service_index[node]]
-            elif node in ("P1", "P2", "P3"):
+            elif node in ("P0", "P1", "P2", "P3"):
                 pathway = node
             c = cohort_index[cohort] if cohort is not None else self._snapshot_cohort(node, pathway, pick())
             sampler.fill(p, c, exits=node == "ed")  # a patient past the front door is on a pathway already
@@ -1096,7 +1096,8 @@ class Model:
         self.n_nctr += 1
         if node != "assessment" or not self.assess_first[p.pathway]:
             p.rft = -elapsed
-            self.n_dtoc += 1
+            if p.pathway != "P0":  # going home: never a delayed transfer (see _ready)
+                self.n_dtoc += 1
         if node != "assessment" and self.needs_assessment[p.pathway]:
             p.assess_start = p.assess_end = -elapsed
         return ASSESSMENT if node == "assessment" else WAITING

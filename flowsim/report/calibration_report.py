@@ -53,12 +53,24 @@ def fit_table(src: CalibrationSource) -> Table:
                          Cell(value=fmt(r.get("observed")), numeric=True),
                          Cell(value=fmt(r.get("simulated")), ci=fmt_ci(r.get("ci_low"), r.get("ci_high")),
                               numeric=True),
-                         Cell(value=f"{num(r.get('error_pct')):+.1f}%" if math.isfinite(num(r.get("error_pct")))
-                              else "", numeric=True),
+                         Cell(value=fmt_ci(r.get("pi90_low"), r.get("pi90_high")), numeric=True),
+                         Cell(value=_pct(r.get("error_pct")), numeric=True),
+                         Cell(value=_pct(r.get("fitting_error_pct")), numeric=True),
+                         Cell(value=_pct(r.get("naive_persistence_error_pct")), numeric=True),
+                         Cell(value=_pct(r.get("naive_mean_error_pct")), numeric=True),
                          Cell(value=str(r.get("source") or ""))), data=data(target=r.get("target"), role=role)))
     return Table([Column("Target"), Column("Role"), Column("Observed", numeric=True),
-                  Column("Simulated", "mean, 95% CI", True), Column("Error", numeric=True), Column("Source")], rows,
+                  Column("Simulated", "mean, 95% CI, fresh replications", True),
+                  Column("90% prediction interval", "fresh replications", True),
+                  Column("Error", "fresh replications", True), Column("Error in sample", "fitting replications", True),
+                  Column("Persistence error", "naive", True), Column("Fitted-mean error", "naive", True),
+                  Column("Source")], rows,
                  id="headline", caption="Observed and simulated, target by target")
+
+
+def _pct(v: Any) -> str:
+    x = num(v)
+    return f"{x:+.1f}%" if math.isfinite(x) else ""
 
 
 def key_messages(src: CalibrationSource) -> list[Rich]:
@@ -71,14 +83,38 @@ def key_messages(src: CalibrationSource) -> list[Rich]:
         lo, hi = (intervals.get(path) or [math.nan, math.nan])[:2]
         label = str((free.get(path) or {}).get("label") or path)
         msgs.append(Rich.of(f"{label}: ", b(_value(value)), f" (approximate 95% set {_value(lo)} to {_value(hi)})."))
-    ins, oos = num(meta.get("in_sample_mean_abs_error_pct")), num(meta.get("out_of_sample_mean_abs_error_pct"))
-    if math.isfinite(ins):
-        msgs.append(Rich.of("Mean absolute error on the targets fitted: ", b(f"{ins:.1f}%"), "."))
-    if math.isfinite(oos):
-        msgs.append(Rich.of("On the held-out targets, which never entered the fit: ", b(f"{oos:.1f}%"),
-                            ". This is the honest measure of how well the fitted model predicts."))
+    msgs += _score_messages(meta)
     msgs.append("These are model estimates under the assumptions listed in this report, not forecasts.")
     return bullets(msgs)
+
+
+def _score_messages(meta: dict[str, Any]) -> list[Rich | str]:
+    """Errors on fresh replications (with the fitting replications' beside them), prediction-interval coverage,
+    and the verdicts against the naive forecasts, as the calibration wrote them (words follow the numbers)."""
+    scoring = meta.get("scoring") or {}
+    msgs: list[Rich | str] = []
+    if scoring:
+        below = " (below the minimum of 30: a quick check, not for quoting)" if scoring.get("below_minimum") else ""
+        msgs.append(Rich.of("Scored on ", b(f"{scoring.get('replications')} fresh replications"),
+                            f" (seed {scoring.get('seed')}), none of which entered the fit{below}."))
+    for group, s in (meta.get("scores") or {}).items():
+        model = s.get("model") or {}
+        ci = model.get("mean_abs_error_pct_ci95") or [math.nan, math.nan]
+        cov = s.get("coverage") or {}
+        msgs.append(Rich.of(f"Mean absolute error on {group} targets: ",
+                            b(f"{num(model.get('mean_abs_error_pct')):.1f}%"),
+                            f" [95% CI {num(ci[0]):.1f}% to {num(ci[1]):.1f}%] on fresh replications, "
+                            f"{num(model.get('mean_abs_error_pct_fitting_replications')):.1f}% on the fitting ones; "
+                            f"observed inside the 90% prediction interval for {(cov.get('pi90') or {}).get('inside')} "
+                            f"of {(cov.get('pi90') or {}).get('of')}."))
+        msgs += [str(v) for v in s.get("verdicts") or []]
+    if not msgs:
+        ins, oos = num(meta.get("in_sample_mean_abs_error_pct")), num(meta.get("out_of_sample_mean_abs_error_pct"))
+        if math.isfinite(ins):
+            msgs.append(Rich.of("Mean absolute error on the targets fitted: ", b(f"{ins:.1f}%"), "."))
+        if math.isfinite(oos):
+            msgs.append(Rich.of("On the held-out targets, which never entered the fit: ", b(f"{oos:.1f}%"), "."))
+    return msgs
 
 
 def _stress(src: CalibrationSource) -> dict[str, Any]:
@@ -92,9 +128,11 @@ def _stress(src: CalibrationSource) -> dict[str, Any]:
         experiment=Rich.of(f"Differential evolution over {meta.get('evaluations')} candidates on common random "
                            "numbers. ", todo("why these parameters were freed and these targets chosen.")),
         scenario_logic=Rich.of("The fitted scenario extends the calibrated one with the fitted values."),
-        replications=f"{reps} replications per candidate.",
+        replications=f"{reps} replications per candidate; the fitted model scored on "
+                     f"{(meta.get('scoring') or {}).get('replications', '?')} fresh replications.",
         estimation=f"Objective: sum of squared z-scores; uncertainty: {meta.get('uncertainty_method')}.",
-        seed=str(meta.get("seed")), versions={str(k): str(v) for k, v in (meta.get("versions") or {}).items()},
+        seed=f"{meta.get('seed')} (fitting); {(meta.get('scoring') or {}).get('seed', '?')} (scoring)",
+        versions={str(k): str(v) for k, v in (meta.get("versions") or {}).items()},
         scenario_ids=str(meta.get("fitted_scenario_id")),
         execution=f"About {num(meta.get('seconds')):.0f} s in all; candidates evaluated a population at a time.")
     table, done, total = stress_table(facts)

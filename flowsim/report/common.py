@@ -38,9 +38,13 @@ def dtoc_target_per_day(sc: Mapping[str, Any]) -> float | None:
     return targets(sc)["delayed_per_100k"] * pop / 1e5
 
 
-def how_to_read(n_reps: int, *, paired: bool = False, standards: bool = True) -> dict[str, Any]:
-    """What the 'How to read this report' callout needs (its words are in the template)."""
-    return {"n": n_reps, "paired": paired, "standards": standards, "method": INTERVAL_METHOD}
+def how_to_read(n_reps: int, *, paired: bool = False, standards: bool = True, parameters: str | None = None
+                ) -> dict[str, Any]:
+    """What the 'How to read this report' callout needs (its words are in the template); ``parameters``: how
+    the intervals include parameter uncertainty, when the run drew its parameters (summary.json
+    ``intervals_include``)."""
+    return {"n": n_reps, "paired": paired, "standards": standards, "method": INTERVAL_METHOD,
+            "parameters": parameters}
 
 
 def created(text: object) -> str:

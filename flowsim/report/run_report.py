@@ -135,15 +135,21 @@ def _period_rows(periods: list[dict[str, Any]], last: str) -> list[Row]:
                  Cell(value=fmt(q.get(last)), numeric=True))) for q in periods]
 
 
-def _dtoc(src: RunSource, page: Page) -> dict[str, Any]:
+def dtoc_trajectory_png(src: RunSource) -> bytes | None:
+    """Delayed patients each day (fan over replications) against the BCF target, as PNG; None without daily data.
+    (The report's chart; the web app shows the same.)"""
     sc = src.scenario
     t = targets(sc)
     target = dtoc_target_per_day(sc)
-    png = None
-    if src.daily is not None and "delayed_midnight" in src.daily.columns and not src.daily.empty:
-        label = (f"BCF target: {t['delayed_per_100k']:g} per 100,000 adults = {target:.1f} a day"
-                 if target is not None else "")
-        png = png_bytes(dtoc_target_figure(src.daily, title(sc), target, label))
+    if src.daily is None or "delayed_midnight" not in src.daily.columns or src.daily.empty:
+        return None
+    label = (f"BCF target: {t['delayed_per_100k']:g} per 100,000 adults = {target:.1f} a day"
+             if target is not None else "")
+    return png_bytes(dtoc_target_figure(src.daily, title(sc), target, label))
+
+
+def _dtoc(src: RunSource, page: Page) -> dict[str, Any]:
+    png = dtoc_trajectory_png(src)
     fig = page.figure(png, "Line chart of delayed patients each day against the Better Care Fund target",
                       "Delayed transfers of care each day (midnight census, acute and community beds) against the "
                       "Better Care Fund target. The line is the average over replications; the shading shows how "
@@ -274,8 +280,9 @@ def build(src: RunSource) -> Page:
     s = src.summary
     n = int(num(s.get("replications"))) if math.isfinite(num(s.get("replications"))) else 0
     page = Page("run", f"{src.name}: simulation report", _masthead(src), footer=footer(src.directory))
+    include = s.get("intervals_include") or {}
     page.add("summary", "Summary", messages=key_messages(src), headline=headline_table(src), how=how_to_read(
-        n, standards=True))
+        n, standards=True, parameters=str(include.get("text")) if include.get("parameter_uncertainty") else None))
     page.add("dtoc", "Delayed transfers of care against the BCF target", **_dtoc(src, page))
     charts = _charts(src, page)
     page.add("occupancy", "Bed occupancy against 92%", figure=charts["occupancy"])

@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from flowsim.errors import ScenarioError
+from flowsim.scenario.parameters import METHOD, accepted_sets
 from flowsim.scenario.provenance import lookup, override_record
 from flowsim.scenario.safeyaml import LineMap, Loc, Unreadable, YamlSyntaxError, load_value, parse_yaml, read_text
 from flowsim.scenario.schema import FieldProblems, Scenario
@@ -385,10 +386,51 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
 
 
 def finish_scenario(data: dict[str, Any], lines: LineMap, source: str) -> Scenario:
-    """Read the snapshot file (if any) into ``data`` and validate: the last steps of loading."""
+    """Read the snapshot file and the parameter sets (if any) into ``data`` and validate: the last steps of
+    loading."""
     data = copy.deepcopy(data)
     _read_snapshot(data, lines)
-    return validate_dict(data, source, lines)
+    _read_parameter_sets(data, lines)
+    scenario = validate_dict(data, source, lines)
+    if scenario.parameters_from is not None:
+        where = "{}:{}".format(*lines.get(("parameters_from",), (source, 0)))
+        for i, values in enumerate(scenario.parameters_from.sets):
+            try:
+                with_parameters(scenario, values)
+            except ScenarioError as exc:
+                raise ScenarioError([f"{where}: parameters_from: set {i} ({values}): {p}"
+                                     for p in exc.problems]) from None
+    return scenario
+
+
+def _read_parameter_sets(data: dict[str, Any], lines: LineMap) -> None:
+    """``parameters_from: DIR`` (or ``{source: DIR}``) -> the calibration's accepted sets, read relative to the
+    YAML file that named it."""
+    given = data.get("parameters_from")
+    if given is None:
+        return
+    if isinstance(given, str):
+        given = {"source": given}
+    if not isinstance(given, dict) or not isinstance(given.get("source"), str):
+        return  # validation reports the shape
+    file, line = lines.get(("parameters_from",), ("--set", 0))
+    base = Path.cwd() if file == "--set" else Path(file).parent
+    path = Path(given["source"])
+    path = path if path.is_absolute() else base / path
+    if not given.get("sets"):
+        given = {**given, "sets": accepted_sets(path, f"{file}:{line}"), "method": METHOD}
+    data["parameters_from"] = given
+
+
+def with_parameters(scenario: Scenario, values: dict[str, Any]) -> Scenario:
+    """``scenario`` with ``values`` (dotted path -> value) set and no parameter draws left: what one replication
+    of a run with ``parameters_from`` simulates."""
+    data = scenario_to_dict(scenario)
+    data.pop("parameters_from", None)
+    problems = [p for path, value in values.items() if (p := set_path(data, path, value)) is not None]
+    if problems:
+        raise ScenarioError(problems)
+    return validate_dict(data, f"{scenario.name} with parameters {values}")
 
 
 def read_mapping(path: Path) -> tuple[dict[str, Any], LineMap]:
@@ -425,5 +467,7 @@ def scenario_hash(scenario: Scenario) -> str:
     reached by editing the file or by ``--set`` hash alike."""
     data = scenario_to_dict(scenario)
     data.pop("overrides", None)
+    if data.get("parameters_from") is None:  # a field added later: absent, it leaves older scenarios' hashes alone
+        data.pop("parameters_from", None)
     canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -727,7 +727,8 @@ class SnapshotPatient(Frozen):
 
     ``node``: ``ed`` (boarding), ``acute`` (in their acute stay, not yet medically fit),
     ``assessment`` (fit, waiting for or in assessment), ``P1``/``P2``/``P3`` (fit and assessed,
-    waiting in an acute bed for that pathway), or a service name (in a downstream stay).
+    waiting in an acute bed for that pathway), ``P0`` (fit, going home without new support at the
+    next discharge hours: a bed state at midnight has them), or a service name (in a downstream stay).
     """
 
     node: Name
@@ -769,7 +770,7 @@ class StepUp(Frozen):
     """
 
     name: Name
-    label: str | None = None
+    label: Text | None = None
     target: Name = Field(description="A pathway (P1, P2, P3) or one of its services.")
     cohort: Name = Field(description="The cohort the referred people belong to (service eligibility, and the "
                                      "admission's case mix if they are sent to hospital).")
@@ -786,7 +787,7 @@ class StepUp(Frozen):
         default="refused", description="What happens when patience runs out: the referral is refused (the person "
                                        "stays at home), or the person is admitted to hospital.")
     los: Distribution | None = Field(default=None, description="Length of a step-up stay; default: the service's.")
-    note: str | None = None
+    note: Text | None = None
 
 
 class CalendarRules(Frozen):
@@ -795,6 +796,16 @@ class CalendarRules(Frozen):
     bank_holidays: Literal["england"] | None = Field(
         default=None, description="'england': England and Wales bank holidays (the 'holidays' package) are treated "
                                   "like a weekend day; omitted: weekdays are working days.")
+
+
+class ParameterDraws(Frozen):
+    """Parameter uncertainty carried into a run (see ``flowsim/scenario/parameters.py``): ``source`` names a
+    calibration directory; ``sets`` (filled when the scenario is loaded) are its accepted parameter sets, one
+    drawn per replication."""
+
+    source: Text
+    sets: list[dict[Text, float]] = Field(default_factory=list, description="filled by flowsim from source")
+    method: Text = ""
 
 
 class Locality(Frozen):
@@ -958,6 +969,9 @@ class Scenario(Frozen):
     disruptions: list[Disruption] = Field(default_factory=list)
     escalation: Escalation | None = None
     initial_state: InitialState | None = None
+    parameters_from: ParameterDraws | None = Field(
+        default=None, description="A calibration directory whose accepted parameter sets replications draw from, "
+                                  "so intervals include parameter uncertainty.")
     overrides: list[Override] = Field(
         default_factory=list, description="Written by flowsim, not by hand: the changes a run made to the file "
                                           "(--set, --warmup), so outputs can show them.")
@@ -1145,7 +1159,7 @@ class Scenario(Frozen):
             if name not in services:
                 out.append((("initial_state", "services", name),
                             f"unknown service (defined: {', '.join(sorted(services))})"))
-        nodes = {"ed", "acute", "assessment", "P1", "P2", "P3"} | services
+        nodes = {"ed", "acute", "assessment", "P0", "P1", "P2", "P3"} | services
         service_pathway = self.service_pathway()
         for i, row in enumerate(init.patients):
             where = ("initial_state", "patients", i)
@@ -1161,7 +1175,7 @@ class Scenario(Frozen):
             elif row.node == "assessment" and row.pathway in self.pathways \
                     and not self.pathways[row.pathway].needs_assessment:
                 out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
-            implied = (row.node if row.node in ("P1", "P2", "P3")
+            implied = (row.node if row.node in ("P0", "P1", "P2", "P3")
                        else service_pathway.get(row.node, row.pathway))
             if implied is not None and implied not in self.pathways:
                 out.append(((*where, "node" if implied == row.node else "pathway"),
@@ -1207,7 +1221,7 @@ class Scenario(Frozen):
         out: list[tuple[tuple[str | int, ...], int, int, str]] = []
         rows = [r.node for r in init.patients]
         in_acute = (init.acute_occupied + sum(init.waiting_for_assessment.values()) + sum(init.waiting.values())
-                    + sum(1 for n in rows if n in ("acute", "assessment", "P1", "P2", "P3")))
+                    + sum(1 for n in rows if n in ("acute", "assessment", "P0", "P1", "P2", "P3")))
         if self.acute is not None:
             cap = _capacity_at(self.acute.beds, self, "acute", start)
             if cap is not None and in_acute > cap:
