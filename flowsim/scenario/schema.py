@@ -761,16 +761,6 @@ class InitialState(Frozen):
                                    "occupancy falls below capacity, and the excess is reported with the results.")
 
 
-class ParameterDraws(Frozen):
-    """Parameter uncertainty carried into a run (see ``flowsim/scenario/parameters.py``): ``source`` names a
-    calibration directory; ``sets`` (filled when the scenario is loaded) are its accepted parameter sets, one
-    drawn per replication."""
-
-    source: Text
-    sets: list[dict[Text, float]] = Field(default_factory=list, description="filled by flowsim from source")
-    method: Text = ""
-
-
 class StepUp(Frozen):
     """Step-up referrals: people sent from the community straight into a P1-P3 service to prevent an admission.
 
@@ -781,7 +771,7 @@ class StepUp(Frozen):
     """
 
     name: Name
-    label: str | None = None
+    label: Text | None = None
     target: Name = Field(description="A pathway (P1, P2, P3) or one of its services.")
     cohort: Name = Field(description="The cohort the referred people belong to (service eligibility, and the "
                                      "admission's case mix if they are sent to hospital).")
@@ -798,7 +788,7 @@ class StepUp(Frozen):
         default="refused", description="What happens when patience runs out: the referral is refused (the person "
                                        "stays at home), or the person is admitted to hospital.")
     los: Distribution | None = Field(default=None, description="Length of a step-up stay; default: the service's.")
-    note: str | None = None
+    note: Text | None = None
 
 
 #: Daily series of the model a replay's observed file may give (each a column of ``daily.csv``).
@@ -887,6 +877,16 @@ class CalendarRules(Frozen):
     bank_holidays: Literal["england"] | None = Field(
         default=None, description="'england': England and Wales bank holidays (the 'holidays' package) are treated "
                                   "like a weekend day; omitted: weekdays are working days.")
+
+
+class ParameterDraws(Frozen):
+    """Parameter uncertainty carried into a run (see ``flowsim/scenario/parameters.py``): ``source`` names a
+    calibration directory; ``sets`` (filled when the scenario is loaded) are its accepted parameter sets, one
+    drawn per replication."""
+
+    source: Text
+    sets: list[dict[Text, float]] = Field(default_factory=list, description="filled by flowsim from source")
+    method: Text = ""
 
 
 class Locality(Frozen):
