@@ -22,6 +22,10 @@ from flowsim.scenario.pathway_only import compile_scenario
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 SHIPPED = sorted(SCENARIOS_DIR.glob("*.yaml"))
+#: every issue 12 journey at rates a 60-day run sees many times (step-up, deaths, same-day stays,
+#: readmissions from inside a stay, home-care hand-over keeping the place, bank holidays)
+JOURNEYS = Path(__file__).resolve().parent / "scenarios" / "journeys.yaml"
+CHECKED = [*SHIPPED, JOURNEYS]
 SHORT = ["simulation.duration_days=60", "simulation.warmup_days=20"]
 T_SHORT = 60.0
 TOL = 1e-9
@@ -34,8 +38,12 @@ def test_shipped_scenarios_found() -> None:
 
 # --------------------------------------------------------------------------- helpers
 def departure(p: pd.DataFrame) -> np.ndarray:
-    """When a stay leaves the system: acute_end for P0, end of the downstream stay otherwise."""
-    return np.where(p["pathway"].astype(str) == "P0", p["acute_end"], p["ds_end"])
+    """When a stay leaves the system: acute_end for P0 (same-day stays included) and deaths in hospital, the end
+    of the downstream stay otherwise (step-up stays too), and for a step-up referral that gave up waiting at home
+    (refused, or sent to hospital as a new stay), the moment it gave up."""
+    acute_only = (p["pathway"].astype(str) == "P0").to_numpy() | (p["acute_exit"] == "died").to_numpy()
+    gave_up = ((p["kind"] == "step_up") & (p["cancelled"] != "")).to_numpy()
+    return np.where(gave_up, p["gave_up"], np.where(acute_only, p["acute_end"], p["ds_end"]))
 
 
 def max_overlap_at_grants(starts: np.ndarray, ends: np.ndarray, t_end: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +77,7 @@ def short_overrides(path: Path) -> list[str]:
     return ["simulation.duration_days=60", "simulation.warmup_days=0" if raw.get("initial_state") else SHORT[1]]
 
 
-@pytest.fixture(scope="module", params=SHIPPED, ids=lambda p: p.name)
+@pytest.fixture(scope="module", params=CHECKED, ids=lambda p: p.name)
 def short_run(request):
     sc = load_scenario(request.param, overrides=short_overrides(request.param))
     assert sc.simulation.duration_days == 60
@@ -93,19 +101,24 @@ def test_shipped_scenario_runs_clean(short_run) -> None:
 
 
 def test_conservation_from_patient_table(short_run) -> None:
-    """Per replication: in system at 0 + admitted = departed + in system at T, stage by stage."""
-    _, _, result = short_run
+    """Per replication: in system at 0 + admitted = departed + in system at T, stage by stage.
+
+    "In the system" counts hospital stays from arrival and step-up referrals from the referral (waiting at home
+    for a place, then in the place), so a referral sent to hospital leaves as it becomes a new stay.
+    """
+    _, sc, result = short_run
     pts = result.patients()
     kpis = result.kpi_frame()
     daily = result.daily()
     T = T_SHORT
     for rep, stays in pts.groupby("replication"):
+        step_up_all = stays["kind"] == "step_up"
         # a cancelled elective never enters the hospital: it is recorded, but not a stay
-        assert stays.loc[stays["cancelled"] != "", "bed_start"].isna().all()
-        p = stays[stays["cancelled"] == ""]
+        assert stays.loc[(stays["cancelled"] != "") & ~step_up_all, "bed_start"].isna().all()
+        p = stays[(stays["cancelled"] == "") | step_up_all]
         arrival = p["arrival"].to_numpy()
         dep = departure(p)
-        stamps = p[["arrival", "bed_start", "mffd", "slot_granted", "acute_end", "ds_end"]].to_numpy()
+        stamps = p[["arrival", "bed_start", "mffd", "slot_granted", "acute_end", "ds_end", "gave_up"]].to_numpy()
         assert np.nanmax(stamps) <= T and np.nanmin(stamps) >= -20.0
 
         in_at_0 = np.sum((arrival < 0) & (np.isnan(dep) | (dep >= 0)))
@@ -114,29 +127,12 @@ def test_conservation_from_patient_table(short_run) -> None:
         in_at_T = np.sum(np.isnan(dep))
         assert in_at_0 + admitted == departed + in_at_T
 
-        # everyone still in the system is in exactly one stage
-        pathway = p["pathway"].astype(str).to_numpy()
-        in_ed = np.isnan(p["bed_start"].to_numpy())
-        in_acute = ~in_ed & np.isnan(p["acute_end"].to_numpy())
-        downstream = ~np.isnan(p["acute_end"].to_numpy()) & np.isnan(dep)
-        assert not np.any(downstream & (pathway == "P0"))
-        assert in_ed.sum() + in_acute.sum() + downstream.sum() == in_at_T
-        # a finished stay has every stamp of its journey
-        done = ~np.isnan(dep)
-        for col in ("bed_start", "mffd", "acute_end"):
-            assert p.loc[done, col].notna().all(), col
-        done_ds = done & (pathway != "P0")
-        for col in ("slot_granted", "stay_end"):
-            assert p.loc[done_ds, col].notna().all(), col
-        assert (p.loc[done_ds, "service"] != "").all()
-
-        # readmissions follow the end of the stay they repeat
-        by_id = p.set_index("stay_id")
-        re = p[p["readmission_of"] >= 0]
-        prev_dep = pd.Series(dep, index=p["stay_id"].to_numpy()).reindex(re["readmission_of"]).to_numpy()
-        assert not np.isnan(prev_dep).any()
-        assert np.all(re["arrival"].to_numpy() >= prev_dep - TOL)
-        assert by_id.index.is_unique
+        in_acute = check_stages(p, dep, in_at_T)
+        check_readmissions(sc, p, dep)
+        # a referral sent to hospital is a new stay arriving as it gives up
+        div = p[p["diverted_from"] >= 0]
+        origin = pd.Series(dep, index=p["stay_id"].to_numpy()).reindex(div["diverted_from"]).to_numpy()
+        assert np.allclose(div["arrival"].to_numpy(), origin, rtol=0, atol=TOL)
 
         # the KPI layer counts the same things (admissions KPIs are non-elective)
         d = daily[daily["replication"] == rep]
@@ -146,12 +142,84 @@ def test_conservation_from_patient_table(short_run) -> None:
         assert d["admissions"].sum() == emergency
         assert kpis.loc[rep, "admissions_per_day"] == pytest.approx(emergency / T)
         acute_end = p["acute_end"].to_numpy()
+        pathway = p["pathway"].astype(str).to_numpy()
         for pw in ("P0", "P1", "P2", "P3"):
             # snapshot patients already in a service (stage 4) never left an acute bed during the run
             left = np.sum((pathway == pw) & (acute_end >= 0) & (acute_end < T) & (p["initial_stage"] != 4).to_numpy())
             assert kpis.loc[rep, f"discharges_{pw}"] == left
         # midnight census at the end of the last day = patients in acute beds at T
         assert d["acute_occupied_midnight"].iloc[-1] == in_acute.sum()
+
+
+def check_stages(p: pd.DataFrame, dep: np.ndarray, in_at_T: int) -> np.ndarray:
+    """Everyone still in the system is in exactly one stage (at home waiting for a step-up place, ED, acute bed,
+    downstream place), and a finished stay has every stamp of its journey.  Returns who is in an acute bed at T."""
+    pathway = p["pathway"].astype(str).to_numpy()
+    step_up = (p["kind"] == "step_up").to_numpy()
+    died = (p["acute_exit"] == "died").to_numpy()
+    granted = ~np.isnan(p["slot_granted"].to_numpy())
+    at_home = step_up & ~granted & np.isnan(dep)
+    in_ed = ~step_up & np.isnan(p["bed_start"].to_numpy())
+    in_acute = ~in_ed & ~step_up & np.isnan(p["acute_end"].to_numpy())
+    downstream = np.isnan(dep) & (~np.isnan(p["acute_end"].to_numpy()) | (step_up & granted))
+    assert not np.any(downstream & ((pathway == "P0") | died))
+    assert not np.any(step_up & ~np.isnan(p["bed_start"].to_numpy()))  # a step-up stay never has a bed
+    assert at_home.sum() + in_ed.sum() + in_acute.sum() + downstream.sum() == in_at_T
+    # a finished stay has every stamp of its journey (a death in hospital never becomes medically fit)
+    done = ~np.isnan(dep) & (p["cancelled"] == "").to_numpy()
+    hospital = done & ~step_up
+    for col in ("bed_start", "acute_end"):
+        assert p.loc[hospital, col].notna().all(), col
+    assert p.loc[hospital & ~died, "mffd"].notna().all()
+    assert p.loc[died, ["mffd", "rft", "slot_granted"]].isna().all().all()
+    assert (p.loc[died & done, "outcome"] == "death").all()
+    done_ds = done & (pathway != "P0") & ~died
+    for col in ("slot_granted", "stay_end"):
+        assert p.loc[done_ds, col].notna().all(), col
+    assert (p.loc[done_ds, "service"] != "").all()
+    # a referral gave up only while still waiting at home
+    gave_up = step_up & (p["cancelled"] != "").to_numpy()
+    assert not np.any(gave_up & granted) and not np.isnan(p.loc[gave_up, "gave_up"].to_numpy()).any()
+    return in_acute
+
+
+def check_readmissions(sc, p: pd.DataFrame, dep: np.ndarray) -> None:
+    """A readmission follows the stay it repeats: after its acute discharge when the pathway times readmissions
+    from there (possibly from inside the downstream stay, which ends at that instant), else after it has left."""
+    by_id = p.set_index("stay_id")
+    assert by_id.index.is_unique
+    re = p[p["readmission_of"] >= 0]
+    prev = by_id.loc[re["readmission_of"]]
+    prev_dep = pd.Series(dep, index=p["stay_id"].to_numpy()).reindex(re["readmission_of"]).to_numpy()
+    from_acute = np.array([pw in sc.pathways and sc.pathways[pw].readmission.timed_from == "acute_discharge"
+                           for pw in prev["pathway"].astype(str)], dtype=bool)
+    bound = np.where(from_acute, prev["acute_end"].to_numpy(), prev_dep)
+    assert not np.isnan(bound).any()
+    assert np.all(re["arrival"].to_numpy() >= bound - TOL)
+    inside = (prev["outcome"] == "readmitted").to_numpy()
+    assert np.all(from_acute[inside])  # only readmissions timed from acute discharge cut a stay short
+    assert np.allclose(prev["ds_end"].to_numpy()[inside], re["arrival"].to_numpy()[inside], rtol=0, atol=TOL)
+    # nobody is readmitted from a care home or after dying
+    assert prev["outcome"].isin(["home", "home_with_care", "readmitted"]).all()
+
+
+def test_journeys_scenario_has_every_journey(short_run) -> None:
+    """Power for the checks above: the journeys scenario's short run shows each issue 12 journey many times."""
+    path, _, result = short_run
+    if path != JOURNEYS:
+        pytest.skip("the power check is for the journeys scenario")
+    pts = result.patients()
+    step_up = pts[pts["kind"] == "step_up"]
+    counts = {
+        "step-up starts": step_up["slot_granted"].notna().sum(),
+        "step-up refused": (step_up["cancelled"] == "refused").sum(),
+        "step-up sent to hospital": (pts["diverted_from"] >= 0).sum(),
+        "deaths in hospital": (pts["acute_exit"] == "died").sum(),
+        "same-day stays": (pts["acute_exit"] == "same_day").sum(),
+        "readmitted from a community stay": (pts["outcome"] == "readmitted").sum(),
+        "home-care hand-overs waiting in place": ((pts["onward_granted"] - pts["stay_end"]) > 1e-6).sum(),
+    }
+    assert all(n >= 10 for n in counts.values()), counts
 
 
 def capacity_in_force(sc, target: str, cap, log: pd.DataFrame, t0: float, T: float):
@@ -177,7 +245,8 @@ def test_fitness_declared_on_ward_rounds(short_run) -> None:
     _, sc, result = short_run
     pts = result.patients()
     ok = pts.dropna(subset=["mffd"])
-    ok = ok[(ok["kind"] == "non_elective") & ~ok["initial"]]
+    # a same-day stay leaves on its own clock (criteria-led), not on a ward round
+    ok = ok[(ok["kind"] == "non_elective") & ~ok["initial"] & (ok["acute_exit"] != "same_day")]
     assert (ok["rft"].dropna() >= ok.loc[ok["rft"].notna(), "mffd"] - TOL).all()
     rounds = sc.acute.ward_rounds if sc.acute is not None else None  # pathway-only: no acute stay
     if rounds is None:
@@ -185,11 +254,24 @@ def test_fitness_declared_on_ward_rounds(short_run) -> None:
         return
     mffd = ok["mffd"].to_numpy(dtype=float)
     assert len(mffd) > 0 and (mffd >= ok["clinically_fit"].to_numpy(dtype=float) - TOL).all()
-    weekend = (sc.simulation.start_date.weekday() + np.floor(mffd).astype(int)) % 7 >= 5
+    day = np.floor(mffd).astype(int)
+    weekend = ((sc.simulation.start_date.weekday() + day) % 7 >= 5) | np.isin(day, list(holidays_of(sc)))
     hour = np.round((mffd - np.floor(mffd)) * 24.0, 6)
     on_round = np.where(weekend, np.isin(hour, np.round(rounds.weekend_hours, 6)),
                         np.isin(hour, np.round(rounds.weekday_hours, 6)))
     assert on_round.all(), "a patient declared fit outside the ward rounds"
+
+
+def holidays_of(sc) -> set[int]:
+    """Model days that are England bank holidays on weekdays when the scenario asks for them, from the
+    ``holidays`` package directly (not the model's calendar code)."""
+    if sc.calendar.bank_holidays is None:
+        return set()
+    import holidays
+
+    start = sc.simulation.start_date
+    cal = holidays.country_holidays("GB", subdiv="ENG", years=range(start.year - 1, start.year + 3))
+    return {(d - start).days for d in cal if d.weekday() < 5}
 
 
 def test_shipped_rotherham_uses_ward_rounds() -> None:
@@ -242,7 +324,7 @@ def unlimited_downstream_overrides(path: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHECKED, ids=lambda p: p.name)
 def test_infinite_downstream_capacity_gives_zero_dtoc(path: Path) -> None:
     sc = load_scenario(path, overrides=unlimited_downstream_overrides(path))
     assert all(svc.capacity == "unlimited" for pw in sc.pathways.values() for svc in pw.services.values())
@@ -259,6 +341,14 @@ def test_infinite_downstream_capacity_gives_zero_dtoc(path: Path) -> None:
     assert len(ready) > 0
     assert np.allclose(ready["slot_granted"], ready["rft"], rtol=0, atol=TOL)
     assert np.allclose(ready["acute_end"], ready["rft"], rtol=0, atol=TOL)
+    # step-up referrals are placed at once and nobody waits for care after a stay (home care at its start)
+    up = pts[pts["kind"] == "step_up"]
+    assert (up["cancelled"] == "").all()
+    assert np.allclose(up["slot_granted"], up["arrival"], rtol=0, atol=TOL)
+    onward = pts.dropna(subset=["onward_granted"])
+    assert np.allclose(onward["onward_granted"], onward["stay_end"], rtol=0, atol=TOL)
+    if path == JOURNEYS:  # power: the new journeys are there to be checked
+        assert len(up) > 20 and len(onward) > 20 and (pts["acute_exit"] == "died").sum() > 20
 
 
 def test_minimal_has_delays_without_the_overrides() -> None:

@@ -369,3 +369,72 @@ def test_home_care_hours_never_overcommitted(scenario_builder) -> None:
     assert max(h for h, _ in peaks) <= 30 + 1e-9 and max(b for _, b in peaks) <= 7
     assert max(h for h, _ in peaks) > 20
     assert any(not math.isnan(p.onward_granted) and p.onward_granted > p.stay_end + 1e-9 for p in raw.patients)
+
+
+# ------------------------------------------------- bank holidays over Christmas 2016, by hand
+# Model day 0 is Monday 19 December 2016.  Friday 23 (day 4), Saturday 24 and Sunday 25 (days 5-6),
+# Boxing Day Monday 26 (day 7), Tuesday 27 (day 8, the substitute for Christmas Day on a Sunday),
+# Wednesday 28 (day 9), the first working day after Christmas; Monday 2 January 2017 (day 14) is the
+# substitute for New Year's Day on a Sunday.
+XMAS_START = "2016-12-19"
+
+
+def _first_open(t: float, closed: set[int], h0: float, h1: float) -> float:
+    """The first instant >= t within [h0, h1) hours of a day not in ``closed`` (the rule written out by hand)."""
+    day = math.floor(t)
+    while day in closed or t >= day + h1 / 24.0:
+        day += 1
+    return max(t, day + h0 / 24.0)
+
+
+@pytest.mark.parametrize("calendar", [None, "england"])
+def test_community_discharges_wait_for_the_first_working_day_after_christmas(scenario_builder, calendar) -> None:
+    """An intermediate-care stay that ends after 16:00 on Friday 23 December leaves at 10:00 on Wednesday 28
+    with the England calendar (Boxing Day and Tuesday 27 are holidays), on Monday 26 without it."""
+    data = scenario_builder(
+        rate=6.0, beds="unlimited", duration_days=16, warmup_days=0, start_date=XMAS_START, pathway_mix={"P2": 1.0},
+        pathways={"P2": {"services": {"ic": {
+            "capacity": "unlimited", "los": {"dist": "exponential", "mean": 2.0}, "outcomes": {"home": 1.0},
+            "discharge": {"hours": {"start": 10, "end": 16}, "weekend_rate": 0.0}}}}})
+    if calendar:
+        data["calendar"] = {"bank_holidays": calendar}
+    res = simulate(validate_dict(data), replications=1, seed=12)
+    assert res.checks == []
+    done = res.patients().dropna(subset=["ds_end"])
+    closed = {5, 6, 12, 13} | ({7, 8, 14} if calendar else set())
+    want = np.array([_first_open(t, closed, 10, 16) for t in done["stay_end"]])
+    assert np.allclose(done["ds_end"].to_numpy(), want, rtol=0, atol=1e-9)
+    # power: stays ending over the long weekend exist and all leave on the first working day, at opening time
+    xmas = done[(done["stay_end"] >= 4 + 16 / 24) & (done["stay_end"] < 7 + 10 / 24)]
+    assert len(xmas) >= 5
+    first_working = 9 if calendar else 7
+    assert np.allclose(xmas["ds_end"], first_working + 10 / 24)
+    assert not np.isin(np.floor(done["ds_end"]), list(closed)).any()
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_escalation_weekend_discharges_cover_bank_holidays(scenario_builder, extended) -> None:
+    """Acute discharges 08:00-20:00 on working days only; an escalation action that discharges at weekends
+    (weekend_rate 1, always in force) opens Boxing Day and Tuesday 27 as it opens Saturdays and Sundays."""
+    data = scenario_builder(
+        rate=20.0, beds="unlimited", duration_days=16, warmup_days=0, start_date=XMAS_START,
+        acute_los={"dist": "exponential", "mean": 1.5}, calendar={"bank_holidays": "england"},
+        discharge={"hours": {"start": 8, "end": 20}, "weekend_rate": 0.0})
+    if extended:
+        # unlimited beds read as infinitely occupied once anyone is in: the action is on from the first hours
+        data["escalation"] = {"evaluate_at_hours": [0.0, 6.0, 12.0, 18.0], "actions": [{
+            "kind": "extend_discharge", "weekend_rate": 1.0,
+            "when": {"any": [{"metric": "acute_occupancy_pct", "above": 0}]}}]}
+    res = simulate(validate_dict(data), replications=1, seed=13)
+    assert res.checks == []
+    pts = res.patients().dropna(subset=["acute_end"])
+    if extended:
+        log = res.escalation()
+        acts = log[log["record"] == "action"]
+        assert acts["event"].tolist() == ["started"] and float(acts["time"].iloc[0]) < 1.0
+    pts = pts[pts["rft"] >= 1.0]  # ready once the action is in force
+    closed = set() if extended else {5, 6, 7, 8, 12, 13, 14}
+    want = np.array([_first_open(t, closed, 8, 20) for t in pts["rft"]])
+    assert np.allclose(pts["acute_end"].to_numpy(), want, rtol=0, atol=1e-9)
+    left_on_holidays = np.isin(np.floor(pts["acute_end"]), [7, 8, 14]).sum()
+    assert (left_on_holidays > 20) if extended else left_on_holidays == 0

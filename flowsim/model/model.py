@@ -433,8 +433,8 @@ class Model:
         self._n_clients = 0
         self.care_hours = (Buffered(hc.hours_per_package, self.streams["home_care.hours"])
                            if hc.hours_per_package is not None else None)
-        if hc.initial_clients or hc.community_starts_per_day:
-            self._home_care_caseload(hc)
+        if self.home_care.group is not None and (hc.initial_clients or hc.community_starts_per_day):
+            self._home_care_caseload(hc)  # other clients matter only where they compete for limited capacity
 
     def _home_care_caseload(self, hc: HomeCare) -> None:
         """Packages already running at the start, and packages asked for from the community, competing first come,

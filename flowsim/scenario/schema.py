@@ -521,7 +521,8 @@ class HomeCare(Frozen):
     responsible: Responsible = "social_care"
     community_starts_per_day: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0.0, description="Packages a day asked for from the community (not after a hospital or "
-                                 "intermediate-care stay): Poisson, in the same first-come queue.")
+                                 "intermediate-care stay): Poisson, in the same first-come queue; with "
+                                 "unlimited capacity they compete for nothing and are not simulated.")
     initial_clients: NonNegInt = Field(
         default=0, description="Packages already running when the run starts (their remaining length drawn from "
                                "the equilibrium residual of 'stay'), so a long-lived caseload needs no long warm-up.")
