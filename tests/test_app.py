@@ -48,8 +48,8 @@ def test_levers_carry_the_schema_bounds_and_the_files_notes() -> None:
     rot = by_path(ROTHERHAM)
     beds = rot["acute.beds.base"]  # a capacity schedule: its base is the lever
     assert (beds.value, beds.low, beds.high, beds.kind, beds.unit) == (555, 0, MAX_COUNT, "int", "beds")
-    line = 1 + Path(ROTHERHAM).read_text(encoding="utf-8").splitlines().index("    base: 555")  # where the file has it
-    assert "ASSUMPTION: G&A bed count ABSENT" in beds.note and beds.where.endswith(f"rotherham_2016.yaml:{line}")
+    base_line = 1 + ROTHERHAM.read_text(encoding="utf-8").splitlines().index("    base: 555")
+    assert "ASSUMPTION: G&A bed count ABSENT" in beds.note and beds.where.endswith(f"rotherham_2016.yaml:{base_line}")
     ic = rot["pathways.P2.services.intermediate_care.capacity"]
     assert ic.value == 54 and 'F3:2939 "currently 54 beds' in ic.note and "Intermediate Care" in ic.label
     assert rot["arrivals.annual_growth"].note.startswith("SF §1, F4:29-30")
