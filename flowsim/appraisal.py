@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from flowsim.errors import FlowsimError
-from flowsim.experiment.executors import Executor
-from flowsim.experiment.runner import RunResult, simulate
+from flowsim.experiment.runner import RunOptions, RunResult, simulate
 from flowsim.experiment.stats import bounded_ci, mean_ci
 from flowsim.results.kpi import COMPARISON_KPIS, kpi_info, kpi_range
 from flowsim.rundir import (
@@ -447,16 +447,17 @@ class Comparison:
         return econ.assign(_key=key).sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
 
 
-def compare(baseline: Scenario, options: Sequence[Scenario], replications: int = 10, seed: int = 12345,  # noqa: PLR0913, PLR0917
-            executor: Executor | None = None, workers: int | None = None, progress: bool | None = None,
-            names: Sequence[str] | None = None, keep_patients: bool = True) -> Comparison:
+def compare(baseline: Scenario, options: Sequence[Scenario], replications: int = 10, seed: int = 12345, *,
+            names: Sequence[str] | None = None, **run: Unpack[RunOptions]) -> Comparison:
     """Run the baseline and every option on the same seed and replications (common random numbers).
 
-    ``names`` (default: each scenario's own ``name``) are the display names; repeats are numbered."""
+    ``names`` (default: each scenario's own ``name``) are the display names; repeats are numbered.  ``run`` says
+    how and where the replications run (:class:`~flowsim.experiment.runner.RunOptions`; default: a process pool
+    sized to the machine), never what they return."""
     if not options:
         raise ValueError("compare needs at least one option")
-    runs = [simulate(sc, replications, seed, workers=workers, progress=progress, executor=executor,
-                     keep_patients=keep_patients) for sc in [baseline, *options]]
+    how: RunOptions = {"workers": None, **run}
+    runs = [simulate(sc, replications, seed, **how) for sc in [baseline, *options]]
     given = list(names) if names is not None else [sc.name for sc in [baseline, *options]]
     return Comparison(runs[0], runs[1:], unique(given))
 

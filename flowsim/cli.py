@@ -544,6 +544,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[RunResult, dict[str, Any]]:
     """Warm-up (fixed or MSER-5) and replications (fixed or to a precision), as the flags ask."""
     from flowsim.experiment import simulate
+    from flowsim.experiment.replications import StoppingRule
     from flowsim.experiment.runner import simulate_to_precision
     from flowsim.rundir import PARTS
 
@@ -554,8 +555,9 @@ def _simulate_run(args: argparse.Namespace, sc: Scenario, out: Path) -> tuple[Ru
         sc = _choose_warmup(args, sc, ex, out, extra)
         log.info("running %s: %s replications, seed %d on %s", sc.name, args.replications, args.seed, ex.name)
         if auto_reps:
-            result, decision = simulate_to_precision(sc, args.precision_kpi, args.precision, args.seed,
-                                                     cap=args.max_replications, executor=ex, keep_patients=keep,
+            result, decision = simulate_to_precision(sc, args.precision_kpi,
+                                                     StoppingRule(args.precision, cap=args.max_replications),
+                                                     args.seed, executor=ex, keep_patients=keep,
                                                      parts=out / PARTS)
             extra["replications"] = {"method": "Hoad et al. (2010) confidence-interval method",
                                      "kpi": args.precision_kpi, "precision": args.precision,
@@ -581,7 +583,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from flowsim.sweep import run_sweep
 
     with _executor(args) as ex:
-        res = run_sweep(args.spec, args.out, resume=args.resume, fresh=args.fresh, executor=ex,
+        res = run_sweep(args.spec, args.out, executor=ex,
+                        existing="resume" if args.resume else "fresh" if args.fresh else "refuse",
                         overrides=args.overrides, draw=None if args.no_figures else draw_sweep,
                         command=_command())
     spec = res.spec

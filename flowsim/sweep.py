@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from flowsim.errors import FlowsimError, ScenarioError
 from flowsim.experiment.executors import Executor, SerialExecutor
+from flowsim.experiment.replications import StoppingRule
 from flowsim.experiment.runner import (
     WarmupChoice,
     check_warmup_auto,
@@ -719,7 +720,11 @@ class _Plan:
     problem: dict[str, Any]
 
 
-def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False, fresh: bool = False,  # noqa: PLR0913
+#: What to do with a directory already holding a sweep's results: refuse it, continue it, or discard them.
+ExistingResults = Literal["refuse", "resume", "fresh"]
+
+
+def run_sweep(spec_path: Path, out: Path | None = None, *, existing: ExistingResults = "refuse",
               executor: Executor | None = None, overrides: Sequence[str] = (), progress: bool | None = None,
               draw: SweepDrawer | None = None, command: list[str] | None = None) -> SweepResult:
     """Run (or resume) the sweep in ``spec_path``; write its outputs under ``out``.
@@ -729,14 +734,16 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     design and the target finder (``_run_tasks``), write the tables (``_write_tables``), then the figures
     and the completion marker.  ``draw`` (from the presentation layer, e.g.
     ``flowsim.report.sweep_figures.draw_sweep``) adds the figures before the sweep is marked complete;
-    without it none is drawn."""
+    without it none is drawn.  ``existing``: what to do when ``out`` already holds results (``--resume``,
+    ``--fresh``); refused by default."""
     t0 = time.perf_counter()
     spec, _, spec_lines = load_spec(spec_path)
     factory = PointFactory(spec, spec_path, overrides, spec_lines)  # every scenario checked before any write
     # the spec's name chooses what the directory is called, never where it is (a slug under outputs/sweeps)
     out = out or Path("outputs") / "sweeps" / slug(spec.name or spec_path.stem, "sweep")
-    store, claimed, old_meta = _open(spec, spec_path, factory, out, resume=resume, fresh=fresh, command=command)
-    existing = store.done()
+    store, claimed, old_meta = _open(spec, spec_path, factory, out, resume=existing == "resume",
+                                     fresh=existing == "fresh", command=command)
+    stored = store.done()
     ex = executor or SerialExecutor()
     show = sys.stderr.isatty() if progress is None else progress
     plan = _plan(spec, factory, old_meta, ex, show)
@@ -746,7 +753,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
     if spec.sensitivity is not None:
         static += [(p, spec.sensitivity.replications) for p in plan.sens_points]
     wanted = {(p.id, r) for p, n in static for r in range(n)}
-    already = len(wanted & existing)
+    already = len(wanted & stored)
     target_reps = (spec.target.replications or plan.replications) if spec.target else 0
     estimate = len(wanted) + (_max_bisection_evaluations(spec.target) * target_reps if spec.target else 0)
     meta: dict[str, Any] = {
@@ -765,8 +772,8 @@ def run_sweep(spec_path: Path, out: Path | None = None, *, resume: bool = False,
 
     bar = _Bar(estimate, already, show)
     runner = Runner(store, ex, spec.seed, bar, required=_required_kpis(spec, spec_path, spec_lines))
-    if existing:  # resuming: check the names against a stored result before running anything
-        runner._check_kpis(store.read([next(iter(existing))]).iloc[0].to_dict())
+    if stored:  # resuming: check the names against a stored result before running anything
+        runner._check_kpis(store.read([next(iter(stored))]).iloc[0].to_dict())
     try:
         target_result = _run_tasks(spec, factory, runner, static, target_reps=target_reps, meta=meta)
     finally:
@@ -850,8 +857,8 @@ def _replications(spec: SweepSpec, factory: PointFactory, old_meta: dict[str, An
     if old.get("method") == "auto" and old.get("n") is not None:
         return int(old["n"]), old
     auto = spec.replications
-    _, decision = simulate_to_precision(factory.base.scenario, auto.kpi, auto.precision, spec.seed,
-                                        cap=auto.max, executor=ex, progress=show, keep_patients=False)
+    _, decision = simulate_to_precision(factory.base.scenario, auto.kpi, StoppingRule(auto.precision, cap=auto.max),
+                                        spec.seed, executor=ex, progress=show, keep_patients=False)
     return decision.n_used, {"method": "auto", "n": decision.n_used, "kpi": auto.kpi, "precision": auto.precision,
                              "n_solution": decision.n_solution, "capped": decision.capped,
                              "achieved": decision.precision[-1]}

@@ -209,11 +209,11 @@ TOKEN = re.compile(rb"<<|>>|<[0-9A-Fa-f\s]*>|\((?:\\.|[^\\)])*\)|/[^\s/\[\]()<>{
 OBJECT = re.compile(rb"(\d+) 0 obj\s*(<<(?:(?!endobj).)*?>>)\s*(stream\r?\n|endobj)", re.S)
 
 
-def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[tuple[int, float, float, float, float]]]]:  # noqa: C901
-    """For each page: its MediaBox and every image drawn on it as (object, x0, y0, x1, y1) in points.
+Image = tuple[int, float, float, float, float]
 
-    Enough of PDF for what Chromium (Skia) writes: uncompressed object dictionaries, Flate content streams,
-    images as XObjects named in the page's resources and drawn by ``cm ... Do`` inside ``q``/``Q``."""
+
+def _pdf_objects(pdf: bytes) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """Every object's dictionary, and every stream's (inflated) content, by object number."""
     dicts: dict[int, bytes] = {}
     streams: dict[int, bytes] = {}
     for m in OBJECT.finditer(pdf):
@@ -223,6 +223,46 @@ def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[tuple[int, fl
             length = int(re.search(rb"/Length (\d+)", d).group(1))  # type: ignore[union-attr]
             raw = pdf[m.end():m.end() + length]
             streams[n] = zlib.decompress(raw) if b"/FlateDecode" in d else raw
+    return dicts, streams
+
+
+def _concat(a: list[float], ctm: list[float]) -> list[float]:
+    """``a cm``: the matrix ``a`` times the current transformation matrix, PDF's row-vector convention."""
+    return [a[0] * ctm[0] + a[1] * ctm[2], a[0] * ctm[1] + a[1] * ctm[3],
+            a[2] * ctm[0] + a[3] * ctm[2], a[2] * ctm[1] + a[3] * ctm[3],
+            a[4] * ctm[0] + a[5] * ctm[2] + ctm[4], a[4] * ctm[1] + a[5] * ctm[3] + ctm[5]]
+
+
+def _images_drawn(content: bytes, names: dict[bytes, int], dicts: dict[int, bytes]) -> list[Image]:
+    """The images one content stream draws (``cm ... Do`` inside ``q``/``Q``), each with its bounding box."""
+    drawn: list[Image] = []
+    ctm, stack, nums, name = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [], [], b""
+    for t in TOKEN.findall(content):
+        if re.fullmatch(NUMBER, t):
+            nums.append(float(t))
+            continue
+        if t.startswith(b"/"):
+            name = t[1:]
+        elif t == b"q":
+            stack.append(ctm)
+        elif t == b"Q" and stack:
+            ctm = stack.pop()
+        elif t == b"cm" and len(nums) >= 6:
+            ctm = _concat(nums[-6:], ctm)
+        elif t == b"Do" and name in names and b"/Subtype /Image" in dicts.get(names[name], b""):
+            xs = [ctm[4], ctm[4] + ctm[0], ctm[4] + ctm[2], ctm[4] + ctm[0] + ctm[2]]
+            ys = [ctm[5], ctm[5] + ctm[1], ctm[5] + ctm[3], ctm[5] + ctm[1] + ctm[3]]
+            drawn.append((names[name], min(xs), min(ys), max(xs), max(ys)))
+        nums = []
+    return drawn
+
+
+def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[Image]]]:
+    """For each page: its MediaBox and every image drawn on it as (object, x0, y0, x1, y1) in points.
+
+    Enough of PDF for what Chromium (Skia) writes: uncompressed object dictionaries, Flate content streams,
+    images as XObjects named in the page's resources and drawn by ``cm ... Do`` inside ``q``/``Q``."""
+    dicts, streams = _pdf_objects(pdf)
     pages = []
     for d in dicts.values():  # page objects in object order, which is page order in Skia's PDFs
         if not re.search(rb"/Type\s*/Page\b", d):
@@ -232,30 +272,7 @@ def pdf_images_by_page(pdf: bytes) -> list[tuple[list[float], list[tuple[int, fl
         names = {k: int(v) for k, v in re.findall(rb"/(\S+?)\s+(\d+) 0 R", xo.group(1))} if xo else {}
         contents = [int(c) for c in re.findall(rb"(\d+) 0 R", re.search(rb"/Contents\s*(\[[^\]]*\]|\d+ 0 R)",
                                                                            d).group(1))]  # type: ignore[union-attr]
-        drawn = []
-        for c in contents:
-            ctm, stack, nums, name = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [], [], b""
-            for t in TOKEN.findall(streams.get(c, b"")):
-                if re.fullmatch(NUMBER, t):
-                    nums.append(float(t))
-                    continue
-                if t.startswith(b"/"):
-                    name = t[1:]
-                elif t == b"q":
-                    stack.append(ctm)
-                elif t == b"Q" and stack:
-                    ctm = stack.pop()
-                elif t == b"cm" and len(nums) >= 6:
-                    a = nums[-6:]
-                    ctm = [a[0] * ctm[0] + a[1] * ctm[2], a[0] * ctm[1] + a[1] * ctm[3],
-                           a[2] * ctm[0] + a[3] * ctm[2], a[2] * ctm[1] + a[3] * ctm[3],
-                           a[4] * ctm[0] + a[5] * ctm[2] + ctm[4], a[4] * ctm[1] + a[5] * ctm[3] + ctm[5]]
-                elif t == b"Do" and name in names and b"/Subtype /Image" in dicts.get(names[name], b""):
-                    xs = [ctm[4], ctm[4] + ctm[0], ctm[4] + ctm[2], ctm[4] + ctm[0] + ctm[2]]
-                    ys = [ctm[5], ctm[5] + ctm[1], ctm[5] + ctm[3], ctm[5] + ctm[1] + ctm[3]]
-                    drawn.append((names[name], min(xs), min(ys), max(xs), max(ys)))
-                nums = []
-        pages.append((box, drawn))
+        pages.append((box, [img for c in contents for img in _images_drawn(streams.get(c, b""), names, dicts)]))
     return pages
 
 

@@ -255,16 +255,10 @@ def _cli_env() -> dict[str, str]:
             "MPLBACKEND": "Agg"}
 
 
-def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: PLR0915
-    spec = _kill_spec(tmp_path / "kill.yaml")
-    total = len(KILL_POINTS) * KILL_REPS
-    with ProcessExecutor(2) as ex:
-        ref = run_sweep(spec, tmp_path / "reference", executor=ex, progress=False)
-    assert ref.computed == total
-
-    out = tmp_path / "killed"
+def _kill_part_way(spec: Path, out: Path, log_path: Path) -> None:
+    """Start ``flowsim sweep`` in a subprocess and SIGKILL it once three results are stored (never before)."""
     store = Store(out)
-    log = (tmp_path / "killed.stderr").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "flowsim", "sweep", str(spec), "--out", str(out),
                              "--workers", "1", "--no-figures"], cwd=ROOT, env=_cli_env(),
                             stdout=subprocess.DEVNULL, stderr=log)
@@ -275,7 +269,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.C
         if proc.poll() is not None:
             log.close()
             pytest.fail(f"the sweep ended (exit {proc.returncode}) before it could be killed; lengthen its tasks. "
-                        f"stderr:\n{(tmp_path / 'killed.stderr').read_text()}")
+                        f"stderr:\n{log_path.read_text()}")
         assert time.monotonic() < deadline, "the sweep wrote no results within 120 s"
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -285,18 +279,33 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.C
         log.close()
     assert proc.returncode == -signal.SIGKILL, f"the sweep was not killed (exit {proc.returncode}); lengthen its tasks"
 
-    done = store.done()
-    assert 0 < len(done) < total, f"the kill did not land part-way ({len(done)} of {total} done)"
-    before = {k: (store.path(*k).read_bytes(), store.path(*k).stat().st_mtime_ns) for k in done}
-    assert meta_of(out)["status"] == "running"
-    assert not (out / "results.parquet").exists()
 
-    # a partial file as atomic_write leaves it when killed mid-write (prefix ".<name>.", suffix ".tmp")
+def _leave_a_half_written_part(store: Store, done: set[tuple[str, int]]) -> Path:
+    """A partial file as ``atomic_write`` leaves it when killed mid-write (prefix ".<name>.", suffix ".tmp")."""
     missing = sorted({(point_id({P2: v}), r) for v in KILL_POINTS for r in range(KILL_REPS)} - done)
     pid, rep = missing[0]
     tmp_part = store.path(pid, rep).parent / f".{store.path(pid, rep).name}.k1ll3d.tmp"
     tmp_part.parent.mkdir(parents=True, exist_ok=True)
     tmp_part.write_bytes(b"PAR1 half a parquet file")
+    return tmp_part
+
+
+def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _kill_spec(tmp_path / "kill.yaml")
+    total = len(KILL_POINTS) * KILL_REPS
+    with ProcessExecutor(2) as ex:
+        ref = run_sweep(spec, tmp_path / "reference", executor=ex, progress=False)
+    assert ref.computed == total
+
+    out = tmp_path / "killed"
+    store = Store(out)
+    _kill_part_way(spec, out, tmp_path / "killed.stderr")
+    done = store.done()
+    assert 0 < len(done) < total, f"the kill did not land part-way ({len(done)} of {total} done)"
+    before = {k: (store.path(*k).read_bytes(), store.path(*k).stat().st_mtime_ns) for k in done}
+    assert meta_of(out)["status"] == "running"
+    assert not (out / "results.parquet").exists()
+    tmp_part = _leave_a_half_written_part(store, done)
 
     # without --resume the directory is refused, and nothing is touched
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--no-figures"]) == 2
@@ -312,9 +321,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path: Path, capsys: pytest.C
     assert not tmp_part.exists()
     assert list(store.parts.glob("*/.*")) == []
     # finished parts were read, never rewritten
-    for k, (data, mtime) in before.items():
-        assert store.path(*k).read_bytes() == data
-        assert store.path(*k).stat().st_mtime_ns == mtime
+    assert {k: (store.path(*k).read_bytes(), store.path(*k).stat().st_mtime_ns) for k in done} == before
     table = table_of(out)
     assert not table.duplicated(["point_id", "replication"]).any()
     assert len(table) == total
@@ -396,7 +403,7 @@ def test_resume_of_interrupted_target_search_refuses_changed_base(tmp_path: Path
     text = base.read_text(encoding="utf-8")
     base.write_text(text.replace("rate_per_day: 20 ", "rate_per_day: 26 "), encoding="utf-8")
     with pytest.raises(FlowsimError, match=r"different scenario|changed since the sweep started"):
-        run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False)
+        run_sweep(spec, out, existing="resume", executor=SerialExecutor(), progress=False)
 
 
 # ============================================================================ 9. worker failures
@@ -453,7 +460,7 @@ def test_sweep_task_failure_names_point_and_replication_and_keeps_finished_work(
     assert "RuntimeError: interrupted for the test" in err
     assert Store(out).done() == {(point_id({P2: 20}), 0), (point_id({P2: 26}), 0)}
     monkeypatch.undo()
-    res = run_sweep(spec, out, resume=True, executor=SerialExecutor(), progress=False)
+    res = run_sweep(spec, out, existing="resume", executor=SerialExecutor(), progress=False)
     assert res.computed == 4
     assert len(res.table) == 6
 

@@ -34,7 +34,7 @@ from scipy import stats
 from flowsim import load_scenario
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import ProcessExecutor, SerialExecutor
-from flowsim.experiment.replications import decide, look_ahead, relative_half_width, still_needed
+from flowsim.experiment.replications import StoppingRule, decide, look_ahead, relative_half_width, still_needed
 from flowsim.experiment.runner import choose_warmup, simulate, simulate_to_precision, with_warmup
 from flowsim.experiment.warmup import mser, mser5
 from flowsim.scenario import validate_dict
@@ -494,12 +494,14 @@ class WideSerial(SerialExecutor):
 
 @pytest.fixture(scope="module")
 def serial_run(minimal_short: Any) -> Any:
-    return simulate_to_precision(minimal_short, KPI, 0.10, seed=3, executor=SerialExecutor(), keep_patients=False)
+    return simulate_to_precision(minimal_short, KPI, StoppingRule(0.10), seed=3,
+                                 executor=SerialExecutor(), keep_patients=False)
 
 
 def test_simulate_to_precision_same_on_serial_and_process_pool(minimal_short: Any, serial_run: Any, pool: Any) -> None:
     run_s, dec_s = serial_run
-    run_p, dec_p = simulate_to_precision(minimal_short, KPI, 0.10, seed=3, executor=pool, keep_patients=False)
+    run_p, dec_p = simulate_to_precision(minimal_short, KPI, StoppingRule(0.10), seed=3,
+                                         executor=pool, keep_patients=False)
     assert dec_s.n_solution is not None and not dec_s.capped
     assert (dec_p.n_solution, dec_p.n_used, dec_p.capped) == (dec_s.n_solution, dec_s.n_used, dec_s.capped)
     assert dec_p.precision == dec_s.precision
@@ -522,7 +524,8 @@ def test_simulate_to_precision_decision_is_the_method_on_the_kept_values(minimal
 def test_simulate_to_precision_drops_replications_run_ahead(minimal_short: Any, serial_run: Any) -> None:
     _, dec_s = serial_run
     wide = WideSerial()
-    run_w, dec_w = simulate_to_precision(minimal_short, KPI, 0.10, seed=3, executor=wide, keep_patients=False)
+    run_w, dec_w = simulate_to_precision(minimal_short, KPI, StoppingRule(0.10), seed=3,
+                                         executor=wide, keep_patients=False)
     assert wide.tasks > dec_s.n_used            # it really did run ahead
     assert (dec_w.n_solution, dec_w.n_used) == (dec_s.n_solution, dec_s.n_used)
     assert len(run_w.replications) == dec_w.n_used
@@ -530,19 +533,20 @@ def test_simulate_to_precision_drops_replications_run_ahead(minimal_short: Any, 
 
 
 def test_simulate_to_precision_cap(minimal_short: Any) -> None:
-    run, dec = simulate_to_precision(minimal_short, KPI, 1e-4, seed=3, cap=4, executor=SerialExecutor(),
+    run, dec = simulate_to_precision(minimal_short, KPI, StoppingRule(1e-4, cap=4), seed=3, executor=SerialExecutor(),
                                      keep_patients=False)
     assert dec.capped and dec.n_solution is None and dec.n_used == 4 == len(run.replications)
     with pytest.raises(ValueError, match="cap"):
-        simulate_to_precision(minimal_short, KPI, 0.1, cap=2, executor=SerialExecutor())
+        StoppingRule(0.1, cap=2)
 
 
 def test_simulate_to_precision_unknown_kpi(minimal_short: Any) -> None:
     with pytest.raises(FlowsimError, match="no_such_kpi"):
-        simulate_to_precision(minimal_short, "no_such_kpi", 0.1, cap=3, executor=SerialExecutor(),
+        simulate_to_precision(minimal_short, "no_such_kpi", StoppingRule(0.1, cap=3), executor=SerialExecutor(),
                               keep_patients=False)
     with pytest.raises(FlowsimError, match=r"delayed_patients_per_dya.*did you mean.*delayed_patients_per_day"):
-        simulate_to_precision(minimal_short, "delayed_patients_per_dya", 0.1, cap=3, executor=SerialExecutor(),
+        simulate_to_precision(minimal_short, "delayed_patients_per_dya", StoppingRule(0.1, cap=3),
+                              executor=SerialExecutor(),
                               keep_patients=False)
 
 

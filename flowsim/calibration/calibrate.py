@@ -329,26 +329,12 @@ class Problem:
         return finish_scenario(data, lines, source or str(_rel(self.path, self.config.scenario)))
 
 
-def load_problem(path: Path) -> Problem:  # noqa: C901
+def load_problem(path: Path) -> Problem:
     """Read and check a calibration file and its targets; every problem is one error line."""
     cfg, lines = _validated(CalibrationConfig, path)
     tset, _ = _validated(TargetSet, _rel(path, cfg.targets))
     targets = {t.id: t for t in tset.targets}
-    problems = []
-    seen: set[str] = set()
-    for t in tset.targets:
-        if t.id in seen:
-            problems.append(f"{_rel(path, cfg.targets)}: targets: id '{t.id}' is used twice; ids must be unique")
-        seen.add(t.id)
-    for key in ("fit", "held_out"):
-        for i, tid in enumerate(getattr(cfg, key) or []):
-            if tid not in targets:
-                where = lines.get((key, i), (str(path), 0))
-                problems.append(f"{where[0]}:{where[1]}: {key}.{i}: unknown target '{tid}'; "
-                                f"the targets file has {', '.join(targets)}")
-    for tid in cfg.weights:
-        if tid not in targets:
-            problems.append(f"{path}: weights.{tid}: unknown target")
+    problems = _reference_problems(path, cfg, lines, tset)
     if problems:
         raise ScenarioError(problems)
     held = list(cfg.held_out)
@@ -365,6 +351,25 @@ def load_problem(path: Path) -> Problem:  # noqa: C901
         if problem:
             raise ScenarioError([f"{origin[0]}:{origin[1]}: set.{dotted}: {problem}"])
     return Problem(cfg, path, data, base_lines, targets, fit, held, lines)
+
+
+def _reference_problems(path: Path, cfg: CalibrationConfig, lines: LineMap, tset: TargetSet) -> list[str]:
+    """Target ids used twice, and ``fit``/``held_out``/``weights`` naming a target the targets file lacks."""
+    targets = {t.id for t in tset.targets}
+    problems = []
+    seen: set[str] = set()
+    for t in tset.targets:
+        if t.id in seen:
+            problems.append(f"{_rel(path, cfg.targets)}: targets: id '{t.id}' is used twice; ids must be unique")
+        seen.add(t.id)
+    for key in ("fit", "held_out"):
+        for i, tid in enumerate(getattr(cfg, key) or []):
+            if tid not in targets:
+                where = lines.get((key, i), (str(path), 0))
+                problems.append(f"{where[0]}:{where[1]}: {key}.{i}: unknown target '{tid}'; "
+                                f"the targets file has {', '.join(targets)}")
+    problems += [f"{path}: weights.{tid}: unknown target" for tid in cfg.weights if tid not in targets]
+    return problems
 
 
 def _target_range(t: Target) -> tuple[float | None, float | None]:
@@ -489,7 +494,7 @@ def default_output(prob: Problem) -> Path:
     return Path("outputs") / "calibration" / slug(prob.config.name or prob.path.stem, "calibration")
 
 
-def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: Executor | None = None,  # noqa: PLR0917
+def calibrate(config_path: Path, out: Path | OutputDir | None = None, *, executor: Executor | None = None,
               progress: bool | None = None, draw: CalibrationDrawer | None = None, write_scenario: Path | None = None,
               budget: tuple[int, ...] | None = None, command: list[str] | None = None) -> CalibrationResult:
     """Fit the free parameters of ``config_path``; write the fitted scenario and the fit report.
@@ -528,7 +533,8 @@ def calibrate(config_path: Path, out: Path | OutputDir | None = None, executor: 
                                float(oos.mean()) if len(oos) else None, time.perf_counter() - t0,
                                cfg.scoring_seed, scoring_reps, final.scores)
     copy_to = write_scenario or (claimed.path / cfg.write_scenario if cfg.write_scenario else None)
-    _write_outputs(result, claimed.path, final.fitted, final.validation, draw, copy_to, command, (popsize, maxiter))
+    _write_outputs(result, claimed.path, final, draw=draw, write_scenario=copy_to, command=command,
+                   budget=(popsize, maxiter))
     if not isinstance(out, OutputDir):
         finish_output(claimed)
     return result
@@ -732,10 +738,10 @@ def _base_name(prob: Problem) -> str:
     return str(prob.base_data.get("name", "scenario")).replace('"', "'")
 
 
-def _write_outputs(result: CalibrationResult, out: Path, fitted: Scenario, validation: Scenario | None,  # noqa: PLR0917
-                   draw: CalibrationDrawer | None, write_scenario: Path | None, command: list[str] | None,
-                   budget: tuple[int, int]) -> None:
+def _write_outputs(result: CalibrationResult, out: Path, final: _Final, *, draw: CalibrationDrawer | None,
+                   write_scenario: Path | None, command: list[str] | None, budget: tuple[int, int]) -> None:
     prob = result.problem
+    fitted, validation = final.fitted, final.validation
     files = result.files
     files["report"] = atomic_write(out / "fit_report.csv", lambda p: result.report.to_csv(p, index=False))
     files["evaluations"] = atomic_write(out / "evaluations.csv", lambda p: result.evaluations.to_csv(p, index=False))

@@ -49,6 +49,23 @@ def relative_half_width(values: Sequence[float] | np.ndarray, alpha: float = 0.0
 
 
 @dataclass(frozen=True)
+class StoppingRule:
+    """When to stop adding replications (Hoad, Robinson and Davies 2010): the CI of the mean (level ``1 - alpha``)
+    within ``precision`` of the mean, confirmed over a look-ahead of up to ``k_limit`` more, starting from ``n0``
+    and never beyond ``cap``.  One value so that a caller states the whole rule, or none of it."""
+
+    precision: float = 0.05
+    alpha: float = 0.05
+    n0: int = 3
+    k_limit: int = 5
+    cap: int = 100
+
+    def __post_init__(self) -> None:
+        if self.cap < self.n0:
+            raise ValueError(f"the replication cap ({self.cap}) must be at least n0 ({self.n0})")
+
+
+@dataclass(frozen=True)
 class ReplicationDecision:
     """Outcome of the method on a prefix of results."""
 

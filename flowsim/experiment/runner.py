@@ -17,15 +17,16 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 from tqdm import tqdm
+from typing_extensions import Unpack
 
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
-from flowsim.experiment.parts import TABLES, PartStore
-from flowsim.experiment.replications import ReplicationDecision, decide, still_needed
+from flowsim.experiment.parts import TABLES, Encoded, PartStore, encode
+from flowsim.experiment.replications import ReplicationDecision, StoppingRule, decide, still_needed
 from flowsim.experiment.stats import PERIOD_CENSUS, drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
 from flowsim.model.model import Model
@@ -65,8 +66,29 @@ def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id
     return ReplicationResult(**{**res.__dict__, "seconds": time.perf_counter() - t})
 
 
-def _task(args: tuple[Scenario, int, int, str, bool]) -> ReplicationResult:
-    return run_replication(*args)
+@dataclass(frozen=True)
+class PackedResult:
+    """One replication as it travels from a worker back to the run: KPIs, checks and counts, and its tables already
+    encoded as Parquet (``flowsim.experiment.parts.encode``), ready to be written to the run's ``PartStore``."""
+
+    replication: int
+    seed: int
+    kpis: dict[str, float]
+    checks: list[str]
+    kernel_events: int
+    model_events: int
+    seconds: float
+    tables: dict[str, Encoded | None]
+
+
+def pack(res: ReplicationResult) -> PackedResult:
+    """Encode a replication's tables where it ran (in the worker, in parallel with the other workers)."""
+    return PackedResult(res.replication, res.seed, res.kpis, list(res.checks), res.kernel_events, res.model_events,
+                        res.seconds, {table: encode(getattr(res, table)) for table in TABLES})
+
+
+def _task(args: tuple[Scenario, int, int, str, bool]) -> PackedResult:
+    return pack(run_replication(*args))
 
 
 class ReplicationRecord:
@@ -79,7 +101,7 @@ class ReplicationRecord:
 
     __slots__ = ("_store", "checks", "kernel_events", "kpis", "model_events", "replication", "seconds", "seed")
 
-    def __init__(self, res: ReplicationResult, store: PartStore):
+    def __init__(self, res: PackedResult, store: PartStore):
         self.replication = res.replication
         self.seed = res.seed
         self.kpis = res.kpis
@@ -88,8 +110,8 @@ class ReplicationRecord:
         self.model_events = res.model_events
         self.seconds = res.seconds
         self._store = store
-        for table in TABLES:
-            store.write(table, res.replication, getattr(res, table))
+        for table, encoded in res.tables.items():
+            store.write_encoded(table, res.replication, encoded)
 
     def _table(self, table: str) -> pd.DataFrame | None:
         return self._store.read_one(table, self.replication)
@@ -272,7 +294,17 @@ def _rep_label(scenario: Scenario) -> Callable[[tuple[Any, ...]], str]:
 ProgressCallback = Callable[[int, int], None]
 
 
-def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, ex: Executor,  # noqa: PLR0917
+class RunOptions(TypedDict, total=False):
+    """How and where replications run, never what they return: what :func:`simulate` takes besides the scenario,
+    replications and seed, passed on unchanged by the functions built on it (``compare``, the precision rule)."""
+
+    workers: int | None
+    progress: bool | ProgressCallback | None
+    keep_patients: bool
+    executor: Executor | None
+
+
+def _run_reps(scenario: Scenario, reps: range, seed: int, sid: str, keep_patients: bool, *, ex: Executor,
               tick: Callable[[int, int], None], store: PartStore) -> list[ReplicationRecord]:
     """Run the replications; each one's tables go to ``store`` as it arrives, only its KPIs stay."""
     tasks = [(scenario, seed, r, sid, keep_patients) for r in reps]
@@ -295,9 +327,9 @@ def _ticker(bar: tqdm[Any], progress: bool | ProgressCallback | None) -> Callabl
     return tick
 
 
-def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, workers: int | None = 1,  # noqa: PLR0917
+def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, *, workers: int | None = 1,
              progress: bool | ProgressCallback | None = None, keep_patients: bool = True,
-             executor: Executor | None = None, *, parts: Path | None = None) -> RunResult:
+             executor: Executor | None = None, parts: Path | None = None) -> RunResult:
     """Run ``replications`` replications of ``scenario``.
 
     ``executor`` (see ``flowsim.experiment.executors``) says where they run; without one,
@@ -315,8 +347,8 @@ def simulate(scenario: Scenario, replications: int = 10, seed: int = 12345, work
     store = PartStore(parts)
     try:
         with _executor_scope(executor, workers, replications) as ex:
-            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex, _ticker(bar, progress),
-                                store)
+            results = _run_reps(scenario, range(replications), seed, sid, keep_patients, ex=ex,
+                                tick=_ticker(bar, progress), store=store)
             execution = ex.describe()
     finally:
         bar.close()
@@ -332,49 +364,50 @@ def _kpi_values(results: list[ReplicationRecord], kpi: str) -> list[float]:
     return [float(r.kpis[kpi]) for r in results]
 
 
-def simulate_to_precision(scenario: Scenario, kpi: str, precision: float = 0.05, seed: int = 12345,  # noqa: PLR0913, PLR0917
-                          cap: int = 100, alpha: float = 0.05, n0: int = 3, k_limit: int = 5,
-                          workers: int | None = None, progress: bool | None = None, keep_patients: bool = True,
-                          executor: Executor | None = None, *, parts: Path | None = None
+def simulate_to_precision(scenario: Scenario, kpi: str, rule: StoppingRule | None = None, seed: int = 12345, *,
+                          parts: Path | None = None, **run: Unpack[RunOptions]
                           ) -> tuple[RunResult, ReplicationDecision]:
-    """Run replications until the CI of ``kpi`` is within ``precision`` of its mean (Hoad et al. 2010).
+    """Run replications until the CI of ``kpi`` is within the rule's precision of its mean (Hoad et al. 2010).
 
     Replications run in batches as wide as the executor; the decision reads them in index order and
     replications beyond the decision are dropped, so the answer does not depend on the executor.
+    ``run`` is :class:`RunOptions` (default: a process pool sized to the machine; no progress bar when not a
+    terminal; patient records kept).
     """
-    if cap < n0:
-        raise ValueError(f"the replication cap ({cap}) must be at least n0 ({n0})")
+    rule = rule or StoppingRule()
     sid = scenario_hash(scenario)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=n0 + k_limit, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
+    progress = run.get("progress")
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = tqdm(total=rule.n0 + rule.k_limit, desc=scenario.name[:30], unit="rep", disable=not show, leave=False)
     results: list[ReplicationRecord] = []
     store = PartStore(parts)
     try:
-        with _executor_scope(executor, workers, cap) as ex:
-            while True:
-                values = _kpi_values(results, kpi)
-                need = still_needed(values, precision, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
-                if need == 0:
-                    break
-                batch = min(max(need, ex.workers), cap - len(results))
+        with _executor_scope(run.get("executor"), run.get("workers"), rule.cap) as ex:
+            while need := still_needed(_kpi_values(results, kpi), rule.precision, alpha=rule.alpha, n0=rule.n0,
+                                       k_limit=rule.k_limit, cap=rule.cap):
+                batch = min(max(need, ex.workers), rule.cap - len(results))
                 bar.total = max(bar.total, len(results) + batch)
                 bar.refresh()
-                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid, keep_patients, ex,
-                                _ticker(bar, None), store)
+                new = _run_reps(scenario, range(len(results), len(results) + batch), seed, sid,
+                                run.get("keep_patients", True), ex=ex, tick=_ticker(bar, progress), store=store)
                 results.extend(sorted(new, key=lambda r: r.replication))
             execution = ex.describe()
     finally:
         bar.close()
-    decision = decide(_kpi_values(results, kpi), precision, alpha=alpha, n0=n0, k_limit=k_limit, cap=cap)
-    kept = results[: decision.n_used]
+    decision = decide(_kpi_values(results, kpi), rule.precision, alpha=rule.alpha, n0=rule.n0, k_limit=rule.k_limit,
+                      cap=rule.cap)
     store.drop([r.replication for r in results[decision.n_used:]])
+    _log_decision(decision, kpi, rule)
+    return RunResult(scenario, sid, seed, results[: decision.n_used], store, execution), decision
+
+
+def _log_decision(decision: ReplicationDecision, kpi: str, rule: StoppingRule) -> None:
     if decision.capped:
         log.warning("replications: the cap of %d was reached before %s was within %.1f%% (reached %.1f%%)",
-                    cap, kpi, 100 * precision, 100 * decision.precision[-1])
+                    rule.cap, kpi, 100 * rule.precision, 100 * decision.precision[-1])
     else:
         log.info("replications: %d needed for %s within %.1f%% (confirmed over %d more)",
-                 decision.n_solution, kpi, 100 * precision, decision.n_used - (decision.n_solution or 0))
-    return RunResult(scenario, sid, seed, kept, store, execution), decision
+                 decision.n_solution, kpi, 100 * rule.precision, decision.n_used - (decision.n_solution or 0))
 
 
 @dataclass(frozen=True)
@@ -413,8 +446,8 @@ def check_warmup_auto(scenario: Scenario) -> None:
                            "warm-up to choose; remove initial_state or give a fixed warm-up")
 
 
-def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,  # noqa: PLR0917
-                  pilot_days: int | None = None, workers: int | None = None,
+def choose_warmup(scenario: Scenario, kpi: str = "delayed_midnight", seed: int = 12345, pilot_replications: int = 5,
+                  *, pilot_days: int | None = None, workers: int | None = None,
                   executor: Executor | None = None, progress: bool | None = None) -> WarmupChoice:
     """Warm-up by MSER-5 on the mean daily ``kpi`` of a pilot that starts from an empty system.
 

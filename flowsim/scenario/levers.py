@@ -238,15 +238,22 @@ class _Notes:
 _HOURS = {"start": "opens", "end": "closes"}
 
 
-def _label(loc: Loc, data: Mapping[str, Any]) -> str:  # noqa: PLR0911
-    """Words for a lever's field, using the scenario's own labels for services, surges and demand streams."""
-    path = ".".join(map(str, loc))
-    if path in ("acute.beds", "acute.beds.base"):
-        return "Acute (G&A) beds"
-    if loc[0] == "pathways" and len(loc) >= 5:
-        svc = lookup(data, ".".join(map(str, loc[:4])))
-        name = (svc.get("label") if isinstance(svc, dict) else None) or str(loc[3])
-        return f"{loc[1]} {name}: capacity"
+#: Levers whose words do not depend on the scenario.
+_FIXED_LABELS = {"acute.beds": "Acute (G&A) beds", "acute.beds.base": "Acute (G&A) beds",
+                 "arrivals.rate_per_day": "Non-elective admissions a day",
+                 "arrivals.annual_growth": "Annual demand growth",
+                 "electives.rate_per_weekday": "Elective admissions a weekday"}
+
+
+def _service_label(loc: Loc, data: Mapping[str, Any]) -> str | None:
+    if loc[0] != "pathways" or len(loc) < 5:
+        return None
+    svc = lookup(data, ".".join(map(str, loc[:4])))
+    name = (svc.get("label") if isinstance(svc, dict) else None) or str(loc[3])
+    return f"{loc[1]} {name}: capacity"
+
+
+def _staff_and_hours_label(loc: Loc, data: Mapping[str, Any]) -> str | None:
     if loc[0] == "assessment" and loc[1] in ("staff", "weekend_staff"):
         return "Assessment staff " + ("at weekends" if loc[1] == "weekend_staff" else "on weekdays")
     if loc[0] in ("assessment", "discharge") and loc[1] in ("hours", "weekend_hours"):
@@ -254,6 +261,10 @@ def _label(loc: Loc, data: Mapping[str, Any]) -> str:  # noqa: PLR0911
         return f"{loc[0].capitalize()} {when}hours: {_HOURS[str(loc[2])]} at"
     if loc[:2] == ("discharge", "weekend_rate"):
         return "Weekend discharge rate" + (f" {loc[2]}" if len(loc) > 2 else " (all pathways)")
+    return None
+
+
+def _demand_label(loc: Loc, data: Mapping[str, Any]) -> str | None:
     if loc[:2] == ("arrivals", "surges"):
         surge = lookup(data, f"arrivals.surges.{loc[2]}") or {}
         return f"Demand surge {surge.get('note') or ''} {surge.get('start')} to {surge.get('end')}: factor".replace(
@@ -262,9 +273,19 @@ def _label(loc: Loc, data: Mapping[str, Any]) -> str:  # noqa: PLR0911
         stream = lookup(data, f"demand.{loc[1]}") or {}
         where = f" ({stream['locality']})" if stream.get("locality") else ""
         return f"Demand {stream.get('label') or stream.get('pathway')}{where}: patients a day"
-    return {"arrivals.rate_per_day": "Non-elective admissions a day", "arrivals.annual_growth": "Annual demand growth",
-            "electives.rate_per_weekday": "Elective admissions a weekday"}.get(
-        path, path.removesuffix(".base").replace(".", " ").replace("_", " ").capitalize())
+    return None
+
+
+def _label(loc: Loc, data: Mapping[str, Any]) -> str:
+    """Words for a lever's field, using the scenario's own labels for services, surges and demand streams."""
+    path = ".".join(map(str, loc))
+    if path in _FIXED_LABELS:
+        return _FIXED_LABELS[path]
+    for words in (_service_label, _staff_and_hours_label, _demand_label):
+        text = words(loc, data)
+        if text is not None:
+            return text
+    return path.removesuffix(".base").replace(".", " ").replace("_", " ").capitalize()
 
 
 def _unit(loc: Loc, rng: Range, data: Mapping[str, Any]) -> str:

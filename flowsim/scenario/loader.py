@@ -178,7 +178,31 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     return _deep_merge(base, data), merged_lines
 
 
-def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | None = None,  # noqa: C901
+def _step(node: Any, keys: list[str], depth: int) -> tuple[Any, str | None]:
+    """The index ``keys[depth]`` means in ``node`` (an int in a list, a key in a mapping), or a problem text."""
+    key = keys[depth]
+    if isinstance(node, list):
+        if not key.isdigit() or int(key) >= len(node):
+            return None, (f"{'.'.join(keys[:depth]) or '(top)'} is a list; '{key}' is not an index in "
+                          f"0..{len(node) - 1}")
+        return int(key), None
+    if isinstance(node, dict):
+        return key, None
+    return None, f"{'.'.join(keys[:depth])} is a value, not a mapping"
+
+
+def _child(node: Any, idx: Any, keys: list[str], depth: int) -> tuple[Any, str | None]:
+    """The container under ``node[idx]`` on the way down (a missing or null one becomes a new mapping)."""
+    child = node.get(idx) if isinstance(node, dict) else node[idx]
+    if child is None:
+        node[idx] = child = {}
+    elif not isinstance(child, (dict, list)):
+        where = ".".join(keys[: depth + 1])
+        return None, f"{where} is a value ({child!r}), not a mapping; set it whole, e.g. {where}={{...}}"
+    return child, None
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | None = None,
              origin: tuple[str, int] = ("--set", 0)) -> str | None:
     """Set ``dotted.path`` in ``data`` (in place) to ``value``; return a problem text or None.
 
@@ -186,32 +210,22 @@ def set_path(data: dict[str, Any], dotted: str, value: Any, lines: LineMap | Non
     misspelt field is still reported by validation, at ``origin`` (a file and line, or
     ``--set``), which replaces the line map entries of everything under the path.
     """
-    keys = [k for k in dotted.strip().split(".")]
+    keys = dotted.strip().split(".")
     if not dotted.strip() or any(not k for k in keys):
         return f"the path {dotted!r} is not a dotted field path"
     node: Any = data
     loc: Loc = ()
-    for depth, key in enumerate(keys):
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                return (f"{'.'.join(keys[:depth]) or '(top)'} is a list; '{key}' is not an index in "
-                        f"0..{len(node) - 1}")
-            idx: Any = int(key)
-        elif isinstance(node, dict):
-            idx = key
-        else:
-            return f"{'.'.join(keys[:depth])} is a value, not a mapping"
+    for depth in range(len(keys)):
+        idx, problem = _step(node, keys, depth)
+        if problem:
+            return problem
         loc = loc + (idx,)
         if depth == len(keys) - 1:
             node[idx] = value
             break
-        child = node.get(idx) if isinstance(node, dict) else node[idx]
-        if child is None:
-            node[idx] = child = {}
-        elif not isinstance(child, (dict, list)):
-            where = ".".join(keys[: depth + 1])
-            return f"{where} is a value ({child!r}), not a mapping; set it whole, e.g. {where}={{...}}"
-        node = child
+        node, problem = _child(node, idx, keys, depth)
+        if problem:
+            return problem
     if lines is not None:
         for k in [k for k in lines if k[: len(loc)] == loc]:
             del lines[k]
