@@ -265,8 +265,8 @@ class _Sampler:
 class _Rounds:
     """When a clinically fit patient is declared medically fit: the next ward round that picks them up."""
 
-    def __init__(self, spec: WardRounds, start_weekday: int, t0: float, t1: float,  # noqa: PLR0917
-                 rng: np.random.Generator, holidays: frozenset[int] = frozenset()):
+    def __init__(self, spec: WardRounds, start_weekday: int, t0: float, t1: float, rng: np.random.Generator, *,
+                 holidays: frozenset[int] = frozenset()):
         times: list[float] = []
         probs: list[float] = []
         # rounds beyond the run's end too, so a patient fit near the end still gets a (late) time
@@ -337,7 +337,7 @@ class Model:
         assert sc.acute is not None and sc.arrivals is not None  # full mode (pathway-only scenarios are compiled)
         self.acute_pool, self.acute = self._group("acute", sc.acute.beds)
         self.rounds = (_Rounds(sc.acute.ward_rounds, self.start_weekday, self.t0, self.t1,
-                               streams["fitness_declaration"], self.holidays)
+                               streams["fitness_declaration"], holidays=self.holidays)
                        if sc.acute.ward_rounds is not None else None)
         self._build_assessment()
         self._build_services()
