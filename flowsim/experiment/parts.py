@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,28 @@ import pyarrow.parquet as pq
 
 #: The per-replication tables of ``ReplicationResult`` kept on disk.
 TABLES = ("daily", "patients", "escalation", "nodes")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One replication's table as Parquet bytes, with the datetime units Parquet does not keep."""
+
+    data: bytes
+    times: tuple[tuple[str, str], ...]
+
+
+def encode(frame: pd.DataFrame | None) -> Encoded | None:
+    """A table as the Parquet file ``PartStore`` keeps (None for a missing table).
+
+    Why bytes: a replication run in a pool worker is encoded there, in parallel, and travels back as one
+    ``bytes`` object instead of pickled frames that the parent would unpickle and encode itself; on a machine whose
+    cores the workers already fill, every second of the parent's work is taken from them (issue 16)."""
+    if frame is None:
+        return None
+    times = tuple((str(c), str(t)) for c, t in frame.dtypes.items() if pd.api.types.is_datetime64_any_dtype(t))
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    return Encoded(sink.getvalue().to_pybytes(), times)
 
 
 class PartStore:
@@ -50,15 +73,18 @@ class PartStore:
 
     def write(self, table: str, replication: int, frame: pd.DataFrame | None) -> None:
         """Store one replication's table (nothing for a missing one); atomic like every flowsim file."""
-        if frame is None:
+        self.write_encoded(table, replication, encode(frame))
+
+    def write_encoded(self, table: str, replication: int, encoded: Encoded | None) -> None:
+        """Store a table a worker has already encoded (``encode``): the parent only writes the bytes."""
+        if encoded is None:
             return
-        self._times.setdefault(table, {str(c): str(t) for c, t in frame.dtypes.items()
-                                       if pd.api.types.is_datetime64_any_dtype(t)})
+        self._times.setdefault(table, dict(encoded.times))
         path = self.path(table, replication)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            frame.to_parquet(tmp, index=False, engine="pyarrow")
+            tmp.write_bytes(encoded.data)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from typing_extensions import Unpack
 
 from flowsim.errors import FlowsimError
 from flowsim.experiment.executors import Executor, available_cores, make_executor
-from flowsim.experiment.parts import TABLES, PartStore
+from flowsim.experiment.parts import TABLES, Encoded, PartStore, encode
 from flowsim.experiment.replications import ReplicationDecision, StoppingRule, decide, still_needed
 from flowsim.experiment.stats import PERIOD_CENSUS, drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
@@ -66,8 +66,29 @@ def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id
     return ReplicationResult(**{**res.__dict__, "seconds": time.perf_counter() - t})
 
 
-def _task(args: tuple[Scenario, int, int, str, bool]) -> ReplicationResult:
-    return run_replication(*args)
+@dataclass(frozen=True)
+class PackedResult:
+    """One replication as it travels from a worker back to the run: KPIs, checks and counts, and its tables already
+    encoded as Parquet (``flowsim.experiment.parts.encode``), ready to be written to the run's ``PartStore``."""
+
+    replication: int
+    seed: int
+    kpis: dict[str, float]
+    checks: list[str]
+    kernel_events: int
+    model_events: int
+    seconds: float
+    tables: dict[str, Encoded | None]
+
+
+def pack(res: ReplicationResult) -> PackedResult:
+    """Encode a replication's tables where it ran (in the worker, in parallel with the other workers)."""
+    return PackedResult(res.replication, res.seed, res.kpis, list(res.checks), res.kernel_events, res.model_events,
+                        res.seconds, {table: encode(getattr(res, table)) for table in TABLES})
+
+
+def _task(args: tuple[Scenario, int, int, str, bool]) -> PackedResult:
+    return pack(run_replication(*args))
 
 
 class ReplicationRecord:
@@ -80,7 +101,7 @@ class ReplicationRecord:
 
     __slots__ = ("_store", "checks", "kernel_events", "kpis", "model_events", "replication", "seconds", "seed")
 
-    def __init__(self, res: ReplicationResult, store: PartStore):
+    def __init__(self, res: PackedResult, store: PartStore):
         self.replication = res.replication
         self.seed = res.seed
         self.kpis = res.kpis
@@ -89,8 +110,8 @@ class ReplicationRecord:
         self.model_events = res.model_events
         self.seconds = res.seconds
         self._store = store
-        for table in TABLES:
-            store.write(table, res.replication, getattr(res, table))
+        for table, encoded in res.tables.items():
+            store.write_encoded(table, res.replication, encoded)
 
     def _table(self, table: str) -> pd.DataFrame | None:
         return self._store.read_one(table, self.replication)

@@ -45,6 +45,7 @@ from flowsim.model.calendar import (
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
+from flowsim.model.kernel import Kernel
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
@@ -309,7 +310,7 @@ class _Onward:
 class Model:
     """One replication: build with a scenario and its streams, then ``run()``."""
 
-    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = simpy.Environment):
+    def __init__(self, scenario: Scenario, streams: Streams, env_factory: type[simpy.Environment] = Kernel):
         sc = scenario
         self.sc = sc
         sim = sc.simulation

@@ -42,8 +42,7 @@ def _order_checks(rec: Records, sc: Scenario) -> list[str]:
         if bad:
             problems.append(f"{bad} stays have {f} before an earlier stage")
         prev = np.where(np.isnan(cur), prev, cur)
-    before = np.array([p in sc.pathways and sc.pathways[p].assessment_timing == "before_ready"
-                       for p in rec["pathway"]], dtype=bool)
+    before = rec.by_pathway({p: pw.assessment_timing == "before_ready" for p, pw in sc.pathways.items()}, False, bool)
     for earlier, later, mask, what in (
             ("mffd", "rft", None, "ready for transfer before medically fit"),
             ("rft", "slot_granted", None, "a place granted before ready for transfer"),
@@ -211,7 +210,7 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
         m = svc == i
         levels[name] = (Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T),
                         Level.from_steps(*raw.capacity[name]))
-    needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in rec["pathway"]])
+    needs = rec.by_pathway({p: pw.needs_assessment for p, pw in sc.pathways.items()}, False, bool)
     # a patient starts waiting for a place once ready for transfer and (if needed) assessed
     wait_start = np.where(needs, np.maximum(rec["assess_end"], rec["rft"]), rec["rft"])
     granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])

@@ -99,18 +99,15 @@ def add_delay_columns(rec: Records, sc: Scenario) -> Records:
     """The records with each stay's delay segments, reasons, organisations and reporting flags added."""
     c = dict(rec.cols)
     n = len(rec)
-    pathway = c["pathway"]
     # P1-P3 hospital stays (deaths in hospital take no pathway; step-up referrals never had an acute bed)
-    downstream = np.isin(pathway, ("P1", "P2", "P3")) & ~c["elective"] & (c["step_up"] < 0)
-    needs = np.array([sc.pathways[p].needs_assessment if p in sc.pathways else False for p in pathway], dtype=bool)
-    after = np.array([sc.pathways[p].assessment_timing == "after_ready" if p in sc.pathways else True
-                      for p in pathway], dtype=bool)
+    downstream = (c["pathway_code"] >= 1) & ~c["elective"] & (c["step_up"] < 0)
+    needs = rec.by_pathway({p: pw.needs_assessment for p, pw in sc.pathways.items()}, False, bool)
+    after = rec.by_pathway({p: pw.assessment_timing == "after_ready" for p, pw in sc.pathways.items()}, True, bool)
     assess_seg = downstream & needs & after
     c["dtoc_start"] = np.where(downstream, c["rft"], np.nan)
     c["wait_start"] = np.where(assess_seg, np.where(np.isnan(c["rft"]), np.nan, c["assess_end"]), c["dtoc_start"])
-    reason = {p: pw.reason(p) for p, pw in sc.pathways.items()}
-    c["wait_reason"] = np.array([reason[p] if d else "" for p, d in zip(pathway, downstream, strict=True)],
-                                dtype=object)
+    reason = rec.by_pathway({p: pw.reason(p) for p, pw in sc.pathways.items()}, "")
+    c["wait_reason"] = np.where(downstream, reason, "").astype(object)
     assess_org = (resolve_org(sc.assessment.responsible, c["u_org"]) if sc.assessment is not None
                   else np.full(n, "", dtype=object))
     c["assess_org"] = np.where(assess_seg, assess_org, "")

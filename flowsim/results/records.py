@@ -10,7 +10,10 @@ bed they happen in reports, so any measure can be recomputed from the table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +34,22 @@ DELAY_FIELDS: tuple[str, ...] = (
 )
 
 
+#: Pathway codes of the ``pathway_code`` column: the index in this tuple, -1 for none.
+PATHWAY_CODES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+
+
+def _labels(labels: np.ndarray, codes: np.ndarray) -> Any:
+    """``labels[codes]`` as the column pandas would make of it: the few labels are converted to pandas' string type
+    once and then taken by code (converting every stay's label costs ~10x more)."""
+    return pd.Series(labels).array.take(codes)
+
+
+def pathway_codes(pathway: np.ndarray) -> np.ndarray:
+    """Codes of the pathways (``PATHWAY_CODES`` index, -1 for none or any other value)."""
+    code = {p: i for i, p in enumerate(PATHWAY_CODES)}
+    return np.fromiter(map(lambda p: code.get(p, -1), pathway), dtype=np.int64, count=len(pathway))
+
+
 @dataclass(frozen=True)
 class Records:
     """Column arrays of one replication's stays (numpy, for fast KPI arithmetic)."""
@@ -46,6 +65,12 @@ class Records:
     def __getitem__(self, key: str) -> np.ndarray:
         return self.cols[key]
 
+    def by_pathway(self, values: Mapping[str, Any], default: Any, dtype: Any = object) -> np.ndarray:
+        """Each stay's ``values[pathway]`` (``default`` for a pathway not in ``values`` or none): a lookup in a table
+        of five entries by the stay's pathway code, instead of a Python loop over the stays."""
+        table = np.array([values.get(p, default) for p in PATHWAY_CODES] + [default], dtype=dtype)
+        return table[self.cols["pathway_code"]]
+
     def frame(self, replication: int, seed: int, scenario_id: str) -> pd.DataFrame:
         """The per-stay table written to ``patients.parquet``."""
         c = self.cols
@@ -58,15 +83,16 @@ class Records:
             "person_id": c["person"],
             "readmission_of": c["readmission_of"],
             "cohort": pd.Categorical.from_codes(c["cohort"], self.cohort_names),
-            # a death in hospital takes no pathway (empty in the model, missing here)
-            "pathway": pd.Categorical([x or None for x in c["pathway"]], categories=["P0", "P1", "P2", "P3"]),
-            "service": svc[c["service"]],
+            # a death in hospital takes no pathway (code -1: missing here)
+            "pathway": pd.Categorical.from_codes(c["pathway_code"], categories=list(PATHWAY_CODES)),
+            "service": _labels(svc, c["service"]),
             **{f: c[f] for f in TIME_FIELDS},
-            "outcome": np.array([*OUTCOME_LABELS, ""], dtype=object)[c["outcome"]],
-            "kind": np.where(c["elective"], "elective", np.where(c["step_up"] >= 0, "step_up", "non_elective")),
-            "acute_exit": np.array(ACUTE_EXIT_LABELS, dtype=object)[c["exit"]],
+            "outcome": _labels(np.array([*OUTCOME_LABELS, ""], dtype=object), c["outcome"]),
+            "kind": _labels(np.array(["non_elective", "elective", "step_up"], dtype=object),
+                            np.where(c["elective"], 1, np.where(c["step_up"] >= 0, 2, 0))),
+            "acute_exit": _labels(np.array(ACUTE_EXIT_LABELS, dtype=object), c["exit"]),
             "diverted_from": c["diverted_from"],
-            "cancelled": np.array(CANCELLED_LABELS, dtype=object)[c["cancelled"]],
+            "cancelled": _labels(np.array(CANCELLED_LABELS, dtype=object), c["cancelled"]),
             "initial": c["initial"],
             "initial_stage": c["initial_stage"],
             "package_len": c["package_len"],
@@ -75,29 +101,27 @@ class Records:
         return df
 
 
+#: Per-stay fields copied from the model's patients, by the dtype of their column.
+INT_FIELDS: tuple[str, ...] = ("id", "person", "readmission_of", "cohort", "service", "outcome", "cancelled",
+                               "initial_stage", "exit", "step_up", "diverted_from")
+BOOL_FIELDS: tuple[str, ...] = ("elective", "initial")
+FLOAT_FIELDS: tuple[str, ...] = ("package_len", "u_org", *TIME_FIELDS)
+
+
+def _block(pts: list[Any], fields: tuple[str, ...], dtype: type) -> dict[str, np.ndarray]:
+    """Columns ``fields`` of every patient: one C-level ``attrgetter`` call per patient reads them all into a row,
+    and the rows become one 2-D array, its transpose the columns (a generator per field cost ~10x more)."""
+    block: np.ndarray = np.array(list(map(attrgetter(*fields), pts)), dtype=dtype).reshape(len(pts), len(fields))
+    return dict(zip(fields, np.ascontiguousarray(block.T), strict=True))
+
+
 def build_records(raw: RawRun) -> Records:
     """One replication's patient stamps as column arrays.  Delay columns are added by
     ``flowsim.results.delays.add_delay_columns``."""
     pts = raw.patients
-    n = len(pts)
-    cols: dict[str, np.ndarray] = {
-        "id": np.fromiter((p.id for p in pts), dtype=np.int64, count=n),
-        "person": np.fromiter((p.person for p in pts), dtype=np.int64, count=n),
-        "readmission_of": np.fromiter((p.readmission_of for p in pts), dtype=np.int64, count=n),
-        "cohort": np.fromiter((p.cohort for p in pts), dtype=np.int64, count=n),
-        "service": np.fromiter((p.service for p in pts), dtype=np.int64, count=n),
-        "outcome": np.fromiter((p.outcome for p in pts), dtype=np.int64, count=n),
-        "pathway": np.array([p.pathway for p in pts], dtype=object),
-        "elective": np.fromiter((p.elective for p in pts), dtype=bool, count=n),
-        "cancelled": np.fromiter((p.cancelled for p in pts), dtype=np.int64, count=n),
-        "initial": np.fromiter((p.initial for p in pts), dtype=bool, count=n),
-        "initial_stage": np.fromiter((p.initial_stage for p in pts), dtype=np.int64, count=n),
-        "package_len": np.fromiter((p.package_len for p in pts), dtype=float, count=n),
-        "u_org": np.fromiter((p.u_org for p in pts), dtype=float, count=n),
-        "exit": np.fromiter((p.exit for p in pts), dtype=np.int64, count=n),
-        "step_up": np.fromiter((p.step_up for p in pts), dtype=np.int64, count=n),
-        "diverted_from": np.fromiter((p.diverted_from for p in pts), dtype=np.int64, count=n),
-    }
-    for f in TIME_FIELDS:
-        cols[f] = np.fromiter((getattr(p, f) for p in pts), dtype=float, count=n)
+    cols = {**_block(pts, INT_FIELDS, np.int64), **_block(pts, BOOL_FIELDS, bool),
+            "pathway": np.array([p.pathway for p in pts], dtype=object)}
+    cols["pathway_code"] = pathway_codes(cols["pathway"])
+    floats = _block(pts, FLOAT_FIELDS, float)
+    cols.update({f: floats[f] for f in ("package_len", "u_org", *TIME_FIELDS)})
     return Records(cols, raw.cohort_names, raw.service_names, raw.service_pathway)

@@ -47,7 +47,9 @@ class Level:
         d = np.concatenate((np.ones(len(s)), -np.ones(len(e))))
         fin = np.isfinite(t) & (t <= t_end)
         t, d = t[fin], d[fin]
-        order = np.argsort(t, kind="stable")
+        # any order within a tie gives the same level after it (the last of each tie is kept), and the default sort
+        # is ~10x faster than a stable one (SIMD on x86)
+        order = np.argsort(t)
         t, d = t[order], d[order]
         lev = np.cumsum(d)
         if len(t) == 0:

@@ -37,7 +37,7 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
     """
     T, D, replication, seed, scenario_id = tag
     cohort_loc = np.array([c.locality for c in sc.cohorts.values()] + [None], dtype=object)
-    loc = cohort_loc[np.minimum(rec["cohort"], len(cohort_loc) - 1)]
+    cohort = np.minimum(rec["cohort"], len(cohort_loc) - 1)
     pathway = rec["pathway"]
     granted = rec["slot_granted"]
     rows = []
@@ -49,7 +49,7 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
         localities = sorted({svc.locality for svc in pw.services.values()} | demand_locs, key=lambda x: x or "")
         for locality in localities:
             names = [n for n, svc in pw.services.items() if svc.locality == locality]
-            mine = (pathway == pname) & np.array([x == locality for x in loc], dtype=bool)
+            mine = (pathway == pname) & np.array([x == locality for x in cohort_loc], dtype=bool)[cohort]
             waiting = Level.from_intervals(np.where(mine, rec["mffd"], np.nan), granted, T).daily_mean(D)
             s_wait = waits[pname][0]
             got = mine & (granted >= 0) & (granted < T) & ~np.isnan(s_wait) & (rec["initial_stage"] != Stage.IN_SERVICE)

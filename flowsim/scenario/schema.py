@@ -252,7 +252,7 @@ class Cohort(Frozen):
     same_day: StayExit | None = Field(
         default=None, description="Share of admissions discharged home the same day (ambulatory and assessment-unit "
                                   "stays), with their own length of stay: P0 discharges that skip the ward round.")
-    annual_growth: Annotated[float, Field(ge=-0.5, le=1.0)] | None = Field(
+    annual_growth: Growth | None = Field(
         default=None, description="This cohort's own annual growth in admissions (e.g. 85+ faster than all "
                                   "admissions). Setting it (or volume_month_factors) on any cohort generates "
                                   "arrivals cohort by cohort: share x arrivals.rate_per_day is the cohort's "
@@ -519,7 +519,7 @@ class HomeCare(Frozen):
     start_time: Distribution = Field(default_factory=lambda: Fixed(dist="fixed", value=0.0),
                                      description="Days to arrange a package before it can start.")
     responsible: Responsible = "social_care"
-    community_starts_per_day: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+    community_starts_per_day: Annotated[float, Range(0, MAX_RATE, "packages a day")] = Field(
         default=0.0, description="Packages a day asked for from the community (not after a hospital or "
                                  "intermediate-care stay): Poisson, in the same first-come queue; with "
                                  "unlimited capacity they compete for nothing and are not simulated.")

@@ -1,0 +1,111 @@
+"""The lean event loop (``flowsim.model.kernel.Kernel``) runs every event SimPy would, in SimPy's order.
+
+Why this matters: every result of a run follows from the order of its events; ``Kernel`` inlines SimPy's loop, its
+timeouts and ``now``, so these tests run the same programs on ``simpy.Environment`` and on ``Kernel`` and compare
+what happened, when, in which order: timeouts with ties, events triggered by other processes, interrupts,
+conditions, a failure nobody handles, the end of the run (an event at exactly ``until`` does not run), and the
+model itself (identical records).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import simpy
+
+from flowsim import load_scenario
+from flowsim.model.kernel import Kernel
+from flowsim.model.model import Model
+from flowsim.results.records import build_records
+from flowsim.rng import Streams
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def _program(env: simpy.Environment, seed: int, log: list[tuple[float, str]]) -> None:
+    """Processes that wait on timeouts (many ties: times on a 0.25 grid), signal each other, get interrupted and
+    wait on conditions."""
+    rng = random.Random(seed)
+    signal = env.event()
+
+    def worker(i: int) -> Generator[simpy.Event, Any, None]:
+        for k in range(rng.randint(1, 6)):
+            try:
+                yield env.timeout(rng.randint(0, 8) * 0.25)
+                log.append((env.now, f"w{i} step {k}"))
+                if rng.random() < 0.2:
+                    yield env.timeout(0.5) | signal
+                    log.append((env.now, f"w{i} cond"))
+            except simpy.Interrupt as exc:
+                log.append((env.now, f"w{i} interrupted {exc.cause}"))
+
+    def signaller(procs: list[simpy.Process]) -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(1.25)
+        signal.succeed("go")
+        log.append((env.now, "signal"))
+        for p in procs[::3]:
+            if p.is_alive:
+                p.interrupt("stop")
+        yield env.all_of([env.timeout(0.25), env.timeout(0.5)])
+        log.append((env.now, "all of"))
+
+    procs = [env.process(worker(i)) for i in range(12)]
+    env.process(signaller(procs))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_same_events_in_the_same_order(seed: int) -> None:
+    logs = []
+    for env in (simpy.Environment(initial_time=-1.0), Kernel(initial_time=-1.0)):
+        log: list[tuple[float, str]] = []
+        _program(env, seed, log)
+        env.run(until=2.0)
+        assert env.now == 2.0
+        logs.append(log)
+    assert logs[0] == logs[1]
+    assert any(t == 2.0 for t, _ in logs[0]) is False  # nothing at exactly ``until`` ran (it comes after the end)
+    assert len(logs[0]) > 10
+
+
+def test_runs_without_a_limit_and_to_an_event_as_simpy_does() -> None:
+    for until in (None, "event"):
+        logs = []
+        for env in (simpy.Environment(), Kernel()):
+            log: list[tuple[float, str]] = []
+            _program(env, 3, log)
+            if until is None:
+                env.run()
+            else:
+                env.run(env.timeout(1.5))
+            logs.append((log, env.now))
+        assert logs[0] == logs[1]
+
+
+def test_an_unhandled_failure_ends_the_run_in_both() -> None:
+    for env in (simpy.Environment(), Kernel()):
+        def fail(env: simpy.Environment = env) -> Generator[simpy.Event, Any, None]:
+            yield env.timeout(1.0)
+            raise KeyError("lost")
+
+        env.process(fail())
+        with pytest.raises(KeyError, match="lost"):
+            env.run(until=5.0)
+        assert env.now == 1.0
+    with pytest.raises(ValueError, match="Negative delay"):
+        Kernel().timeout(-1.0)
+    with pytest.raises(ValueError, match="must be greater"):
+        Kernel(initial_time=3.0).run(until=2.0)
+
+
+def test_the_model_gives_the_same_records_on_either_loop() -> None:
+    sc = load_scenario(SCENARIOS / "rotherham_2016.yaml", ["simulation.duration_days=30", "simulation.warmup_days=20"])
+    recs = [build_records(Model(sc, Streams(5, 1), env_factory=factory).run())
+            for factory in (simpy.Environment, Kernel)]
+    assert recs[0].cols.keys() == recs[1].cols.keys()
+    for name, col in recs[0].cols.items():
+        np.testing.assert_array_equal(col, recs[1].cols[name], err_msg=name)
