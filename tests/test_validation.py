@@ -314,16 +314,76 @@ def test_community_escalation_trigger_and_size_are_fitted(tmp_path: Path) -> Non
 def test_level_shift_stress_test_is_set_up() -> None:
     """The level-shift configuration loads, fixes the Q1-Q3 capacities, runs to June 2017, frees one dated step in
     social-care capacity from 13.12.16 (a list element, reached by index), fits the winter and holds out
-    April-June 2017 (values from the seeds).  (Running it takes hours on a shared 2-core machine.)"""
+    April-June 2017 and Q1 2017/18 (values from the seeds)."""
     root = Path(__file__).resolve().parents[1]
     prob = load_problem(root / "calibration" / "rotherham_2016_level_shift.yaml")
     step = "pathways.P1.services.irr_reablement.capacity.periods.0.add"
     assert [p.path for p in prob.config.free] == [step]
-    for add in (-24, 0):
+    for add in (-30, 0, 20):
         sc = prob.build({step: add})
         cap = sc.pathways["P1"].services["irr_reablement"].capacity
         assert cap.base == 46 and cap.periods[0].add == add  # type: ignore[union-attr]
         assert str(cap.periods[0].start) == "2016-12-13"  # type: ignore[union-attr]
         assert sc.simulation.end_date.isoformat() in ("2017-06-30", "2017-07-01")
-    assert {prob.targets[t].value for t in prob.held_ids} == {5.1, 5.9, 5.4}
+    assert {prob.targets[t].value for t in prob.held_ids} == {5.1, 5.9, 5.4, 2400}
+    assert prob.targets["dtoc_q1_1718"].period == "2017/18 Q1" and "F3:4897-4899" in prob.targets["dtoc_q1_1718"].source
     assert prob.config.scoring_seed != prob.config.seed
+
+
+# ======================================================================= issue 13 point 7: the seed series added
+
+
+def test_period_mean_and_several_periods_by_hand() -> None:
+    """period_mean is the mean of a daily column over the period's days; period_sum, period_mean and period_ratio
+    read the days of several periods together (``periods``), e.g. the DTOC % "circa 3%" over Q1-Q3."""
+    dates = ["2024-04-29", "2024-04-30", "2024-05-01", "2024-05-02", "2024-06-01"]
+    d = pd.DataFrame({"date": pd.to_datetime(dates).date, "census": [1, 3, 10, 20, 100],
+                      "num": [1, 1, 2, 2, 50], "den": [10, 10, 10, 10, 100]})
+    targets = [
+        target(id="apr", kind="period_mean", column="census", period="2024-04", value=2),
+        target(id="apr_may", kind="period_mean", column="census", periods=["2024-04", "2024-05"], value=8),
+        target(id="sum_apr_jun", kind="period_sum", column="census", periods=["2024-04", "2024-06"], value=100),
+        target(id="pct_apr_may", kind="period_ratio", numerator="num", denominator="den",
+               periods=["2024-04", "2024-05"], value=15),
+    ]
+    sims = simulated_values(targets, [{}], [d], 5)
+    assert sims["apr"].tolist() == [2.0]
+    assert sims["apr_may"].tolist() == [(1 + 3 + 10 + 20) / 4]
+    assert sims["sum_apr_jun"].tolist() == [104.0]
+    assert sims["pct_apr_may"].tolist() == [pytest.approx(100 * 6 / 40)]
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"kind": "period_mean", "column": "c"}, "give exactly one of the two"),
+    ({"kind": "period_sum", "column": "c", "period": "2024-04", "periods": ["2024-04", "2024-05"]},
+     "give exactly one of the two"),
+    ({"kind": "period_mean", "column": None, "period": "2024-04"}, "required for kind: period_mean"),
+], ids=["neither", "both", "no column"])
+def test_period_targets_need_one_period_or_several(kw: dict[str, Any], words: str) -> None:
+    with pytest.raises(Exception, match=words):
+        target(id="t", value=1.0, **kw)
+
+
+def test_the_seed_series_are_targets_with_their_measures() -> None:
+    """The series the first fit ignored are in the Rotherham targets, each citing its seed line and reading the
+    measure that defines it; Q1-Q3 ones are fitted, the winter and the outcomes held out."""
+    root = Path(__file__).resolve().parents[1]
+    prob = load_problem(root / "calibration" / "rotherham_2016.yaml")
+    t = prob.targets
+    expect = {"long_stay_q1_q3": ("F3:2838", "stranded_14", 68), "dtoc_pct_q1_q3": ("F3:3535", None, 3.0),
+              "at_home_91_1617": ("F3:4889-4891", None, 87.5), "care_home_admissions_1617": ("F3:3770", None, 329),
+              "adm65_apr16": ("F3:2849", "admissions_65plus", 422),
+              "adm65_jul16": ("F3:2849", "admissions_65plus", 454)}
+    for tid, (cite, column, value) in expect.items():
+        assert cite in t[tid].source and t[tid].value == value, tid
+        if column:
+            assert t[tid].column == column, tid
+    assert t["at_home_91_1617"].numerator == "rehab_65plus_at_home_91"
+    assert t["at_home_91_1617"].denominator == "rehab_65plus_discharges"
+    assert t["at_home_91_1617"].period == "2016/17 Q3"          # discharged October-December 2016 (F3:3776)
+    assert t["care_home_admissions_1617"].kpi == "long_term_care_placements"
+    assert {"long_stay_q1_q3", "dtoc_pct_q1_q3"} <= set(prob.fit_ids)
+    assert {"at_home_91_1617", "care_home_admissions_1617", "dtoc_q4"} <= set(prob.held_ids)
+    for tid in prob.fit_ids:   # nothing fitted reads the winter
+        periods = t[tid].periods or ([t[tid].period] if t[tid].period else [])
+        assert all(p in ("2016/17 Q1", "2016/17 Q2", "2016/17 Q3") or p < "2017" for p in periods), tid

@@ -76,8 +76,10 @@ class Target(_Spec):
 
     ``kind``: ``kpi`` (a KPI's mean over the window; ``per_year`` scales a count to 365 days),
     ``period_sum`` (sum of a daily column over an NHS quarter like '2016/17 Q1' or a month
-    '2017-01'), ``period_ratio`` (100 x sum of ``numerator`` / sum of ``denominator`` over a
-    period, e.g. DTOC % = delayed acute beds / occupied beds at midnight), or ``dispersion``: how
+    '2017-01'), ``period_mean`` (the mean over the period's days: a census such as long-stay patients
+    a day), ``period_ratio`` (100 x sum of ``numerator`` / sum of ``denominator`` over a period, e.g.
+    DTOC % = delayed acute beds / occupied beds at midnight); these three read one ``period`` or the
+    days of several (``periods``, e.g. "circa 3% before 2017" over Q1-Q3), or ``dispersion``: how
     much a daily column's sums vary across ``periods`` (``statistic: cv``, the coefficient of
     variation SD / mean with the n - 1 SD, or ``sd``), computed within each replication, so a model
     whose means match but whose quarters swing far more than reality's scores badly.
@@ -85,14 +87,15 @@ class Target(_Spec):
 
     id: str = Field(min_length=1)
     description: str = ""
-    kind: Literal["kpi", "period_sum", "period_ratio", "dispersion"]
+    kind: Literal["kpi", "period_sum", "period_mean", "period_ratio", "dispersion"]
     kpi: str | None = None
     per_year: bool = False
     column: str | None = None
     numerator: str | None = None
     denominator: str | None = None
     period: str | None = None
-    periods: list[str] | None = Field(default=None, description="dispersion: the periods whose sums vary")
+    periods: list[str] | None = Field(default=None, description="dispersion: the periods whose sums vary; "
+                                                                "period_sum/mean/ratio: read over their days")
     statistic: Literal["cv", "sd"] = "cv"
     value: Finite
     sd: Annotated[float, Range(0, 1e15, "the observation's standard deviation", low_open=True)] | None = None
@@ -101,12 +104,14 @@ class Target(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> Target:
-        need = {"kpi": ["kpi"], "period_sum": ["column", "period"],
-                "period_ratio": ["numerator", "denominator", "period"],
-                "dispersion": ["column", "periods"]}[self.kind]
+        need = {"kpi": ["kpi"], "period_sum": ["column"], "period_mean": ["column"],
+                "period_ratio": ["numerator", "denominator"], "dispersion": ["column", "periods"]}[self.kind]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise FieldProblems([((f,), f"required for kind: {self.kind}") for f in missing])
+        if self.kind.startswith("period_") and (self.period is None) == (self.periods is None):
+            raise FieldProblems([(("period",), f"kind: {self.kind} reads one period or several (periods), "
+                                  "give exactly one of the two")])
         if self.kind == "dispersion" and self.periods is not None and len(set(self.periods)) < 2:
             raise FieldProblems([(("periods",), "a dispersion needs at least two different periods")])
         return self
@@ -271,10 +276,11 @@ def target_value(t: Target, kpis: dict[str, float], d: pd.DataFrame, duration_da
             return sd
         mean = float(np.mean(sums))
         return sd / mean if mean > 0 else float("nan")
-    mask = _period_mask(t, d, t.period or "")
-    if t.kind == "period_sum":
+    mask = np.logical_or.reduce([_period_mask(t, d, p) for p in (t.periods or [t.period or ""])])
+    if t.kind in ("period_sum", "period_mean"):
         _need_columns(t, d, [t.column])
-        return float(d.loc[mask, t.column].sum())
+        values = d.loc[mask, t.column]
+        return float(values.sum() if t.kind == "period_sum" else values.mean())
     _need_columns(t, d, [t.numerator, t.denominator])
     den = float(d.loc[mask, t.denominator].sum())
     return 100.0 * float(d.loc[mask, t.numerator].sum()) / den if den > 0 else float("nan")

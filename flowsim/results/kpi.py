@@ -37,6 +37,7 @@ from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.model import RawRun
 from flowsim.results.checks import check_records
 from flowsim.results.delays import ORGS, REASON_LABELS, REASONS, Segment, add_delay_columns, dtoc_intervals, segments
+from flowsim.results.outcomes import OLDER_BANDS, at_home_daily
 from flowsim.results.records import Records, build_records
 from flowsim.results.series import Level, visit_load
 from flowsim.results.tables import Tag, escalation_log, node_daily
@@ -548,6 +549,9 @@ def _front_door(r: _Run) -> None:
     day_of_arrival = np.floor(arrival[in_window]).astype(int)
     daily["admissions"] = np.bincount(day_of_arrival, minlength=D)[:D]
     daily["readmissions"] = np.bincount(np.floor(arrival[in_window & is_readmit]).astype(int), minlength=D)[:D]
+    if _has_ages(r.sc):  # only when the case mix has age bands, so older scenarios' daily tables are unchanged
+        older = _older(r, care_home=True)
+        daily["admissions_65plus"] = np.bincount(np.floor(arrival[in_window & older]).astype(int), minlength=D)[:D]
     k["admissions_per_day"] = float(in_window.sum() / T)
     k["readmissions"] = float((in_window & is_readmit).sum())
     ed = Level.from_intervals(np.where(elective, np.nan, arrival), bed_start, T)
@@ -560,6 +564,28 @@ def _front_door(r: _Run) -> None:
     daily["ed_12h_breaches"] = np.bincount(day_of_arrival[b12], minlength=D)[:D]
     k["ed_4h_breach_pct"] = _pct(b4)
     k["ed_12h_breaches"] = float(b12.sum())
+
+
+def _has_ages(sc: Scenario) -> bool:
+    return any(c.age_band is not None for c in sc.cohorts.values())
+
+
+def _older(r: _Run, care_home: bool) -> np.ndarray:
+    """Stays of cohorts aged 65+ by their ``age_band`` (care-home residents too, or not)."""
+    names = r.rec.cohort_names
+    old = np.array([n in r.sc.cohorts and r.sc.cohorts[n].age_band in OLDER_BANDS
+                    and (care_home or not r.sc.cohorts[n].from_care_home) for n in names] + [False])
+    codes = r.rec["cohort"]
+    return old[np.where((codes >= 0) & (codes < len(names)), codes, len(names))]
+
+
+def _at_home_91(r: _Run) -> None:
+    """ASCOF 2B(1): 65+ discharged into reablement or rehabilitation (P1, P2), at home 91 days later
+    (``flowsim.results.outcomes``), by day of discharge: the denominator and the numerator."""
+    if _has_ages(r.sc):  # only when the case mix has age bands, so older scenarios' daily tables are unchanged
+        den, num = at_home_daily(r.rec, _older(r, care_home=False), r.T, r.D)
+        r.daily["rehab_65plus_discharges"] = den
+        r.daily["rehab_65plus_at_home_91"] = num
 
 
 def _dtoc(r: _Run) -> np.ndarray:
@@ -879,6 +905,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
     _drd(r)
     _stranded(r)
     waits = _pathways(r)
+    _at_home_91(r)
     _services(r)
     if sc.step_up:
         _step_up(r)
