@@ -604,6 +604,22 @@ def test_fitted_scenario_keeps_the_fixed_overrides(tmp_path) -> None:
     assert load_scenario(res.files["scenario"]).arrivals.rate_per_day == 21
 
 
+def test_fitted_step_inside_a_capacity_set_whole(tmp_path) -> None:
+    """The level-shift shape (issue 13): the configuration sets a capacity whole, with a dated period, and fits the
+    period's step; the fitted scenario carries the capacity with the fitted step in it (this once failed with
+    "'_Leaf' object does not support item assignment" after the whole fit had run)."""
+    cap = "pathways.P2.services.intermediate_care.capacity"
+    cfg = small_config(tmp_path, set={cap: {"base": 22, "periods": [{"start": "2024-06-01", "add": 0}]}},
+                       free=[{"path": f"{cap}.periods.0.add", "low": -6, "high": 6, "integer": True}])
+    res = run_quiet(cfg, tmp_path / "out", budget=(2, 1, 2))
+    step = res.best[f"{cap}.periods.0.add"]
+    fitted = load_scenario(res.files["scenario"]).pathways["P2"].services["intermediate_care"].capacity
+    assert fitted.base == 22 and fitted.periods[0].add == step  # type: ignore[union-attr]
+    assert str(fitted.periods[0].start) == "2024-06-01"  # type: ignore[union-attr]
+    text = Path(res.files["scenario"]).read_text(encoding="utf-8")
+    assert f"periods: 0.add FITTED {step}" in text
+
+
 def test_fitted_scenario_keeps_continuous_values_exactly(tmp_path) -> None:
     cfg = small_config(tmp_path, free=[{"path": "arrivals.rate_per_day", "low": 17, "high": 23, "transform": "log"}])
     res = run_quiet(cfg, tmp_path / "out", budget=(2, 1))

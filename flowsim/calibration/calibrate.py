@@ -688,6 +688,31 @@ def _whole_lists(leaves: list[_Leaf], data: dict[str, Any], intervals: dict[str,
     return out
 
 
+def _fold_nested(leaves: list[_Leaf], intervals: dict[str, tuple[float, float]]) -> list[_Leaf]:
+    """Leaves inside another leaf written into its value: a dated step fitted inside a capacity the configuration
+    sets whole (``set: {...capacity: {base: 46, periods: [...]}}`` and ``free: ...capacity.periods.0.add``)
+    becomes that capacity with the fitted step in it, and a note naming what was fitted."""
+    outer = [o for o in leaves if not any(o.path.startswith(x.path + ".") for x in leaves)]
+    out = []
+    for o in outer:
+        inner = [leaf for leaf in leaves if leaf.path.startswith(o.path + ".")]
+        if not inner:
+            out.append(o)
+            continue
+        holder = {"v": copy.deepcopy(o.value)}
+        notes = [o.note] if o.note else []
+        for leaf in inner:
+            set_path(holder, "v" + leaf.path[len(o.path):], leaf.value)
+            sub = leaf.path[len(o.path) + 1:]
+            if leaf.fitted:
+                lo, hi = intervals[leaf.path]
+                notes.append(f"{sub} FITTED {_fmt(leaf.value)} [95% set {_fmt(lo)}, {_fmt(hi)}]")
+            else:
+                notes.append(f"{sub}: {leaf.note}" if leaf.note else f"{sub} SET")
+        out.append(_Leaf(o.path, holder["v"], False, "; ".join(notes)))
+    return out
+
+
 def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Path, target_path: Path) -> str:
     """A scenario that ``extends`` the calibrated one, with each fitted value and its provenance."""
     prob = result.problem
@@ -697,7 +722,7 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
     tree: dict[str, Any] = {}
     leaves = [_Leaf(path, value, False) for path, value in cfg.set.items()]
     leaves += [_Leaf(p.path, result.best[p.path], True) for p in cfg.free]
-    for leaf in _whole_lists(leaves, prob.base_data, result.intervals):
+    for leaf in _fold_nested(_whole_lists(leaves, prob.base_data, result.intervals), result.intervals):
         node = tree
         keys = leaf.path.split(".")
         for key in keys[:-1]:
@@ -732,8 +757,8 @@ def fitted_yaml(result: CalibrationResult, config_path: Path, scenario_path: Pat
             else:
                 text = yaml.safe_dump(val.value, default_flow_style=True, width=10_000).strip()
                 text = text.removesuffix("\n...").removesuffix("...").strip()
-                why = f"{val.note} ({config_path}); the whole list, as extends replaces lists" if val.note else \
-                    f"SET by {config_path} (fixed during the fit)"
+                why = (f"{val.note} ({config_path}); written whole (extends replaces lists)" if val.note else
+                       f"SET by {config_path} (fixed during the fit)")
                 lines.append(f"{pad}{key}: {text}   # {why}")
 
     emit(tree, 0)
