@@ -45,7 +45,7 @@ from flowsim.model.calendar import (
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
-from flowsim.model.kernel import Kernel
+from flowsim.model.kernel import Kernel, Task, urgent
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
@@ -444,11 +444,11 @@ class Model:
         u = Buffered(None, self.streams["home_care.initial"])
         for _ in range(hc.initial_clients):  # in place first; any beyond the capacity at the start queue
             rest = float(equilibrium_residual(hc.stay, np.array([u()]))[0])
-            self.env.process(self._community_package(self._client(self.t0), rest))
+            Task(self.env, self._community_package(self._client(self.t0), rest), soon=True)
         if hc.community_starts_per_day:
             arr = Arrivals(rate_per_day=hc.community_starts_per_day)
             times = arrival_times(arr, self.start, self.t0, self.t1, self.streams["home_care.community"])
-            self.env.process(self._community_packages(times))
+            Task(self.env, self._community_packages(times), soon=True)
 
     def _client(self, t: float) -> Patient:
         """A home-care client who is not a hospital patient (not in the stay records; negative ids)."""
@@ -461,9 +461,16 @@ class Model:
 
     def _community_packages(self, times: np.ndarray) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        for t in times.tolist():
-            yield env.timeout(t - env.now)
-            env.process(self._community_package(self._client(env.now)))
+        ts = times.tolist()
+        if not ts:
+            return
+        nxt = env.timeout(ts[0] - env.now)
+        for t in [*ts[1:], None]:
+            yield nxt
+            client = self._client(env.now)
+            if t is not None:  # the next one queued before this one starts, as SimPy ordered a process started here
+                nxt = env.timeout(t - env.now)
+            Task(env, self._community_package(client))
 
     def _community_package(self, client: Patient, length: float | None = None) -> Generator[simpy.Event, Any, None]:
         onward = self.home_care
@@ -511,14 +518,14 @@ class Model:
             self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
         if sc.replay is not None and any(s.column.startswith("admissions") for s in sc.replay.demand):
             self.arrivals, self.arrival_cohort = self._replayed_arrivals()
-        self.env.process(self._arrivals())
+        self._timed(self.arrivals.tolist(), self._arrive)
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
                                                 self.t0, self.t1, self.streams["electives"], self.holidays)
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
-            self.env.process(self._electives())
+            self._timed(self.elective_times.tolist(), self._elective)
 
     def _cohort_arrivals(self, surges: tuple[Surge, ...]) -> tuple[np.ndarray, list[int]]:
         """Arrivals cohort by cohort, each with its own growth and seasonality, merged in time order.
@@ -590,7 +597,7 @@ class Model:
                 counts = replayed_days(dated[0], self.start, self.t0, self.t1)
                 times, _ = with_replayed(times, set(counts), placed_in_days(
                     counts, su.hour_profile, self.streams[f"replay.step_up.{su.name}"]))
-            self.env.process(self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)))
+            Task(self.env, self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)), soon=True)
 
     def _referrals(self, i: int, su: StepUp, times: np.ndarray,
                    where: tuple[int, str, int]) -> Generator[simpy.Event, Any, None]:
@@ -662,7 +669,7 @@ class Model:
         self._extra_log[name] = [(self.t0, 0.0)]
         pool.capacity = float(steps[1][0])
         if len(steps[0]) > 1:
-            self.env.process(self._capacity_changes(name, steps))
+            Task(self.env, self._capacity_changes(name, steps), soon=True)
 
     def _capacity_changes(self, name: str, steps: Steps) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -800,35 +807,56 @@ class Model:
         self.patients.append(p)
         return p
 
-    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        fill = self.first.fill
-        journey = self._journey
-        cohorts = self.arrival_cohort
-        for i, t in enumerate(self.arrivals.tolist()):
-            yield env.timeout(t - env.now)
-            p = self._new_patient(env.now)
-            fill(p, None if cohorts is None or cohorts[i] < 0 else cohorts[i])
-            env.process(journey(p))
+    def _timed(self, times: list[float], at: Callable[[int], None]) -> None:
+        """Call ``at(i)`` at each of the sorted ``times``, on a chain of timeouts with callbacks (no process:
+        nothing waits on them).
 
-    def _electives(self) -> Generator[simpy.Event, Any, None]:
+        Each call queues the next timeout before ``at`` runs, the order SimPy gave a process started by ``at``
+        from a generator loop (its ``Initialize`` ran after the loop had queued the next timeout), and the
+        first timeout is queued on an urgent event at the start, as the loop's own process queued it: every
+        event keeps its place among equal times.
+        """
         env = self.env
-        for t in self.elective_times.tolist():
-            yield env.timeout(t - env.now)
-            p = self._new_patient(env.now)
-            p.elective = True
-            p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
-            p.pathway = "P0"
-            p.acute_los = self.elective_los()
-            p.transfer = 0.0
-            p.ready_gap = 0.0
-            p.u_weekend = self.elective_u()
-            if self.cancel_electives:
-                p.cancelled = int(Cancelled.ESCALATION)
-            elif not self.acute.try_acquire(p):
-                p.cancelled = int(Cancelled.NO_BED)
-            else:
-                env.process(self._elective_stay(p))
+        n = len(times)
+        i = 0
+
+        def fire(_ev: simpy.Event) -> None:
+            nonlocal i
+            k = i
+            i += 1
+            if i < n:
+                env.timeout(times[i] - env.now).callbacks.append(fire)
+            at(k)
+
+        def first(_ev: simpy.Event) -> None:
+            if n:
+                env.timeout(times[0] - env.now).callbacks.append(fire)
+
+        urgent(env, first)
+
+    def _arrive(self, i: int) -> None:
+        """A non-elective arrival: a new patient, their draws, and their journey."""
+        p = self._new_patient(self.env.now)
+        cohorts = self.arrival_cohort
+        self.first.fill(p, None if cohorts is None or cohorts[i] < 0 else cohorts[i])
+        Task(self.env, self._journey(p))
+
+    def _elective(self, _i: int) -> None:
+        """A scheduled elective admission: a bed now, or cancelled."""
+        p = self._new_patient(self.env.now)
+        p.elective = True
+        p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
+        p.pathway = "P0"
+        p.acute_los = self.elective_los()
+        p.transfer = 0.0
+        p.ready_gap = 0.0
+        p.u_weekend = self.elective_u()
+        if self.cancel_electives:
+            p.cancelled = int(Cancelled.ESCALATION)
+        elif not self.acute.try_acquire(p):
+            p.cancelled = int(Cancelled.NO_BED)
+        else:
+            Task(self.env, self._elective_stay(p))
 
     def _elective_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
         """A planned stay: criteria-led discharge when it ends (no ward-round declaration)."""
@@ -1040,12 +1068,12 @@ class Model:
                 ev = onward.group.request(p)
                 if ev is not None:
                     yield ev
-                env.process(self._onward_stay(onward, p))
+                Task(env, self._onward_stay(onward, p), soon=True)
             p.onward_granted = env.now
         except simpy.Interrupt:  # readmitted while waiting: out of the queue (a place granted this instant runs)
             if ev is not None and onward.group is not None:
                 if ev.triggered:
-                    env.process(self._onward_stay(onward, p))
+                    Task(env, self._onward_stay(onward, p), soon=True)
                 else:
                     onward.group.withdraw(p, ev)
             raise
@@ -1062,7 +1090,7 @@ class Model:
     def _maybe_readmit(self, p: Patient, pw: str) -> None:
         prob, within = self.readmission.get(pw, (0.0, 30.0))
         if prob > 0 and p.u_readmit < prob:
-            self.env.process(self._readmission(p, p.u_readmit_time * within))
+            Task(self.env, self._readmission(p, p.u_readmit_time * within))
 
     # ------------------------------------------------------------------ start from today
     def _snapshot_rows(self) -> list[tuple[str, str | None, str | None, float | None]]:
@@ -1106,7 +1134,7 @@ class Model:
             starts.append((p, self._place_snapshot_patient(p, node, days, u)))
         for p, stage in starts:
             p.initial_stage = stage
-            self.env.process(self._journey(p, stage))
+            Task(self.env, self._journey(p, stage), soon=True)
 
     def _place_snapshot_patient(self, p: Patient, node: str, days: float | None, u: Buffered) -> int:
         """Stamp what a snapshot patient has already done, take their place, and return their stage.
