@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +93,27 @@ class Buffered:
     def __call__(self) -> float:
         i = self.i
         if i >= self.n:
-            u = self.rng.random(self.n)
-            self.buf = (u if self.dist is None else self.dist.ppf(u)).tolist()
+            self._refill()
             i = 0
         self.i = i + 1
         return self.buf[i]
+
+    def _refill(self) -> None:
+        u = self.rng.random(self.n)
+        self.buf = (u if self.dist is None else self.dist.ppf(u)).tolist()
+        self.i = 0
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` values at once, exactly as ``n`` calls would give them (the same chunks, drawn and
+        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would."""
+        out: list[float] = []
+        while len(out) < n:
+            if self.i >= self.n:
+                self._refill()
+            k = min(n - len(out), self.n - self.i)
+            out += self.buf[self.i:self.i + k]
+            self.i += k
+        return np.array(out, dtype=float)
 
 
 class Patient:
@@ -215,6 +231,40 @@ class _Sampler:
                 Buffered(same.los, streams[f"{prefix}same_day_los.{name}"]) if same is not None else None))
         self.exit_u = Buffered(None, streams[prefix + "acute_exit"])
 
+    def predraw(self, arrival: list[float], cohorts: list[int] | None) -> _Drawn:
+        """Everything ``fill`` draws for a run's first admissions, in bulk: each stream yields the values, in
+        patient order, that ``fill`` would have taken from it one patient at a time (``Buffered.take``)."""
+        n = len(arrival)
+        coh = np.full(n, -1, dtype=np.int64) if cohorts is None else np.array(cohorts, dtype=np.int64)
+        free = coh < 0
+        if free.any():  # a cohort by the month's case mix (as in ``fill``: the first cumulative share above u)
+            day = np.clip(np.floor(np.array(arrival)[free]).astype(np.int64) - self.day0, 0, len(self.month_of_day) - 1)
+            cum = np.array(self.cum_share)[np.array(self.month_of_day)[day]]
+            coh[free] = (self.cohort.take(int(free.sum()))[:, None] >= cum).sum(axis=1)
+        los = _per_group(coh, range(len(self.acute_los)), self.acute_los)
+        k = (self.pathway.take(n)[:, None] >= np.array(self.cum_mix)[coh]).sum(axis=1)
+        assess = self.assess.take(n)
+        transfer = _per_group(k, range(len(PATHWAYS)), [self.transfer.get(pw) for pw in PATHWAYS])
+        ready_gap = _per_group(k, range(len(PATHWAYS)), [self.ready_gap.get(pw) for pw in PATHWAYS])
+        org = self.org.take(n)
+        u = self.u.take(5 * n).reshape(n, 5)
+        pathway = np.array(PATHWAYS, dtype=object)[k]
+        exit_ = np.zeros(n, dtype=np.int64)
+        cuts = np.array([c if c is not None else (-1.0, -1.0) for c in self.exit_cut])
+        has = np.array([c is not None for c in self.exit_cut])[coh]
+        if has.any():
+            eu = np.full(n, 2.0)
+            eu[has] = self.exit_u.take(int(has.sum()))
+            died, same = eu < cuts[coh, 0], (eu >= cuts[coh, 0]) & (eu < cuts[coh, 1])
+            exit_[died], exit_[same] = DIED, SAME_DAY
+            pathway[died], pathway[same] = "", "P0"
+            for j, pair in ((0, died), (1, same)):
+                by_cohort = np.where(pair, coh, -1)
+                los = np.where(pair, _per_group(by_cohort, range(len(self.exit_los)),
+                                                [e[j] for e in self.exit_los]), los)
+        return _Drawn(coh.tolist(), los.tolist(), pathway.tolist(), assess.tolist(), transfer.tolist(),
+                      ready_gap.tolist(), org.tolist(), u.tolist(), exit_.tolist())
+
     def fill(self, p: Patient, cohort: int | None = None, exits: bool = True) -> None:
         if cohort is None:
             u = self.cohort()
@@ -264,6 +314,44 @@ class _Sampler:
             p.pathway = pathway
             p.transfer = self.transfer[pathway]()
             p.ready_gap = self.ready_gap[pathway]()
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """What ``_Sampler.predraw`` drew for each first admission, by arrival (plain lists: read once per patient)."""
+
+    cohort: list[int]
+    acute_los: list[float]
+    pathway: list[str]
+    assess: list[float]
+    transfer: list[float]
+    ready_gap: list[float]
+    org: list[float]
+    u: list[list[float]]
+    exit: list[int]
+
+    def apply(self, p: Patient, i: int) -> None:
+        """Give arrival ``i``'s draws to its patient, as ``_Sampler.fill`` would have."""
+        p.cohort = self.cohort[i]
+        p.acute_los = self.acute_los[i]
+        p.pathway = self.pathway[i]
+        p.assess_dur = self.assess[i]
+        p.transfer = self.transfer[i]
+        p.ready_gap = self.ready_gap[i]
+        p.u_org = self.org[i]
+        p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = self.u[i]
+        p.exit = self.exit[i]
+
+
+def _per_group(group: np.ndarray, groups: range, streams: Sequence[Buffered | None]) -> np.ndarray:
+    """One value per row from its group's stream, taken in row order (rows of group -1 or with no stream get NaN)."""
+    out = np.full(len(group), NAN)
+    for g in groups:
+        rows = np.flatnonzero(group == g)
+        stream = streams[g]
+        if len(rows) and stream is not None:
+            out[rows] = stream.take(len(rows))
+    return out
 
 
 class _Rounds:
@@ -518,7 +606,14 @@ class Model:
             self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
         if sc.replay is not None and any(s.column.startswith("admissions") for s in sc.replay.demand):
             self.arrivals, self.arrival_cohort = self._replayed_arrivals()
-        self._timed(self.arrivals.tolist(), self._arrive)
+        times = self.arrivals.tolist()
+        # the arrival instants as the kernel will reach them (each timeout adds a delay to the time before)
+        now, arrived = self.t0, []
+        for t in times:
+            now = now + (t - now)
+            arrived.append(now)
+        self.drawn = self.first.predraw(arrived, self.arrival_cohort)
+        self._timed(times, self._arrive)
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
@@ -835,10 +930,9 @@ class Model:
         urgent(env, first)
 
     def _arrive(self, i: int) -> None:
-        """A non-elective arrival: a new patient, their draws, and their journey."""
+        """A non-elective arrival: a new patient, their draws (made in bulk at the start), and their journey."""
         p = self._new_patient(self.env.now)
-        cohorts = self.arrival_cohort
-        self.first.fill(p, None if cohorts is None or cohorts[i] < 0 else cohorts[i])
+        self.drawn.apply(p, i)
         Task(self.env, self._journey(p))
 
     def _elective(self, _i: int) -> None:
