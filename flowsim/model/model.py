@@ -451,8 +451,8 @@ class Model:
             return
         staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
         wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
-        steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0,
-                                                       self.t1, self.holidays))
+        steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, start=self.start,
+                                                       t0=self.t0, t1=self.t1, holidays=self.holidays))
         self.assess_pool = Pool("assessment", steps[1][0])
         self.assess = Group(self.env, "assessment", [self.assess_pool])
         self._register(self.assess, self.assess_pool, steps)
@@ -479,8 +479,8 @@ class Model:
                 pool: Pool
                 if svc.capacity_unit == "visits":
                     assert svc.visits is not None
-                    pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home,
-                                     svc.visits.start, svc.visits.end, svc.los)
+                    pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home=home,
+                                     start=svc.visits.start, end=svc.visits.end, los=svc.los)
                 else:
                     pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names), home)
                 self.service_names.append(sname)
@@ -535,7 +535,7 @@ class Model:
             Task(self.env, self._community_package(self._client(self.t0), rest), soon=True)
         if hc.community_starts_per_day:
             arr = Arrivals(rate_per_day=hc.community_starts_per_day)
-            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams["home_care.community"])
+            times = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams["home_care.community"])
             Task(self.env, self._community_packages(times), soon=True)
 
     def _client(self, t: float) -> Patient:
@@ -603,7 +603,8 @@ class Model:
         if any(c.own_volume for c in sc.cohorts.values()):
             self.arrivals, self.arrival_cohort = self._cohort_arrivals(surges)
         else:
-            self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
+            self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, rng=self.streams["arrivals"],
+                                          extra_surges=surges)
         if sc.replay is not None and any(s.column.startswith("admissions") for s in sc.replay.demand):
             self.arrivals, self.arrival_cohort = self._replayed_arrivals()
         times = self.arrivals.tolist()
@@ -617,7 +618,8 @@ class Model:
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
-                                                self.t0, self.t1, self.streams["electives"], self.holidays)
+                                                self.t0, self.t1, rng=self.streams["electives"],
+                                                holidays=self.holidays)
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
             self._timed(self.elective_times.tolist(), self._elective)
@@ -638,7 +640,8 @@ class Model:
                 "rate_per_day": base.rate_per_day * c.share,
                 "annual_growth": base.annual_growth if c.annual_growth is None else c.annual_growth,
                 "month_factors": c.volume_month_factors or base.month_factors})
-            t = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"arrivals.{name}"], surges)
+            t = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams[f"arrivals.{name}"],
+                              extra_surges=surges)
             times.append(t)
             labels.append(np.full(len(t), i))
         all_t = np.concatenate(times)
@@ -686,7 +689,7 @@ class Model:
                 self.groups[pathway].target()
             arr = Arrivals(rate_per_day=su.rate_per_day, month_factors=su.month_factors,
                            weekday_factors=su.weekday_factors, hour_profile=su.hour_profile)
-            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"step_up.{su.name}.referrals"])
+            times = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams[f"step_up.{su.name}.referrals"])
             dated = [s for s in (sc.replay.demand if sc.replay else []) if s.column == f"step_up.{su.name}"]
             if dated:  # the replayed days' referrals exactly as counted, placed by the stream's hour profile
                 counts = replayed_days(dated[0], self.start, self.t0, self.t1)
