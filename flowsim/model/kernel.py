@@ -135,15 +135,14 @@ class Task:
     ``Model._arrive``).
     """
 
-    __slots__ = ("env", "gen", "resume", "target")
+    __slots__ = ("env", "gen", "target")
 
     def __init__(self, env: simpy.Environment, gen: Generator[Event, Any, Any], soon: bool = False):
         self.env = env
         self.gen = gen
         self.target: Event | None = None
-        self.resume: Callable[[Event], None] = self._run  # one bound method: found again on an interrupt
         if soon:
-            self.target = urgent(env, self.resume)
+            self.target = urgent(env, self._run)
         else:
             self._run(None)
 
@@ -172,7 +171,7 @@ class Task:
                 self.target = None
                 break
             if nxt.callbacks is not None:
-                nxt.callbacks.append(self.resume)
+                nxt.callbacks.append(self._run)  # a bound method each time: one kept on self would be a cycle
                 self.target = nxt
                 break
             event = nxt  # already processed: its value goes straight back in
@@ -196,5 +195,5 @@ class Task:
         if self.target is None:  # ended meanwhile (several interrupts at one instant)
             return
         assert self.target.callbacks is not None
-        self.target.callbacks.remove(self.resume)
+        self.target.callbacks.remove(self._run)  # equal to the one appended (same task, same function)
         self._run(event)

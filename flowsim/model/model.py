@@ -263,7 +263,7 @@ class _Sampler:
                 los = np.where(pair, _per_group(by_cohort, range(len(self.exit_los)),
                                                 [e[j] for e in self.exit_los]), los)
         return _Drawn(coh.tolist(), los.tolist(), pathway.tolist(), assess.tolist(), transfer.tolist(),
-                      ready_gap.tolist(), org.tolist(), u.tolist(), exit_.tolist())
+                      ready_gap.tolist(), org.tolist(), tuple(u[:, j].tolist() for j in range(5)), exit_.tolist())
 
     def fill(self, p: Patient, cohort: int | None = None, exits: bool = True) -> None:
         if cohort is None:
@@ -327,8 +327,8 @@ class _Drawn:
     transfer: list[float]
     ready_gap: list[float]
     org: list[float]
-    u: list[list[float]]
-    exit: list[int]
+    u: tuple[list[float], ...]  # u_los, u_outcome, u_readmit, u_readmit_time, u_weekend: flat lists of floats,
+    exit: list[int]  # which the garbage collector need not walk (a list per patient would be 34,000 containers)
 
     def apply(self, p: Patient, i: int) -> None:
         """Give arrival ``i``'s draws to its patient, as ``_Sampler.fill`` would have."""
@@ -339,7 +339,8 @@ class _Drawn:
         p.transfer = self.transfer[i]
         p.ready_gap = self.ready_gap[i]
         p.u_org = self.org[i]
-        p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = self.u[i]
+        u = self.u
+        p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = u[0][i], u[1][i], u[2][i], u[3][i], u[4][i]
         p.exit = self.exit[i]
 
 
