@@ -59,3 +59,21 @@ def test_predraw_gives_each_patient_what_fill_gives(scenario: str, own_cohorts: 
         exits += p.exit != 0
     assert exits > 50  # the exit branches were exercised
     assert len(set(bulk.cohort)) == len(sc.cohorts)
+
+
+def test_stays_worked_out_ahead_equal_the_one_at_a_time_transform() -> None:
+    """``Model._service_stay``: for a first admission's uniform (looked up, computed in bulk at the start) and for
+    any other (a readmission's: transformed there and then), the same length as the scalar inverse transform, in
+    every service."""
+    from flowsim.model.model import Model
+
+    sc = load_scenario(ROOT / "scenarios/rotherham_2016.yaml", ["simulation.duration_days=60",
+                                                                "simulation.warmup_days=10"])
+    m = Model(sc, Streams(4, 0))
+    firsts = m.drawn.u[0][:300]
+    others = np.random.default_rng(5).random(300).tolist()
+    assert len(m.service_los) > 3
+    for k, dist in enumerate(m.service_los):
+        for u in firsts + others:
+            assert m._service_stay(k, u) == float(dist.ppf(np.array([u]))[0]), (m.service_names[k], u)
+    assert all(u in m._stays[0] for u in firsts) and not any(u in m._stays[0] for u in others)

@@ -616,6 +616,10 @@ class Model:
             now = now + (t - now)
             arrived.append(now)
         self.drawn = self.first.predraw(arrived, self.arrival_cohort)
+        # each service's stay for every first admission's uniform, in bulk (a scalar inverse transform per stay
+        # cost a tenth of a reference replication); the same values, as the transforms are elementwise
+        u_los = self.drawn.u[0]
+        self._stays = [dict(zip(u_los, dist.ppf(np.array(u_los)).tolist(), strict=True)) for dist in self.service_los]
         self._timed(times, self._arrive)
         if sc.electives is not None:
             e = sc.electives
@@ -1129,7 +1133,7 @@ class Model:
         """The stay in service ``k``, its outcome, any wait for onward care, and the service's discharge rules."""
         env = self.env
         # a snapshot patient's rest of stay, a visit-based package's length fixed when it was taken, a step-up stay
-        los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        los = p.remaining if p.remaining == p.remaining else self._service_stay(k, p.u_los)
         yield env.timeout(los)
         p.stay_end = env.now
         home, ltc, death = self.service_outcomes[k]
@@ -1150,6 +1154,11 @@ class Model:
             t = self._open_time(env.now, rule[0], rule[1], self.service_leave_u())
             if t > env.now:
                 yield env.timeout(t - env.now)
+
+    def _service_stay(self, k: int, u: float) -> float:
+        """Length of a stay in service ``k`` for the patient's uniform ``u`` (worked out ahead for first admissions)."""
+        los = self._stays[k].get(u)
+        return float(self.service_los[k].ppf(np.array([u]))[0]) if los is None else los
 
     def _wait_onward(self, p: Patient, onward: _Onward, reporting: bool) -> Generator[simpy.Event, Any, None]:
         """Arrange onward care and wait for a place, keeping the downstream place meanwhile."""
