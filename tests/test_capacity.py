@@ -374,7 +374,8 @@ def test_immediate_grant_costs_no_event_and_a_queued_grant_exactly_one() -> None
 def visit_pool(capacity: float) -> VisitPool:
     """Packages need 4 visits a day at first, tapering linearly to 1 by the end of their length, which
     is 20 x u_los days (uniform 0-20): u_los 0.5 -> 10 days, 0.1 -> 2 days."""
-    return VisitPool("visits", capacity, None, 0, None, 4.0, 1.0, Uniform(dist="uniform", low=0, high=20))
+    return VisitPool("visits", capacity, None, 0, home=None, start=4.0, end=1.0,
+                     los=Uniform(dist="uniform", low=0, high=20))
 
 
 def test_visit_pool_wakes_when_tapering_visits_make_room() -> None:

@@ -60,7 +60,8 @@ def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id
     t = time.perf_counter()
     model_scenario = compile_scenario(drawn_parameters(scenario, seed, replication))  # pathway-only: full model
     raw = Model(model_scenario, Streams(seed, replication)).run()
-    res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario), keep_patients)
+    res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario),
+                  keep_patients=keep_patients)
     for problem in res.checks:
         log.error("invariant violated in replication %d: %s", replication, problem)
     return ReplicationResult(**{**res.__dict__, "seconds": time.perf_counter() - t})

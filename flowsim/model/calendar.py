@@ -137,7 +137,7 @@ def value_at(steps: Steps, t: float) -> float:
     return float(values[max(i, 0)])
 
 
-def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float,  # noqa: PLR0917
+def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: float, *,
                   rng: np.random.Generator, holidays: frozenset[int] = frozenset()) -> np.ndarray:
     """Scheduled admissions: a Poisson number each working day (not weekends or ``holidays``), at uniform times
     within ``hours``."""
@@ -152,8 +152,8 @@ def weekday_times(rate: float, hours: Hours, start: dt.date, t0: float, t1: floa
     return times[(times >= t0) & (times < t1)]
 
 
-def team_steps(  # noqa: PLR0917
-    staff: Steps, weekend_staff: Steps, hours: Hours, weekend_hours: Hours | None,
+def team_steps(
+    staff: Steps, weekend_staff: Steps, hours: Hours, weekend_hours: Hours | None, *,
     start: dt.date, t0: float, t1: float, holidays: frozenset[int] = frozenset(),
 ) -> Steps:
     """Capacity of a team that works ``hours`` on weekdays and ``weekend_hours`` at weekends (and on
@@ -209,7 +209,7 @@ def hourly_rates(arr: Arrivals, start: dt.date, t0: float, t1: float,
     return hour_t, rate
 
 
-def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, rng: np.random.Generator,  # noqa: PLR0917
+def arrival_times(arr: Arrivals, start: dt.date, t0: float, t1: float, *, rng: np.random.Generator,
                   extra_surges: tuple[Surge, ...] = ()) -> np.ndarray:
     """Non-homogeneous Poisson arrivals on [t0, t1) by inverting the cumulative intensity.
 

@@ -62,7 +62,7 @@ class VisitPool(Pool):
 
     __slots__ = ("active", "end", "los", "start")
 
-    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None, index: int,  # noqa: PLR0917
+    def __init__(self, name: str, capacity: float, accepts: frozenset[int] | None, index: int, *,
                  home: frozenset[int] | None, start: float, end: float, los: Any):
         super().__init__(name, capacity, accepts, index, home)
         self.start = start

@@ -15,13 +15,14 @@ counter, so the order of events, and with it every result, is SimPy's to the bit
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from heapq import heappop, heappush
 from types import MethodType
 from typing import Any
 
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
-from simpy.events import NORMAL, URGENT, AllOf, AnyOf, Event, EventPriority, Process, Timeout
+from simpy.events import NORMAL, URGENT, AllOf, AnyOf, Event, EventPriority, Interrupt, Process, Timeout
 
 
 class Kernel(simpy.Environment):
@@ -100,3 +101,99 @@ def _crash(event: Event) -> None:
     exc = type(event._value)(*event._value.args)
     exc.__cause__ = event._value
     raise exc
+
+
+def urgent(env: simpy.Environment, callback: Callable[[Event], None]) -> Event:
+    """Call ``callback`` on an urgent event now: where and when SimPy's ``Initialize`` would start a process
+    created here (before any normal event at this instant, after urgent ones already queued)."""
+    ev = Event(env)
+    ev._ok = True
+    ev._value = None
+    ev.callbacks.append(callback)
+    env.schedule(ev, URGENT)
+    return ev
+
+
+class Task:
+    """A generator driven by event callbacks: a ``simpy.Process`` without the events nobody waits for.
+
+    Why: a SimPy process costs two kernel events besides its waits, an ``Initialize`` event to start it and
+    the process's own event when it ends, and the model starts one per stay and per readmission while nobody
+    ever waits for one to end.  A ``Task`` resumes its generator exactly as ``Process._resume`` does (the
+    value of each event it waited for sent in, a failed event's exception thrown in, an event already
+    processed passed straight back), but
+
+    * starts at once, inside the caller (``Task(env, gen)``), or, with ``soon=True``, on an urgent event
+      scheduled as SimPy's ``Initialize`` is (same priority, same event id, so the same order of events);
+    * schedules nothing when its generator ends (an error propagates out of the run, as an unhandled
+      failed process does);
+    * is interrupted as a process is (``interrupt``: an urgent event that throws ``simpy.Interrupt`` in),
+      and is ``env.active_process`` while it runs, so code written for processes works unchanged.
+
+    Starting at once moves the events the generator's first step schedules ahead of those the caller
+    schedules after the call: callers start a task last where order at equal times matters (see
+    ``Model._arrive``).
+    """
+
+    __slots__ = ("env", "gen", "target")
+
+    def __init__(self, env: simpy.Environment, gen: Generator[Event, Any, Any], soon: bool = False):
+        self.env = env
+        self.gen = gen
+        self.target: Event | None = None
+        if soon:
+            self.target = urgent(env, self._run)
+        else:
+            self._run(None)
+
+    @property
+    def is_alive(self) -> bool:
+        """True until the generator has ended (it waits for an event, or is about to start)."""
+        return self.target is not None
+
+    def _run(self, event: Event | None) -> None:
+        env = self.env
+        caller = env._active_proc  # a task started at once runs inside its caller's step, which goes on after it
+        env._active_proc = self  # type: ignore[assignment]
+        gen = self.gen
+        while True:
+            try:
+                if event is None:
+                    nxt = gen.send(None)
+                elif event._ok:
+                    nxt = gen.send(event._value)
+                else:  # as SimPy does: the process handles the failed event (its own copy of the exception)
+                    event._defused = True
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    nxt = gen.throw(exc)
+            except StopIteration:
+                self.target = None
+                break
+            if nxt.callbacks is not None:
+                nxt.callbacks.append(self._run)  # a bound method each time: one kept on self would be a cycle
+                self.target = nxt
+                break
+            event = nxt  # already processed: its value goes straight back in
+        env._active_proc = caller
+
+    def interrupt(self, cause: Any = None) -> None:
+        """Throw ``simpy.Interrupt(cause)`` into the generator on an urgent event, as ``Process.interrupt`` does."""
+        if not self.is_alive:
+            raise RuntimeError(f"{self.gen} has terminated and cannot be interrupted.")
+        active: object = self.env.active_process
+        if active is self:
+            raise RuntimeError("A process is not allowed to interrupt itself.")
+        ev = Event(self.env)
+        ev._ok = False
+        ev._value = Interrupt(cause)
+        ev._defused = True
+        ev.callbacks.append(self._interrupted)
+        self.env.schedule(ev, URGENT)
+
+    def _interrupted(self, event: Event) -> None:
+        if self.target is None:  # ended meanwhile (several interrupts at one instant)
+            return
+        assert self.target.callbacks is not None
+        self.target.callbacks.remove(self._run)  # equal to the one appended (same task, same function)
+        self._run(event)

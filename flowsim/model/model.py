@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import gc
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from flowsim.model.calendar import (
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
-from flowsim.model.kernel import Kernel
+from flowsim.model.kernel import Kernel, Task, urgent
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
@@ -93,11 +94,27 @@ class Buffered:
     def __call__(self) -> float:
         i = self.i
         if i >= self.n:
-            u = self.rng.random(self.n)
-            self.buf = (u if self.dist is None else self.dist.ppf(u)).tolist()
+            self._refill()
             i = 0
         self.i = i + 1
         return self.buf[i]
+
+    def _refill(self) -> None:
+        u = self.rng.random(self.n)
+        self.buf = (u if self.dist is None else self.dist.ppf(u)).tolist()
+        self.i = 0
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` values at once, exactly as ``n`` calls would give them (the same chunks, drawn and
+        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would."""
+        out: list[float] = []
+        while len(out) < n:
+            if self.i >= self.n:
+                self._refill()
+            k = min(n - len(out), self.n - self.i)
+            out += self.buf[self.i:self.i + k]
+            self.i += k
+        return np.array(out, dtype=float)
 
 
 class Patient:
@@ -215,6 +232,40 @@ class _Sampler:
                 Buffered(same.los, streams[f"{prefix}same_day_los.{name}"]) if same is not None else None))
         self.exit_u = Buffered(None, streams[prefix + "acute_exit"])
 
+    def predraw(self, arrival: list[float], cohorts: list[int] | None) -> _Drawn:
+        """Everything ``fill`` draws for a run's first admissions, in bulk: each stream yields the values, in
+        patient order, that ``fill`` would have taken from it one patient at a time (``Buffered.take``)."""
+        n = len(arrival)
+        coh = np.full(n, -1, dtype=np.int64) if cohorts is None else np.array(cohorts, dtype=np.int64)
+        free = coh < 0
+        if free.any():  # a cohort by the month's case mix (as in ``fill``: the first cumulative share above u)
+            day = np.clip(np.floor(np.array(arrival)[free]).astype(np.int64) - self.day0, 0, len(self.month_of_day) - 1)
+            cum = np.array(self.cum_share)[np.array(self.month_of_day)[day]]
+            coh[free] = (self.cohort.take(int(free.sum()))[:, None] >= cum).sum(axis=1)
+        los = _per_group(coh, range(len(self.acute_los)), self.acute_los)
+        k = (self.pathway.take(n)[:, None] >= np.array(self.cum_mix)[coh]).sum(axis=1)
+        assess = self.assess.take(n)
+        transfer = _per_group(k, range(len(PATHWAYS)), [self.transfer.get(pw) for pw in PATHWAYS])
+        ready_gap = _per_group(k, range(len(PATHWAYS)), [self.ready_gap.get(pw) for pw in PATHWAYS])
+        org = self.org.take(n)
+        u = self.u.take(5 * n).reshape(n, 5)
+        pathway = np.array(PATHWAYS, dtype=object)[k]
+        exit_ = np.zeros(n, dtype=np.int64)
+        cuts = np.array([c if c is not None else (-1.0, -1.0) for c in self.exit_cut])
+        has = np.array([c is not None for c in self.exit_cut])[coh]
+        if has.any():
+            eu = np.full(n, 2.0)
+            eu[has] = self.exit_u.take(int(has.sum()))
+            died, same = eu < cuts[coh, 0], (eu >= cuts[coh, 0]) & (eu < cuts[coh, 1])
+            exit_[died], exit_[same] = DIED, SAME_DAY
+            pathway[died], pathway[same] = "", "P0"
+            for j, pair in ((0, died), (1, same)):
+                by_cohort = np.where(pair, coh, -1)
+                los = np.where(pair, _per_group(by_cohort, range(len(self.exit_los)),
+                                                [e[j] for e in self.exit_los]), los)
+        return _Drawn(coh.tolist(), los.tolist(), pathway.tolist(), assess.tolist(), transfer.tolist(),
+                      ready_gap.tolist(), org.tolist(), tuple(u[:, j].tolist() for j in range(5)), exit_.tolist())
+
     def fill(self, p: Patient, cohort: int | None = None, exits: bool = True) -> None:
         if cohort is None:
             u = self.cohort()
@@ -264,6 +315,45 @@ class _Sampler:
             p.pathway = pathway
             p.transfer = self.transfer[pathway]()
             p.ready_gap = self.ready_gap[pathway]()
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """What ``_Sampler.predraw`` drew for each first admission, by arrival (plain lists: read once per patient)."""
+
+    cohort: list[int]
+    acute_los: list[float]
+    pathway: list[str]
+    assess: list[float]
+    transfer: list[float]
+    ready_gap: list[float]
+    org: list[float]
+    u: tuple[list[float], ...]  # u_los, u_outcome, u_readmit, u_readmit_time, u_weekend: flat lists of floats,
+    exit: list[int]  # which the garbage collector need not walk (a list per patient would be 34,000 containers)
+
+    def apply(self, p: Patient, i: int) -> None:
+        """Give arrival ``i``'s draws to its patient, as ``_Sampler.fill`` would have."""
+        p.cohort = self.cohort[i]
+        p.acute_los = self.acute_los[i]
+        p.pathway = self.pathway[i]
+        p.assess_dur = self.assess[i]
+        p.transfer = self.transfer[i]
+        p.ready_gap = self.ready_gap[i]
+        p.u_org = self.org[i]
+        u = self.u
+        p.u_los, p.u_outcome, p.u_readmit, p.u_readmit_time, p.u_weekend = u[0][i], u[1][i], u[2][i], u[3][i], u[4][i]
+        p.exit = self.exit[i]
+
+
+def _per_group(group: np.ndarray, groups: range, streams: Sequence[Buffered | None]) -> np.ndarray:
+    """One value per row from its group's stream, taken in row order (rows of group -1 or with no stream get NaN)."""
+    out = np.full(len(group), NAN)
+    for g in groups:
+        rows = np.flatnonzero(group == g)
+        stream = streams[g]
+        if len(rows) and stream is not None:
+            out[rows] = stream.take(len(rows))
+    return out
 
 
 class _Rounds:
@@ -363,8 +453,8 @@ class Model:
             return
         staff = capacity_steps(a.staff, self.start, self.t0, self.t1)
         wk = capacity_steps(a.weekend_staff, self.start, self.t0, self.t1)
-        steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, self.start, self.t0,
-                                                       self.t1, self.holidays))
+        steps = self._disrupt("assessment", team_steps(staff, wk, a.hours, a.weekend_hours, start=self.start,
+                                                       t0=self.t0, t1=self.t1, holidays=self.holidays))
         self.assess_pool = Pool("assessment", steps[1][0])
         self.assess = Group(self.env, "assessment", [self.assess_pool])
         self._register(self.assess, self.assess_pool, steps)
@@ -391,8 +481,8 @@ class Model:
                 pool: Pool
                 if svc.capacity_unit == "visits":
                     assert svc.visits is not None
-                    pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home,
-                                     svc.visits.start, svc.visits.end, svc.los)
+                    pool = VisitPool(sname, float(steps[1][0]), accepts, len(self.service_names), home=home,
+                                     start=svc.visits.start, end=svc.visits.end, los=svc.los)
                 else:
                     pool = Pool(sname, float(steps[1][0]), accepts, len(self.service_names), home)
                 self.service_names.append(sname)
@@ -444,11 +534,11 @@ class Model:
         u = Buffered(None, self.streams["home_care.initial"])
         for _ in range(hc.initial_clients):  # in place first; any beyond the capacity at the start queue
             rest = float(equilibrium_residual(hc.stay, np.array([u()]))[0])
-            self.env.process(self._community_package(self._client(self.t0), rest))
+            Task(self.env, self._community_package(self._client(self.t0), rest), soon=True)
         if hc.community_starts_per_day:
             arr = Arrivals(rate_per_day=hc.community_starts_per_day)
-            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams["home_care.community"])
-            self.env.process(self._community_packages(times))
+            times = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams["home_care.community"])
+            Task(self.env, self._community_packages(times), soon=True)
 
     def _client(self, t: float) -> Patient:
         """A home-care client who is not a hospital patient (not in the stay records; negative ids)."""
@@ -461,9 +551,16 @@ class Model:
 
     def _community_packages(self, times: np.ndarray) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        for t in times.tolist():
-            yield env.timeout(t - env.now)
-            env.process(self._community_package(self._client(env.now)))
+        ts = times.tolist()
+        if not ts:
+            return
+        nxt = env.timeout(ts[0] - env.now)
+        for t in [*ts[1:], None]:
+            yield nxt
+            client = self._client(env.now)
+            if t is not None:  # the next one queued before this one starts, as SimPy ordered a process started here
+                nxt = env.timeout(t - env.now)
+            Task(env, self._community_package(client))
 
     def _community_package(self, client: Patient, length: float | None = None) -> Generator[simpy.Event, Any, None]:
         onward = self.home_care
@@ -508,17 +605,30 @@ class Model:
         if any(c.own_volume for c in sc.cohorts.values()):
             self.arrivals, self.arrival_cohort = self._cohort_arrivals(surges)
         else:
-            self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, self.streams["arrivals"], surges)
+            self.arrivals = arrival_times(sc.arrivals, self.start, self.t0, self.t1, rng=self.streams["arrivals"],
+                                          extra_surges=surges)
         if sc.replay is not None and any(s.column.startswith("admissions") for s in sc.replay.demand):
             self.arrivals, self.arrival_cohort = self._replayed_arrivals()
-        self.env.process(self._arrivals())
+        times = self.arrivals.tolist()
+        # the arrival instants as the kernel will reach them (each timeout adds a delay to the time before)
+        now, arrived = self.t0, []
+        for t in times:
+            now = now + (t - now)
+            arrived.append(now)
+        self.drawn = self.first.predraw(arrived, self.arrival_cohort)
+        # each service's stay for every first admission's uniform, in bulk (a scalar inverse transform per stay
+        # cost a tenth of a reference replication); the same values, as the transforms are elementwise
+        u_los = self.drawn.u[0]
+        self._stays = [dict(zip(u_los, dist.ppf(np.array(u_los)).tolist(), strict=True)) for dist in self.service_los]
+        self._timed(times, self._arrive)
         if sc.electives is not None:
             e = sc.electives
             self.elective_times = weekday_times(e.rate_per_weekday, e.admission_hours, self.start,
-                                                self.t0, self.t1, self.streams["electives"], self.holidays)
+                                                self.t0, self.t1, rng=self.streams["electives"],
+                                                holidays=self.holidays)
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
-            self.env.process(self._electives())
+            self._timed(self.elective_times.tolist(), self._elective)
 
     def _cohort_arrivals(self, surges: tuple[Surge, ...]) -> tuple[np.ndarray, list[int]]:
         """Arrivals cohort by cohort, each with its own growth and seasonality, merged in time order.
@@ -536,7 +646,8 @@ class Model:
                 "rate_per_day": base.rate_per_day * c.share,
                 "annual_growth": base.annual_growth if c.annual_growth is None else c.annual_growth,
                 "month_factors": c.volume_month_factors or base.month_factors})
-            t = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"arrivals.{name}"], surges)
+            t = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams[f"arrivals.{name}"],
+                              extra_surges=surges)
             times.append(t)
             labels.append(np.full(len(t), i))
         all_t = np.concatenate(times)
@@ -584,13 +695,13 @@ class Model:
                 self.groups[pathway].target()
             arr = Arrivals(rate_per_day=su.rate_per_day, month_factors=su.month_factors,
                            weekday_factors=su.weekday_factors, hour_profile=su.hour_profile)
-            times = arrival_times(arr, self.start, self.t0, self.t1, self.streams[f"step_up.{su.name}.referrals"])
+            times = arrival_times(arr, self.start, self.t0, self.t1, rng=self.streams[f"step_up.{su.name}.referrals"])
             dated = [s for s in (sc.replay.demand if sc.replay else []) if s.column == f"step_up.{su.name}"]
             if dated:  # the replayed days' referrals exactly as counted, placed by the stream's hour profile
                 counts = replayed_days(dated[0], self.start, self.t0, self.t1)
                 times, _ = with_replayed(times, set(counts), placed_in_days(
                     counts, su.hour_profile, self.streams[f"replay.step_up.{su.name}"]))
-            self.env.process(self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)))
+            Task(self.env, self._referrals(i, su, times, (cohort_index[su.cohort], pathway, only)), soon=True)
 
     def _referrals(self, i: int, su: StepUp, times: np.ndarray,
                    where: tuple[int, str, int]) -> Generator[simpy.Event, Any, None]:
@@ -662,7 +773,7 @@ class Model:
         self._extra_log[name] = [(self.t0, 0.0)]
         pool.capacity = float(steps[1][0])
         if len(steps[0]) > 1:
-            self.env.process(self._capacity_changes(name, steps))
+            Task(self.env, self._capacity_changes(name, steps), soon=True)
 
     def _capacity_changes(self, name: str, steps: Steps) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -800,35 +911,55 @@ class Model:
         self.patients.append(p)
         return p
 
-    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        fill = self.first.fill
-        journey = self._journey
-        cohorts = self.arrival_cohort
-        for i, t in enumerate(self.arrivals.tolist()):
-            yield env.timeout(t - env.now)
-            p = self._new_patient(env.now)
-            fill(p, None if cohorts is None or cohorts[i] < 0 else cohorts[i])
-            env.process(journey(p))
+    def _timed(self, times: list[float], at: Callable[[int], None]) -> None:
+        """Call ``at(i)`` at each of the sorted ``times``, on a chain of timeouts with callbacks (no process:
+        nothing waits on them).
 
-    def _electives(self) -> Generator[simpy.Event, Any, None]:
+        Each call queues the next timeout before ``at`` runs, the order SimPy gave a process started by ``at``
+        from a generator loop (its ``Initialize`` ran after the loop had queued the next timeout), and the
+        first timeout is queued on an urgent event at the start, as the loop's own process queued it: every
+        event keeps its place among equal times.
+        """
         env = self.env
-        for t in self.elective_times.tolist():
-            yield env.timeout(t - env.now)
-            p = self._new_patient(env.now)
-            p.elective = True
-            p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
-            p.pathway = "P0"
-            p.acute_los = self.elective_los()
-            p.transfer = 0.0
-            p.ready_gap = 0.0
-            p.u_weekend = self.elective_u()
-            if self.cancel_electives:
-                p.cancelled = int(Cancelled.ESCALATION)
-            elif not self.acute.try_acquire(p):
-                p.cancelled = int(Cancelled.NO_BED)
-            else:
-                env.process(self._elective_stay(p))
+        n = len(times)
+        i = 0
+
+        def fire(_ev: simpy.Event) -> None:
+            nonlocal i
+            k = i
+            i += 1
+            if i < n:
+                env.timeout(times[i] - env.now).callbacks.append(fire)
+            at(k)
+
+        def first(_ev: simpy.Event) -> None:
+            if n:
+                env.timeout(times[0] - env.now).callbacks.append(fire)
+
+        urgent(env, first)
+
+    def _arrive(self, i: int) -> None:
+        """A non-elective arrival: a new patient, their draws (made in bulk at the start), and their journey."""
+        p = self._new_patient(self.env.now)
+        self.drawn.apply(p, i)
+        Task(self.env, self._journey(p))
+
+    def _elective(self, _i: int) -> None:
+        """A scheduled elective admission: a bed now, or cancelled."""
+        p = self._new_patient(self.env.now)
+        p.elective = True
+        p.cohort = len(self.sc.cohorts)  # the "elective" category in the records
+        p.pathway = "P0"
+        p.acute_los = self.elective_los()
+        p.transfer = 0.0
+        p.ready_gap = 0.0
+        p.u_weekend = self.elective_u()
+        if self.cancel_electives:
+            p.cancelled = int(Cancelled.ESCALATION)
+        elif not self.acute.try_acquire(p):
+            p.cancelled = int(Cancelled.NO_BED)
+        else:
+            Task(self.env, self._elective_stay(p))
 
     def _elective_stay(self, p: Patient) -> Generator[simpy.Event, Any, None]:
         """A planned stay: criteria-led discharge when it ends (no ward-round declaration)."""
@@ -1002,7 +1133,7 @@ class Model:
         """The stay in service ``k``, its outcome, any wait for onward care, and the service's discharge rules."""
         env = self.env
         # a snapshot patient's rest of stay, a visit-based package's length fixed when it was taken, a step-up stay
-        los = p.remaining if p.remaining == p.remaining else float(self.service_los[k].ppf(np.array([p.u_los]))[0])
+        los = p.remaining if p.remaining == p.remaining else self._service_stay(k, p.u_los)
         yield env.timeout(los)
         p.stay_end = env.now
         home, ltc, death = self.service_outcomes[k]
@@ -1024,6 +1155,11 @@ class Model:
             if t > env.now:
                 yield env.timeout(t - env.now)
 
+    def _service_stay(self, k: int, u: float) -> float:
+        """Length of a stay in service ``k`` for the patient's uniform ``u`` (worked out ahead for first admissions)."""
+        los = self._stays[k].get(u)
+        return float(self.service_los[k].ppf(np.array([u]))[0]) if los is None else los
+
     def _wait_onward(self, p: Patient, onward: _Onward, reporting: bool) -> Generator[simpy.Event, Any, None]:
         """Arrange onward care and wait for a place, keeping the downstream place meanwhile."""
         env = self.env
@@ -1040,12 +1176,12 @@ class Model:
                 ev = onward.group.request(p)
                 if ev is not None:
                     yield ev
-                env.process(self._onward_stay(onward, p))
+                Task(env, self._onward_stay(onward, p), soon=True)
             p.onward_granted = env.now
         except simpy.Interrupt:  # readmitted while waiting: out of the queue (a place granted this instant runs)
             if ev is not None and onward.group is not None:
                 if ev.triggered:
-                    env.process(self._onward_stay(onward, p))
+                    Task(env, self._onward_stay(onward, p), soon=True)
                 else:
                     onward.group.withdraw(p, ev)
             raise
@@ -1062,7 +1198,7 @@ class Model:
     def _maybe_readmit(self, p: Patient, pw: str) -> None:
         prob, within = self.readmission.get(pw, (0.0, 30.0))
         if prob > 0 and p.u_readmit < prob:
-            self.env.process(self._readmission(p, p.u_readmit_time * within))
+            Task(self.env, self._readmission(p, p.u_readmit_time * within))
 
     # ------------------------------------------------------------------ start from today
     def _snapshot_rows(self) -> list[tuple[str, str | None, str | None, float | None]]:
@@ -1106,7 +1242,7 @@ class Model:
             starts.append((p, self._place_snapshot_patient(p, node, days, u)))
         for p, stage in starts:
             p.initial_stage = stage
-            self.env.process(self._journey(p, stage))
+            Task(self.env, self._journey(p, stage), soon=True)
 
     def _place_snapshot_patient(self, p: Patient, node: str, days: float | None, u: Buffered) -> int:
         """Stamp what a snapshot patient has already done, take their place, and return their stage.
@@ -1174,8 +1310,22 @@ class Model:
 
     # ------------------------------------------------------------------ run
     def run(self) -> RawRun:
-        """Run the replication to its end and return the raw stamps and logs."""
-        self.env.run(until=self.t1)
+        """Run the replication to its end and return the raw stamps and logs.
+
+        The cyclic garbage collector is paused for the run (and restored after): the model's objects (patients,
+        events, tasks) form no reference cycles and go by reference counting, while each collection would walk
+        the patients created so far again.  Measured on one pinned core (6 interleaved replications each), a
+        reference-network replication took 1.65 s with the pause against 1.86 s without; a Rotherham year the
+        same either way (2.01 s).  What cycles a run does leave (an interrupt's traceback) are a few thousand
+        objects, collected as usual once the collector is back on.
+        """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self.env.run(until=self.t1)
+        finally:
+            if paused:
+                gc.enable()
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1
         return RawRun(

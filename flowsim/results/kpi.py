@@ -886,7 +886,7 @@ def _costs(r: _Run, acute_dtoc_daily: np.ndarray) -> None:
     k["total_cost"] = sum(k[name] for name in COST_PARTS)
 
 
-def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str,  # noqa: PLR0917
+def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id: str, *,
             keep_patients: bool = True) -> ReplicationResult:
     """Turn one replication's raw stamps into KPIs, a daily table and stay records, family by family."""
     rec = add_delay_columns(build_records(raw), sc)
