@@ -18,7 +18,7 @@ import pytest
 import simpy
 from test_capacity import Log, Pt, assert_log, run, visit_pool
 
-from flowsim.model.capacity import Group, HoursPool, Pool
+from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 
 
 # ============================================================================ home care counted in hours
@@ -205,3 +205,60 @@ def test_next_room_with_room_now_and_a_package_that_stopped_tapering() -> None:
     pool.add(1, 0.0, 2.0)
     assert pool.next_room(0.0) == pytest.approx(1.0)
     assert pool.next_room(1.5) == 1.5
+
+
+def test_visit_rate_of_a_package_shorter_than_a_day_tapers_too() -> None:
+    pool = visit_pool(10)
+    assert pool.rate(0.0, 0.5, 0.25) == pytest.approx(2.5)   # half-way through a half-day package
+
+
+def test_visits_over_capacity_by_less_than_a_visit_are_refused() -> None:
+    """Capacity 7.5: a's package needs 4; b's 4 more would make 8 > 7.5, so b waits (tolerance is rounding only)."""
+    env = simpy.Environment()
+    group = Group(env, "P1", [visit_pool(7.5)])
+    a, b = Pt("a"), Pt("b")
+    assert group.request(a) is None
+    assert group.request(b) is not None
+
+
+def test_dropping_a_package_twice_forgets_it_once() -> None:
+    pool = visit_pool(10)
+    p = Pt("a")
+    pool.take(p, 0.0)
+    pool.drop(p)
+    pool.drop(p)
+    assert not pool.active and pool.load(0.0) == 0.0
+
+
+def test_visit_pool_keeps_the_eligibility_index_and_locality_it_is_given() -> None:
+    """A visit pool is a pool: cohort 1 only, index 2 for a patient bound to it, home locality {1}."""
+    pool = VisitPool("v", 10.0, frozenset({1}), 2, frozenset({1}), 4.0, 1.0, visit_pool(1).los)
+    assert pool.accepts == frozenset({1}) and pool.index == 2 and pool.home == frozenset({1})
+    assert pool.room(Pt("a", cohort=1), 0.0) and not pool.room(Pt("b", cohort=0), 0.0)
+    assert pool.room(Pt("c", cohort=1, only=2), 0.0) and not pool.room(Pt("d", cohort=1, only=0), 0.0)
+
+
+def test_next_room_exactly_now_after_tapering_has_stopped() -> None:
+    """Capacity 5, a 2-day package from 0: at 3 it needs its end rate of 1, and 1 + 4 = 5 fits exactly: now."""
+    pool = visit_pool(5)
+    pool.add(1, 0.0, 2.0)
+    assert pool.next_room(3.0) == 3.0
+
+
+def test_next_room_of_a_package_shorter_than_a_day() -> None:
+    """Capacity 6.5, a half-day package from 0 (4 -> 1 visits a day, slope -6): room for 4 more when
+    4 - 6 t <= 2.5, at t = 0.25."""
+    pool = visit_pool(6.5)
+    pool.add(1, 0.0, 0.5)
+    assert pool.next_room(0.0) == pytest.approx(0.25)
+
+
+def test_next_room_never_comes_when_visits_do_not_taper() -> None:
+    """A flat 2 visits a day (start = end): with 3 of capacity and one package in progress, no room ever comes
+    by tapering (only a release makes it)."""
+    flat = VisitPool("flat", 3.0, None, 0, None, 2.0, 2.0, visit_pool(1).los)
+    flat.add(1, 0.0, 10.0)
+    assert flat.next_room(0.0) is None
+    rising = VisitPool("rising", 3.0, None, 0, None, 2.0, 3.0, visit_pool(1).los)
+    rising.add(1, 0.0, 10.0)
+    assert rising.next_room(0.0) is None
