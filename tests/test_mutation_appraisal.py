@@ -2,7 +2,9 @@
 
 Why: the mutation run (``docs/mutation.md``) found the verdict words unchecked on intervals that are undefined at
 one or both ends (fewer than two replications, or a bootstrap that gave up) and on intervals lying between 0 and
-1, where a rule comparing with 1 instead of 0 reads the same on the test's round numbers.  A verdict is a word a
+1, where a rule comparing with 1 instead of 0 reads the same on the test's round numbers; and the efficiency
+frontier's extended dominance with three options on it (each incremental ratio from each option's own cost) and
+with equal ratios (a strictly higher ratio is needed to drop an option).  A verdict is a word a
 board reads ("saves", "more delays"): it must follow the interval exactly, and say "too close to call" whenever
 the interval cannot say more.
 """
@@ -15,12 +17,17 @@ import numpy as np
 import pytest
 
 from flowsim.appraisal import (
+    BASELINE,
     COSTS_MORE,
     FEWER_DELAYS,
+    FRONTIER,
     MORE_DELAYS,
+    OFF_FRONTIER,
     SAVES,
     TOO_CLOSE,
+    Effects,
     cost_verdict,
+    decide,
     delay_verdict,
     paired_difference,
     ratio_ci,
@@ -54,3 +61,31 @@ def test_paired_difference_of_identical_replications_is_exact_and_distinguishabl
 def test_ratio_of_a_single_replication_has_no_interval() -> None:
     est, lo, hi = ratio_ci(np.array([10.0]), np.array([4.0]), seed=1)
     assert est == 2.5 and math.isnan(lo) and math.isnan(hi)
+
+
+def constant(x: float, n: int = 4) -> np.ndarray:
+    """The same difference in every paired replication: a zero-width interval, so every comparison is clear."""
+    return np.full(n, x)
+
+
+def test_extended_dominance_uses_each_options_own_cost() -> None:
+    """Baseline (cost 0, 0 days avoided); A (100, 10); B (300, 20); C (350, 30).  Incremental cost per day
+    avoided along the frontier: A 100/10 = 10, B (300-100)/(20-10) = 20, C (350-300)/(30-20) = 5.  B's ratio is
+    higher than the next one, so B is off the frontier by extended dominance, and C is then compared with A:
+    (350-100)/(30-10) = 12.5."""
+    effects = [Effects("A", constant(100.0), constant(10.0)), Effects("B", constant(300.0), constant(20.0)),
+               Effects("C", constant(350.0), constant(30.0))]
+    d = decide(effects)
+    assert [d.option(n).frontier for n in "ABC"] == [FRONTIER, OFF_FRONTIER, FRONTIER]
+    assert "extended dominance" in d.option("B").frontier_note
+    assert d.option("C").compared_with == "A"
+    assert d.option("C").icer[0] == pytest.approx(12.5)
+    assert d.option("A").compared_with == BASELINE and d.option("A").icer[0] == pytest.approx(10.0)
+
+
+def test_equal_incremental_ratios_keep_every_option_on_the_frontier() -> None:
+    """A (100, 10) and B (200, 20) lie on one line through the baseline: ratios 10 and 10.  Extended dominance
+    needs a strictly higher ratio, so both stay on the frontier and B is compared with A."""
+    d = decide([Effects("A", constant(100.0), constant(10.0)), Effects("B", constant(200.0), constant(20.0))])
+    assert [d.option(n).frontier for n in "AB"] == [FRONTIER, FRONTIER]
+    assert d.option("B").compared_with == "A" and d.option("B").icer[0] == pytest.approx(10.0)
