@@ -89,3 +89,41 @@ def test_equal_incremental_ratios_keep_every_option_on_the_frontier() -> None:
     d = decide([Effects("A", constant(100.0), constant(10.0)), Effects("B", constant(200.0), constant(20.0))])
     assert [d.option(n).frontier for n in "AB"] == [FRONTIER, FRONTIER]
     assert d.option("B").compared_with == "A" and d.option("B").icer[0] == pytest.approx(10.0)
+
+
+def test_no_options_keep_the_value_per_day() -> None:
+    d = decide([], 30.0)
+    assert d.options == [] and d.value_per_day == 30.0
+
+
+def test_the_default_bootstrap_seed_is_zero() -> None:
+    """The decision is a pure function of the differences: without a seed, the bootstrap is seeded with 0."""
+    noisy = [Effects("A", np.array([90.0, 130.0, 70.0, 115.0, 100.0, 85.0, 122.0, 95.0]),
+                     np.array([10.4, 9.1, 6.6, 10.8, 12.0, 7.0, 8.8, 12.6]))]
+    assert decide(noisy).option("A").icer == decide(noisy, seed=0).option("A").icer
+    assert decide(noisy).option("A").icer != decide(noisy, seed=1).option("A").icer
+
+
+def test_an_option_without_a_comparator_has_an_undefined_ratio_of_three_parts() -> None:
+    """B costs more for fewer days avoided than A (dominated): no incremental ratio, (nan, nan, nan)."""
+    d = decide([Effects("A", constant(100.0), constant(10.0)), Effects("B", constant(200.0), constant(5.0))])
+    icer = d.option("B").icer
+    assert len(icer) == 3 and all(math.isnan(x) for x in icer)
+    assert d.option("B").compared_with == ""
+
+
+def test_an_option_cheaper_than_the_baseline_with_more_delays_carries_no_displacement_note() -> None:
+    """A saves 100 but adds 10 delayed days: neither dominates; the baseline stays on the frontier, so nothing
+    says A displaced it."""
+    d = decide([Effects("A", constant(-100.0), constant(-10.0))])
+    a = d.option("A")
+    assert a.frontier == FRONTIER and a.dominated_by == "" and a.frontier_note == ""
+
+
+def test_rank_follows_the_mean_net_benefit_not_its_lower_bound() -> None:
+    """At 1 a day, no costs: A's net benefit is [2, 18, 2, 18] (mean 10, interval down to about -4.7), B's 9 in
+    every replication.  A ranks first on the mean, although B's interval starts higher."""
+    d = decide([Effects("A", constant(0.0), np.array([2.0, 18.0, 2.0, 18.0])),
+                Effects("B", constant(0.0), constant(9.0))], 1.0)
+    assert d.option("A").nmb[1] < d.option("B").nmb[1]
+    assert (d.option("A").rank, d.option("B").rank) == (1, 2)
