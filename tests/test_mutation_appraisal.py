@@ -127,3 +127,10 @@ def test_rank_follows_the_mean_net_benefit_not_its_lower_bound() -> None:
                 Effects("B", constant(0.0), constant(9.0))], 1.0)
     assert d.option("A").nmb[1] < d.option("B").nmb[1]
     assert (d.option("A").rank, d.option("B").rank) == (1, 2)
+
+
+def test_ratio_needs_days_avoided_on_average_and_takes_fractions_of_a_day() -> None:
+    """No days avoided on average (+1 and -1): no ratio at all.  Half a day avoided in every replication for 1
+    more: 2 per day, exactly, interval included."""
+    assert all(math.isnan(x) for x in ratio_ci(np.array([1.0, 1.0]), np.array([-1.0, 1.0]), seed=3))
+    assert ratio_ci(np.full(4, 1.0), np.full(4, 0.5), seed=3) == (2.0, 2.0, 2.0)
