@@ -59,7 +59,7 @@ SAMPLE_SEED = 19
 
 #: mutmut exit codes (mutmut.stats.status_by_exit_code) grouped as this report counts them
 STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
-          255: "timeout", 33: "no tests", 5: "no tests", 37: "killed"}
+          255: "timeout", 33: "survived", 5: "survived", 37: "killed"}  # no test touching the mutant: it survives
 
 
 def module_name(path: str) -> str:
@@ -132,40 +132,46 @@ def tally(modules: list[str]) -> tuple[dict[str, Counter[str]], list[str]]:
 
 
 def report(modules: list[str]) -> str:
-    """A markdown table per module: mutants run, killed (timeouts count as killed), equivalent, survived, kill
-    rate (with its 95% interval where a sample was run), and the rate over the non-equivalent mutants."""
+    """A markdown table per module.
+
+    ``kill rate`` = killed / (run - equivalent): a mutant counts as killed only when a test failed on it.  A
+    timeout (mutmut stops a mutant past its CPU-time budget) is shown apart and not counted: it is a genuine hang
+    (an endless loop) or a survivor whose tests ran slowly on the loaded machine, which only a re-run with a
+    larger budget tells apart.  ``mutmut score`` is mutmut's own figure, (killed + timeout) / run.  Sampled
+    modules show the 95% (Wilson) interval of their kill rate."""
     counts, survivors = tally(modules)
-    lines = ["| module | scoped | run | killed | equivalent | survived | other | kill rate | excl. equivalent |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| module | scoped | chosen | killed | timeout | equivalent | survived | not run | kill rate "
+             "| mutmut score |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total: Counter[str] = Counter()
     weighted, scoped_all = 0.0, 0
     for m, c in counts.items():
         total.update(c)
         scoped = sum(1 for k in meta(m) if in_scope(k, m))
-        n = sum(c.values())
-        killed = c["killed"] + c["timeout"]
-        rate = 100.0 * killed / n if n else float("nan")
-        weighted += scoped * rate
+        lines.append(row(m, scoped, c))
+        live = sum(c.values()) - c["equivalent"] - c["not run"]
+        weighted += scoped * (c["killed"] / live if live else 0.0)
         scoped_all += scoped
-        live = n - c["equivalent"]
-        rate_live = f"{100.0 * killed / live:.1f}%" if live else "-"
-        shown = f"{rate:.1f}%"
-        if m in SAMPLE:
-            lo, hi = wilson(killed, n)
-            shown += f" ({lo:.0f}-{hi:.0f}%)"
-        lines.append(f"| {m} | {scoped} | {n} | {killed} | {c['equivalent']} | {c['survived']} | "
-                     f"{n - killed - c['equivalent'] - c['survived']} | {shown} | {rate_live} |")
-    n = sum(total.values())
-    killed = total["killed"] + total["timeout"]
-    lines.append(f"| all (mutants run) | {scoped_all} | {n} | {killed} | {total['equivalent']} | "
-                 f"{total['survived']} | {n - killed - total['equivalent'] - total['survived']} | "
-                 f"{100.0 * killed / n:.1f}% | {100.0 * killed / (n - total['equivalent']):.1f}% |")
-    lines.append(f"| all (sampled modules weighted by their scoped mutants) | {scoped_all} | | | | | | "
-                 f"{weighted / scoped_all:.1f}% | |")
+    lines.append(row("all (pooled)", scoped_all, total))
+    lines.append(f"| all (each module weighted by its scoped mutants) | {scoped_all} | | | | | | | "
+                 f"{100.0 * weighted / scoped_all:.1f}% | |")
     if survivors:
         lines += ["", f"{len(survivors)} survivors not listed as equivalent (`mutmut show NAME` shows each):",
                   *(f"    {s}" for s in survivors)]
     return "\n".join(lines)
+
+
+def row(name: str, scoped: int, c: Counter[str]) -> str:
+    n = sum(c.values())
+    ran = n - c["not run"]
+    live = ran - c["equivalent"]
+    rate = f"{100.0 * c['killed'] / live:.1f}%" if live else "-"
+    if name in SAMPLE and live:
+        lo, hi = wilson(c["killed"], live)
+        rate += f" ({lo:.0f}-{hi:.0f}%)"
+    score = f"{100.0 * (c['killed'] + c['timeout']) / ran:.1f}%" if ran else "-"
+    return (f"| {name} | {scoped} | {n} | {c['killed']} | {c['timeout']} | {c['equivalent']} | {c['survived']} | "
+            f"{c['not run']} | {rate} | {score} |")
 
 
 def main(argv: list[str] | None = None) -> int:
