@@ -262,3 +262,15 @@ def test_next_room_never_comes_when_visits_do_not_taper() -> None:
     rising = VisitPool("rising", 3.0, None, 0, None, 2.0, 3.0, visit_pool(1).los)
     rising.add(1, 0.0, 10.0)
     assert rising.next_room(0.0) is None
+
+
+def test_a_freed_visit_package_goes_to_the_pools_own_locality_first() -> None:
+    """One visit pool serving locality 0 first (4 visits a day each, capacity 4: one package at a time).  x
+    (locality 0) holds it until 1; n (locality 1) queues at 0.1, h (locality 0) at 0.2.  At 1 the place goes to h,
+    the pool's own patient, although n asked first; n gets it when h leaves at 2."""
+    env = simpy.Environment()
+    pool = VisitPool("v", 4.0, None, 0, frozenset({0}), 4.0, 1.0, visit_pool(1).los)
+    group = Group(env, "P1", [pool])
+    log = run(env, group, [(Pt("x", cohort=0), 0.0, 1.0), (Pt("n", cohort=1), 0.1, 1.0),
+                           (Pt("h", cohort=0), 0.2, 1.0)])
+    assert_log(log, [(0, "x", "v"), (1, "h", "v"), (2, "n", "v")])

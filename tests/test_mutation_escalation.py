@@ -248,3 +248,23 @@ def test_actions_follow_their_own_levels() -> None:
     ctl = controller(host, [action("two", level=2), action("three", level=3)])
     run(host)
     close(ctl.action_log, [(0.0, 0, "started"), (0.25, 1, "started"), (0.5, 0, "stopped"), (0.5, 1, "stopped")])
+
+
+def test_an_action_that_stopped_starts_again_when_called_for_again() -> None:
+    # started at 0, stopped at 0.25, called for again at 0.5: a new start
+    host = Host([(0.0, 96.0, 0.0), (0.25, 80.0, 0.0), (0.5, 96.0, 0.0)], t1=0.6)
+    ctl = controller(host, [action("A")])
+    run(host)
+    close(ctl.action_log, [(0.0, 0, "started"), (0.25, 0, "stopped"), (0.5, 0, "started")])
+
+
+def test_places_that_closed_when_empty_open_again_when_called_for_again() -> None:
+    # closing from 0.25, empty at 0.3 (stopped), called for again at 0.5: started afresh
+    host = Host([(0.0, 96.0, 0.0), (0.25, 80.0, 0.0), (0.5, 96.0, 0.0)], t1=0.6)
+    host.in_use = True
+    ctl = controller(host, [beds()])
+    run(host, until=0.3)
+    host.in_use = False
+    assert host.watchers[0][1]() is True
+    run(host)
+    close(ctl.action_log, [(0.0, 0, "started"), (0.25, 0, "closing"), (0.3, 0, "stopped"), (0.5, 0, "started")])

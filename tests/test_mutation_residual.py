@@ -69,3 +69,9 @@ def test_equilibrium_residual_of_a_fixed_stay_is_uniform_and_of_a_zero_stay_noth
     got = equilibrium_residual(Fixed(dist="fixed", value=10.0), U)
     assert got == pytest.approx(10.0 * U, abs=0.002 * 10.0)
     assert equilibrium_residual(Fixed(dist="fixed", value=0.0), U) == pytest.approx(np.zeros(len(U)))
+
+
+def test_equilibrium_residual_of_a_stay_shorter_than_a_day() -> None:
+    """Half a day, fixed: uniform on [0, 0.5] (a short stay is still a stay)."""
+    got = equilibrium_residual(Fixed(dist="fixed", value=0.5), U)
+    assert got == pytest.approx(0.5 * U, abs=0.002 * 0.5)

@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     modules = args.module or list(SCOPE)
     if not args.report:
         if args.survivors:
-            names = [k for m in modules for k in chosen(m) if STATUS.get(meta(m)[k] or 0) != "killed"
-                     and meta(m)[k] not in (36, 24, -24, 152, 255)]
+            eq = equivalent()
+            names = [k for m in modules for k in chosen(m)
+                     if STATUS.get(meta(m)[k] or 0) == "survived" and k not in eq]
         elif (ROOT / "mutants").exists():
             names = [g for m in modules if m not in SAMPLE for g in globs([m])]
             names += [k for m in modules if m in SAMPLE for k in chosen(m)]
