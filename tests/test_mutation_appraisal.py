@@ -134,3 +134,50 @@ def test_ratio_needs_days_avoided_on_average_and_takes_fractions_of_a_day() -> N
     more: 2 per day, exactly, interval included."""
     assert all(math.isnan(x) for x in ratio_ci(np.array([1.0, 1.0]), np.array([-1.0, 1.0]), seed=3))
     assert ratio_ci(np.full(4, 1.0), np.full(4, 0.5), seed=3) == (2.0, 2.0, 2.0)
+
+
+def test_extended_dominance_is_applied_until_the_ratios_rise() -> None:
+    """Baseline (0, 0); A (100, 10); B (300, 20); C (350, 30); D (380, 40).  Ratios 10, 20, 5, 3: B goes (20 > 5);
+    then 10, 12.5, 3: C goes; then 10, 9.33: A goes; D alone is left on the frontier, compared with the
+    baseline at 380 / 40 = 9.5 a day."""
+    effects = [Effects(n, constant(c), constant(e)) for n, c, e in
+               (("A", 100.0, 10.0), ("B", 300.0, 20.0), ("C", 350.0, 30.0), ("D", 380.0, 40.0))]
+    d = decide(effects)
+    assert [d.option(n).frontier for n in "ABCD"] == [OFF_FRONTIER, OFF_FRONTIER, OFF_FRONTIER, FRONTIER]
+    assert d.option("D").compared_with == BASELINE and d.option("D").icer[0] == pytest.approx(9.5)
+    assert d.option("B").frontier_note == ("extended dominance: a mix of A and C avoids more delayed bed-days for "
+                                           "the money, on average")
+
+
+def test_paired_difference_uses_the_level_it_is_given_and_zero_as_the_line() -> None:
+    option, base = np.array([11.0, 13.0, 12.0, 14.0]), np.array([10.0, 10.0, 10.0, 10.0])
+    wide, narrow = paired_difference(option, base), paired_difference(option, base, level=0.5)
+    assert narrow["ci_high"] - narrow["ci_low"] < wide["ci_high"] - wide["ci_low"]
+    assert narrow["diff_mean"] == wide["diff_mean"] == 2.5
+    small = paired_difference(np.full(3, 1.5), np.full(3, 1.0))   # 0.5 in every replication: above zero
+    assert small["distinguishable"] is True and small["ci_low"] == 0.5
+
+
+def test_ratio_interval_draws_every_replication() -> None:
+    """Only replication 0 differs (10 against 1 elsewhere): a bootstrap that never drew it would give (1, 1)."""
+    est, lo, hi = ratio_ci(np.array([10.0, 1.0, 1.0, 1.0, 1.0]), np.ones(5), seed=4)
+    assert est == pytest.approx(2.8) and hi > 1.0 and lo >= 1.0
+
+
+def test_ratio_interval_of_two_replications_is_defined() -> None:
+    est, lo, hi = ratio_ci(np.array([10.0, 30.0]), np.array([1.0, 2.0]), seed=4)
+    assert est == pytest.approx(40.0 / 3.0) and np.isfinite(lo) and np.isfinite(hi) and lo <= est <= hi
+
+
+def test_ratio_interval_leaves_out_resamples_without_days_avoided() -> None:
+    """Three replications avoid nothing and one avoids 3 days: a resample of only the first three has no ratio
+    (it is left out, not counted as infinite)."""
+    est, lo, hi = ratio_ci(np.ones(4), np.array([0.0, 0.0, 0.0, 3.0]), seed=5)
+    assert est == pytest.approx(4.0 / 3.0) and np.isfinite(lo) and np.isfinite(hi)
+
+
+def test_ratio_interval_at_level_zero_is_the_bootstrap_median() -> None:
+    num = np.array([90.0, 130.0, 70.0, 115.0, 100.0, 85.0, 122.0, 95.0])
+    den = np.array([10.4, 9.1, 6.6, 10.8, 12.0, 7.0, 8.8, 12.6])
+    _, lo, hi = ratio_ci(num, den, seed=6, level=0.0)
+    assert lo == hi

@@ -53,8 +53,8 @@ SCOPE: dict[str, list[str]] = {
 #: modules whose mutants are too many to run whole on a shared 2-core machine in one sitting (every survivor
 #: re-runs each simulation test that touches the function, about a minute): a seeded random sample of this many
 #: of their scoped mutants is run, and the kill rate is reported with its 95% (Wilson) interval
-SAMPLE: dict[str, int] = {"flowsim/results/kpi.py": 80, "flowsim/results/delays.py": 50,
-                          "flowsim/experiment/replications.py": 50}
+SAMPLE: dict[str, int] = {"flowsim/results/kpi.py": 40, "flowsim/results/delays.py": 30,
+                          "flowsim/experiment/replications.py": 30, "flowsim/experiment/warmup.py": 40}
 SAMPLE_SEED = 19
 
 #: mutmut exit codes (mutmut.stats.status_by_exit_code) grouped as this report counts them
