@@ -75,3 +75,11 @@ def test_equilibrium_residual_of_a_stay_shorter_than_a_day() -> None:
     """Half a day, fixed: uniform on [0, 0.5] (a short stay is still a stay)."""
     got = equilibrium_residual(Fixed(dist="fixed", value=0.5), U)
     assert got == pytest.approx(0.5 * U, abs=0.002 * 0.5)
+
+
+def test_equilibrium_residual_reaches_the_top_of_its_grid_exactly() -> None:
+    """At u = 1 the inverted cdf must end at the grid's top (the stay itself for a fixed stay, the upper end for a
+    uniform one): a cdf normalised by anything but its last value stops short of it."""
+    assert equilibrium_residual(Fixed(dist="fixed", value=10.0), np.array([1.0]))[0] == 10.0
+    # the uniform grid's top is F^-1(1 - 1e-7) = 20 (1 - 1e-7)
+    assert equilibrium_residual(UNI, np.array([1.0]))[0] == pytest.approx(20.0 * (1.0 - 1e-7), rel=1e-12)

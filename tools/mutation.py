@@ -150,11 +150,13 @@ def report(modules: list[str]) -> str:
         scoped = sum(1 for k in meta(m) if in_scope(k, m))
         lines.append(row(m, scoped, c))
         live = sum(c.values()) - c["equivalent"] - c["not run"]
-        weighted += scoped * (c["killed"] / live if live else 0.0)
-        scoped_all += scoped
-    lines.append(row("all (pooled)", scoped_all, total))
-    lines.append(f"| all (each module weighted by its scoped mutants) | {scoped_all} | | | | | | | "
-                 f"{100.0 * weighted / scoped_all:.1f}% | |")
+        if live:  # a module with nothing run yet says nothing either way
+            weighted += scoped * c["killed"] / live
+            scoped_all += scoped
+    lines.append(row("all (pooled)", sum(1 for m in modules for k in meta(m) if in_scope(k, m)), total))
+    if scoped_all:
+        lines.append(f"| all (each module run weighted by its scoped mutants) | {scoped_all} | | | | | | | "
+                     f"{100.0 * weighted / scoped_all:.1f}% | |")
     if survivors:
         lines += ["", f"{len(survivors)} survivors not listed as equivalent (`mutmut show NAME` shows each):",
                   *(f"    {s}" for s in survivors)]
