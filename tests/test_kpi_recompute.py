@@ -35,8 +35,9 @@ snapshot (patients joining in ED, acute, assessment, waiting and already in a se
 Planted bugs these tests caught (each tried locally, never committed): the midnight census read at the previous
 midnight (``_Run.midnights`` from 0: every census measure fails); a place granted but not taken ending the delay
 (the pathway segment ending at ``slot_granted``); stranded patients counted a day early; the Discharge Ready Date
-delay rounded up from the exact time; every bed-based provider taken to report to the SitRep.  Not caught: ED waits
-not censored at the window's end, because nobody is still boarding at the end of these runs.
+delay rounded up from the exact time; every bed-based provider taken to report to the SitRep.  Not caught here: ED
+waits not censored at the window's end, because nobody is still boarding at the end of these runs
+(``test_mutation_kpi.py`` catches it on a run built for it).
 """
 
 from __future__ import annotations
