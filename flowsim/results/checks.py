@@ -101,7 +101,7 @@ def _not_through_ed(rec: Records) -> np.ndarray:
     return rec["elective"] | (rec["step_up"] >= 0)
 
 
-def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa: C901
+def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
     """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
     force, work conservation and the bed census."""
     problems: list[str] = []
@@ -114,9 +114,31 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
     problems.extend(_order_checks(rec, sc))
     if "dtoc_start" in rec.cols:
         problems.extend(_bed_census_checks(rec, sc, T))
-
-    # 2. conservation per node: entered = left + still there at the end
     emergency_arrival = np.where(_not_through_ed(rec), np.nan, rec["arrival"])
+    problems.extend(_conservation_checks(rec, emergency_arrival, T))
+    # 3. no grant beyond the capacity in force at the moment of the grant
+    cap = Level.from_steps(*raw.capacity["acute"])
+    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], T)
+    # grants only: snapshot patients already in a bed or place were placed there, not granted
+    t = rec["bed_start"][~np.isnan(rec["bed_start"]) & ~(rec["initial_stage"] >= IN_ACUTE)]
+    over = int(np.sum(occ.at(t) > cap.at(t) + _TOL))
+    if over:
+        problems.append(f"{over} acute bed grants exceeded the capacity in force")
+    problems.extend(_service_grant_checks(rec, raw, sc, T))
+    # 4. work conservation: nobody starts waiting while a slot they may use is free
+    waiting = rec["bed_start"] - emergency_arrival > _TOL
+    t_wait = emergency_arrival[waiting]
+    idle = int(np.sum(occ.at(t_wait) < cap.at(t_wait) - _TOL))
+    if idle:
+        problems.append(f"{idle} patients boarded in ED while an acute bed was free")
+    problems.extend(_idle_service_checks(rec, raw, sc, T))
+    problems.extend(_start_capacity_checks(rec, raw, sc))
+    return problems
+
+
+def _conservation_checks(rec: Records, emergency_arrival: np.ndarray, T: float) -> list[str]:
+    """2. Conservation per node (entered = left + still there at the end) and Little's law's identity."""
+    problems = []
     nodes = {
         "ED": (emergency_arrival, np.where(_not_through_ed(rec), np.nan, rec["bed_start"])),
         "acute": (rec["bed_start"], rec["acute_end"]),
@@ -131,17 +153,13 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         a, b = _little(s, e, T)
         if abs(a - b) > 1e-6 * max(1.0, abs(b)):
             problems.append(f"Little's law identity fails at {name}: area {a:.6f} != sojourn sum {b:.6f}")
+    return problems
 
-    # 3. no grant beyond the capacity in force at the moment of the grant
-    cap = Level.from_steps(*raw.capacity["acute"])
-    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], T)
-    # grants only: snapshot patients already in a bed or place were placed there, not granted
-    placed_acute = rec["initial_stage"] >= IN_ACUTE
+
+def _service_grant_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> list[str]:
+    """3. No downstream place granted beyond the places (or visits a day) in force at the moment of the grant."""
+    problems = []
     placed_service = rec["initial_stage"] == IN_SERVICE
-    t = rec["bed_start"][~np.isnan(rec["bed_start"]) & ~placed_acute]
-    over = int(np.sum(occ.at(t) > cap.at(t) + _TOL))
-    if over:
-        problems.append(f"{over} acute bed grants exceeded the capacity in force")
     svc = rec["service"]
     services = {n: v for pw in sc.pathways.values() for n, v in pw.services.items()}
     for i, name in enumerate(raw.service_names):
@@ -151,7 +169,7 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         visits = services[name].visits if services[name].capacity_unit == "visits" else None
         if visits is not None:
             load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], rec["package_len"],
-                              visits.start, visits.end, tg)
+                              visits.start, visits.end, at=tg)
             over = int(np.sum(load > capl.at(tg) + 1e-6))
             if over:
                 problems.append(f"{over} packages at service {name} were taken beyond its visits a day")
@@ -160,15 +178,6 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:  # noqa
         over = int(np.sum(lev.at(tg) > capl.at(tg) + _TOL))
         if over:
             problems.append(f"{over} grants at service {name} exceeded the capacity in force")
-
-    # 4. work conservation: nobody starts waiting while a slot they may use is free
-    waiting = rec["bed_start"] - emergency_arrival > _TOL
-    t_wait = emergency_arrival[waiting]
-    idle = int(np.sum(occ.at(t_wait) < cap.at(t_wait) - _TOL))
-    if idle:
-        problems.append(f"{idle} patients boarded in ED while an acute bed was free")
-    problems.extend(_idle_service_checks(rec, raw, sc, T))
-    problems.extend(_start_capacity_checks(rec, raw, sc))
     return problems
 
 
@@ -230,7 +239,7 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
                         k = raw.service_names.index(sname)
                         m = rec["service"] == k
                         load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"],
-                                          rec["package_len"], service.visits.start, service.visits.end, t)
+                                          rec["package_len"], service.visits.start, service.visits.end, at=t)
                         free += (cap.at(t) - load - service.visits.start >= 1e-6).astype(float)
                     else:
                         free += np.maximum(cap.at(t) - occ.at(t), 0.0)

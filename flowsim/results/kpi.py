@@ -763,7 +763,7 @@ def _services(r: _Run) -> None:
             # visits a day in use, sampled hourly; utilisation is against visits a day available
             hours = np.arange(D * 24, dtype=float) / 24.0 + 1.0 / 48.0
             load = visit_load(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], rec["package_len"],
-                              spec.visits.start, spec.visits.end, hours)
+                              spec.visits.start, spec.visits.end, at=hours)
             daily[f"service_{name}_visits"] = load.reshape(D, 24).mean(axis=1)
             k[f"service_{name}_visits_mean"] = use = float(load.mean())
         k[f"service_{name}_utilisation_pct"] = (100.0 * use / cap_mean if np.isfinite(cap_mean) and cap_mean > 0

@@ -111,13 +111,13 @@ class Level:
         return float(self._span(np.array([a]), np.array([b]))[0] / (b - a))
 
 
-def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float,  # noqa: PLR0917
-               t: np.ndarray) -> np.ndarray:
-    """Visits a day committed at each time ``t`` by packages [start, end) tapering from ``first``
+def visit_load(starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, first: float, last: float, *,
+               at: np.ndarray) -> np.ndarray:
+    """Visits a day committed at each time ``at`` by packages [start, end) tapering from ``first``
     to ``last`` over their ``lengths`` (visit-based P1 capacity)."""
     ok = ~np.isnan(starts)
     s, e, n = starts[ok], np.where(np.isnan(ends[ok]), np.inf, ends[ok]), lengths[ok]
-    t = np.asarray(t, dtype=float)
+    t = np.asarray(at, dtype=float)
     out = np.zeros(len(t))
     for i in range(0, len(t), 512):  # chunks keep the (times x packages) matrix small
         tt = t[i:i + 512, None]

@@ -44,6 +44,9 @@ from flowsim.scenario.types import (
 )
 from flowsim.scenario.types import Probability as Probability
 
+#: Validation problems: (field path, what is wrong and what is allowed), reported together by ``FieldProblems``.
+Problems = list[tuple[tuple[str | int, ...], str]]
+
 PathwayName = Literal["P0", "P1", "P2", "P3"]
 PATHWAYS: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 Org = Literal["nhs", "social_care", "both"]
@@ -1062,84 +1065,108 @@ class Scenario(Frozen):
                                           "(--set, --warmup), so outputs can show them.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> Scenario:  # noqa: C901, PLR0912
-        problems: list[tuple[tuple[str | int, ...], str]] = self._mode_problems()
+    def _consistent(self) -> Scenario:
+        """Cross-field rules no single field can check; all problems are reported together, mode problems first
+        (the rest would only repeat them)."""
+        problems: Problems = self._mode_problems()
         if problems:
             raise FieldProblems(problems)
+        services = set(self.service_pathway())
+        problems = [*self._share_and_cost_problems(), *self._pathway_problems(), *self._cohort_route_problems(),
+                    *self._disruption_problems(services), *self._escalation_problems(services),
+                    *self._capacity_problems(services)]
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def _share_and_cost_problems(self) -> Problems:
+        out: Problems = []
         total = sum(c.share for c in self.cohorts.values())
         if self.cohorts and abs(total - 1.0) > _SUM_TOL:  # pathway-only cohorts are derived, not given
-            problems.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
-                             f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
+            out.append((("cohorts",), f"cohort shares must sum to 1, they sum to {total:.6g} "
+                        f"({', '.join(f'{n}: {c.share:g}' for n, c in self.cohorts.items())})"))
         if self.mode == "pathway_only":
-            for f in ("acute_available_bed_day", "acute_occupied_bed_day"):
-                if getattr(self.costs, f):
-                    problems.append((("costs", f), "a pathway-only scenario has no acute beds to price; "
-                                                   "use acute_delay_per_day for the days patients wait in them"))
+            out.extend((("costs", f), "a pathway-only scenario has no acute beds to price; "
+                                      "use acute_delay_per_day for the days patients wait in them")
+                       for f in ("acute_available_bed_day", "acute_occupied_bed_day") if getattr(self.costs, f))
         if self.costs.acute_available_bed_day and self.acute is not None and self.acute.beds == "unlimited":
-            problems.append((("costs", "acute_available_bed_day"),
-                             "cannot price open beds when acute.beds is 'unlimited' (the cost would be infinite)"))
+            out.append((("costs", "acute_available_bed_day"),
+                        "cannot price open beds when acute.beds is 'unlimited' (the cost would be infinite)"))
+        return out
+
+    def _pathway_problems(self) -> Problems:
+        """P0 has no services, P1-P3 at least one; a service lives under one pathway and names defined cohorts."""
+        out: Problems = []
         seen: dict[str, str] = {}
         for pname, pathway in self.pathways.items():
             where: tuple[str | int, ...] = ("pathways", pname)
             if pname == "P0" and pathway.services:
-                problems.append(((*where, "services"), "P0 (home, no new support) cannot have services"))
+                out.append(((*where, "services"), "P0 (home, no new support) cannot have services"))
             if pname != "P0" and not pathway.services:
-                problems.append(((*where, "services"), f"pathway {pname} needs at least one service"))
+                out.append(((*where, "services"), f"pathway {pname} needs at least one service"))
             if pathway.needs_assessment and self.assessment is None:
-                problems.append(((*where, "needs_assessment"),
-                                 f"pathway {pname} needs assessment but no 'assessment' team is defined"))
+                out.append(((*where, "needs_assessment"),
+                            f"pathway {pname} needs assessment but no 'assessment' team is defined"))
             for sname, svc in pathway.services.items():
                 if sname in seen:
-                    problems.append(((*where, "services", sname),
-                                     f"service '{sname}' is defined under both {seen[sname]} and {pname}"))
+                    out.append(((*where, "services", sname),
+                                f"service '{sname}' is defined under both {seen[sname]} and {pname}"))
                 seen[sname] = pname
-                for c in svc.cohorts or []:
-                    if c not in self.cohorts:
-                        problems.append(((*where, "services", sname, "cohorts"),
-                                         f"cohort '{c}' is not defined (defined: {', '.join(self.cohorts)})"))
+                out.extend(((*where, "services", sname, "cohorts"),
+                             f"cohort '{c}' is not defined (defined: {', '.join(self.cohorts)})")
+                            for c in svc.cohorts or [] if c not in self.cohorts)
+        return out
+
+    def _cohort_route_problems(self) -> Problems:
+        """Every pathway a cohort is sent to exists and has a service that accepts the cohort."""
+        out: Problems = []
         for cname, cohort in self.cohorts.items():
             for p, prob in cohort.pathway_mix.items():
                 if prob <= 0 or (p == "P0" and p in self.pathways):
                     continue
                 where = ("cohorts", cname, "pathway_mix", p)
                 if p not in self.pathways:
-                    problems.append((where, f"cohort '{cname}' sends patients to {p}, which is not defined under "
-                                            f"'pathways' (defined: {', '.join(self.pathways) or 'none'})"))
+                    out.append((where, f"cohort '{cname}' sends patients to {p}, which is not defined under "
+                                       f"'pathways' (defined: {', '.join(self.pathways) or 'none'})"))
                 elif p != "P0" and self.pathways[p].services and not any(
                         s.cohorts is None or cname in s.cohorts for s in self.pathways[p].services.values()):
-                    problems.append((where, f"cohort '{cname}' is sent to {p} but no {p} service accepts it"))
-        services = set(seen)
+                    out.append((where, f"cohort '{cname}' is sent to {p} but no {p} service accepts it"))
+        return out
+
+    def _disruption_problems(self, services: set[str]) -> Problems:
+        out: Problems = []
         for i, d in enumerate(self.disruptions):
+            where: tuple[str | int, ...] = ("disruptions", i, "target")
             if d.kind == "ward_closure" and d.target not in services | {"acute"}:
-                problems.append((("disruptions", i, "target"), f"ward_closure target must be 'acute' or a service "
-                                                                f"({', '.join(sorted(services))}), got {d.target!r}"))
+                out.append((where, f"ward_closure target must be 'acute' or a service "
+                                   f"({', '.join(sorted(services))}), got {d.target!r}"))
             if d.kind == "staff_absence" and d.target not in services | {"assessment"}:
-                problems.append((("disruptions", i, "target"), f"staff_absence target must be 'assessment' or a "
-                                                                f"service ({', '.join(sorted(services))}), "
-                                                                f"got {d.target!r}"))
+                out.append((where, f"staff_absence target must be 'assessment' or a "
+                                   f"service ({', '.join(sorted(services))}), got {d.target!r}"))
             if d.target == "assessment" and self.assessment is None:
-                problems.append((("disruptions", i, "target"), "there is no assessment team to be absent from"))
-        if self.escalation is not None:
-            for i, a in enumerate(self.escalation.actions):
-                allowed = services | {"acute", "assessment"}
-                if a.kind == "add_capacity" and a.target not in allowed:
-                    problems.append((("escalation", "actions", i, "target"),
-                                     f"add_capacity target must be 'acute', 'assessment' or a service "
-                                     f"({', '.join(sorted(services))}), got {a.target!r}"))
-                if a.kind == "add_capacity" and a.target == "assessment" and self.assessment is None:
-                    problems.append((("escalation", "actions", i, "target"), "there is no assessment team"))
-                if a.kind == "cancel_electives" and self.electives is None:
-                    problems.append((("escalation", "actions", i, "kind"),
-                                     "cancel_electives needs an 'electives' section"))
-        problems.extend(self._capacity_problems(services))
-        if problems:
-            raise FieldProblems(problems)
-        return self
+                out.append((where, "there is no assessment team to be absent from"))
+        return out
+
+    def _escalation_problems(self, services: set[str]) -> Problems:
+        out: Problems = []
+        if self.escalation is None:
+            return out
+        allowed = services | {"acute", "assessment"}
+        for i, a in enumerate(self.escalation.actions):
+            where: tuple[str | int, ...] = ("escalation", "actions", i)
+            if a.kind == "add_capacity" and a.target not in allowed:
+                out.append(((*where, "target"), f"add_capacity target must be 'acute', 'assessment' or a service "
+                                                f"({', '.join(sorted(services))}), got {a.target!r}"))
+            if a.kind == "add_capacity" and a.target == "assessment" and self.assessment is None:
+                out.append(((*where, "target"), "there is no assessment team"))
+            if a.kind == "cancel_electives" and self.electives is None:
+                out.append(((*where, "kind"), "cancel_electives needs an 'electives' section"))
+        return out
 
     @model_validator(mode="after")
     def _step_up_consistent(self) -> Scenario:
         """Each step-up stream names a defined cohort and a P1-P3 pathway or service that accepts it."""
-        problems: list[tuple[tuple[str | int, ...], str]] = []
+        problems: Problems = []
         pathway_of = self.service_pathway()
         names: set[str] = set()
         for i, su in enumerate(self.step_up):
@@ -1180,8 +1207,8 @@ class Scenario(Frozen):
             raise FieldProblems(problems)
         return self
 
-    def _replay_demand_problems(self, rp: Replay) -> list[tuple[tuple[str | int, ...], str]]:
-        out: list[tuple[tuple[str | int, ...], str]] = []
+    def _replay_demand_problems(self, rp: Replay) -> Problems:
+        out: Problems = []
         if rp.demand and self.mode == "pathway_only":
             return [(("replay", "demand_file"), "dated demand replays admissions and step-up referrals of a full "
                                                 "scenario; a pathway-only scenario has neither")]
@@ -1208,8 +1235,8 @@ class Scenario(Frozen):
                                               "allowed: at most that many a run (replay a shorter period)"))
         return out
 
-    def _replay_capacity_problems(self, rp: Replay) -> list[tuple[tuple[str | int, ...], str]]:
-        out: list[tuple[tuple[str | int, ...], str]] = []
+    def _replay_capacity_problems(self, rp: Replay) -> Problems:
+        out: Problems = []
         places: dict[str, Capacity] = {s: svc.capacity for pw in self.pathways.values()
                                        for s, svc in pw.services.items()}
         if self.acute is not None:
@@ -1236,61 +1263,64 @@ class Scenario(Frozen):
             raise FieldProblems(problems)
         return self
 
-    def _mode_problems(self) -> list[tuple[tuple[str | int, ...], str]]:  # noqa: C901, PLR0912
-        out: list[tuple[tuple[str | int, ...], str]] = []
-        if self.mode == "full":
-            for field_name in ("arrivals", "acute"):
-                if getattr(self, field_name) is None:
-                    out.append(((field_name,), "required field is missing"))
-            if not self.cohorts:
-                out.append((("cohorts",), "required field is missing (at least one cohort)"))
-            if self.demand:
-                out.append((("demand",), "demand streams are for mode: pathway_only (full mode uses arrivals)"))
-        else:
-            for field_name in ("arrivals", "acute", "cohorts"):
-                if getattr(self, field_name):
-                    out.append(((field_name,), "not used in mode: pathway_only (demand streams replace it)"))
-            if not self.demand:
-                out.append((("demand",), "mode: pathway_only needs at least one demand stream"))
-            seen: set[tuple[str | None, str]] = set()
-            for i, d in enumerate(self.demand):
-                key = (d.locality, d.pathway)
-                if key in seen:
-                    out.append((("demand", i), f"a second stream for {d.pathway} in locality {d.locality}"))
-                seen.add(key)
-                if d.pathway not in self.pathways:
-                    out.append((("demand", i, "pathway"), f"{d.pathway} is not defined under 'pathways'"))
-                    continue
-                # a locality's services take its own streams and those of localities naming it a neighbour
-                reach = {d.locality, *(self.localities[d.locality].neighbours
-                                       if d.locality in self.localities else [])}
-                svcs = self.pathways[d.pathway].services.values()
-                if svcs and not any(sv.locality is None or sv.locality in reach for sv in svcs):
-                    out.append((("demand", i), f"no {d.pathway} service serves locality {d.locality!r} "
-                                               "(give it a service or a neighbour that has one)"))
+    def _mode_problems(self) -> Problems:
+        """What each mode requires and refuses, localities that exist, visits only for P1."""
+        out = self._full_mode_problems() if self.mode == "full" else self._pathway_only_problems()
+        return [*out, *self._locality_problems(), *self._visit_unit_problems()]
+
+    def _full_mode_problems(self) -> Problems:
+        out: Problems = [((f,), "required field is missing") for f in ("arrivals", "acute") if getattr(self, f) is None]
+        if not self.cohorts:
+            out.append((("cohorts",), "required field is missing (at least one cohort)"))
+        if self.demand:
+            out.append((("demand",), "demand streams are for mode: pathway_only (full mode uses arrivals)"))
+        return out
+
+    def _pathway_only_problems(self) -> Problems:
+        out: Problems = [((f,), "not used in mode: pathway_only (demand streams replace it)")
+                         for f in ("arrivals", "acute", "cohorts") if getattr(self, f)]
+        if not self.demand:
+            out.append((("demand",), "mode: pathway_only needs at least one demand stream"))
+        seen: set[tuple[str | None, str]] = set()
+        for i, d in enumerate(self.demand):
+            key = (d.locality, d.pathway)
+            if key in seen:
+                out.append((("demand", i), f"a second stream for {d.pathway} in locality {d.locality}"))
+            seen.add(key)
+            if d.pathway not in self.pathways:
+                out.append((("demand", i, "pathway"), f"{d.pathway} is not defined under 'pathways'"))
+                continue
+            # a locality's services take its own streams and those of localities naming it a neighbour
+            reach = {d.locality, *(self.localities[d.locality].neighbours if d.locality in self.localities else [])}
+            svcs = self.pathways[d.pathway].services.values()
+            if svcs and not any(sv.locality is None or sv.locality in reach for sv in svcs):
+                out.append((("demand", i), f"no {d.pathway} service serves locality {d.locality!r} "
+                                           "(give it a service or a neighbour that has one)"))
+        return out
+
+    def _locality_problems(self) -> Problems:
         known = set(self.localities)
-        for name, loc in self.localities.items():
-            for n in loc.neighbours:
-                if n not in known or n == name:
-                    out.append((("localities", name, "neighbours"), f"{n!r} is not another defined locality"))
+        out: Problems = [(("localities", name, "neighbours"), f"{n!r} is not another defined locality")
+                         for name, loc in self.localities.items() for n in loc.neighbours
+                         if n not in known or n == name]
         where_loc: list[tuple[tuple[str | int, ...], str | None]] = [
             (("demand", i, "locality"), d.locality) for i, d in enumerate(self.demand)]
         where_loc += [(("cohorts", c, "locality"), co.locality) for c, co in self.cohorts.items()]
         where_loc += [(("pathways", p, "services", s, "locality"), sv.locality)
                       for p, pw in self.pathways.items() for s, sv in pw.services.items()]
-        for where, loc_name in where_loc:
-            if loc_name is not None and loc_name not in known:
-                out.append((where, f"unknown locality {loc_name!r} (defined: {', '.join(sorted(known)) or 'none'})"))
-        for p, pw in self.pathways.items():
-            for s, sv in pw.services.items():
-                if sv.capacity_unit == "visits" and p != "P1":
-                    out.append((("pathways", p, "services", s, "capacity_unit"), "visits are for P1 services"))
+        out.extend((where, f"unknown locality {loc_name!r} (defined: {', '.join(sorted(known)) or 'none'})")
+                   for where, loc_name in where_loc if loc_name is not None and loc_name not in known)
         return out
 
-    def _initial_state_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:  # noqa: C901, PLR0912
+    def _visit_unit_problems(self) -> Problems:
+        return [(("pathways", p, "services", s, "capacity_unit"), "visits are for P1 services")
+                for p, pw in self.pathways.items() for s, sv in pw.services.items()
+                if sv.capacity_unit == "visits" and p != "P1"]
+
+    def _initial_state_problems(self, services: set[str]) -> Problems:
         init = self.initial_state
         assert init is not None
-        out: list[tuple[tuple[str | int, ...], str]] = []
+        out: Problems = []
         if self.simulation.warmup_days:
             out.append((("simulation", "warmup_days"), "must be 0 when initial_state gives the starting state"))
         for key in ("waiting_for_assessment", "waiting"):
@@ -1299,46 +1329,53 @@ class Scenario(Frozen):
                     out.append((("initial_state", key, p), f"{p} is not a downstream pathway of this scenario"))
                 elif key == "waiting_for_assessment" and not self.pathways[p].needs_assessment:
                     out.append((("initial_state", key, p), f"{p} does not need assessment"))
-        for name in init.services:
-            if name not in services:
-                out.append((("initial_state", "services", name),
-                            f"unknown service (defined: {', '.join(sorted(services))})"))
+        out.extend((("initial_state", "services", name), f"unknown service (defined: {', '.join(sorted(services))})")
+                   for name in init.services if name not in services)
+        for i, row in enumerate(init.patients):
+            out.extend(self._initial_patient_problems(("initial_state", "patients", i), row, services))
+        return out
+
+    def _initial_patient_problems(self, where: tuple[str | int, ...], row: SnapshotPatient,
+                                  services: set[str]) -> Problems:
+        """One row of patients already in the system: a known place, cohort and a pathway consistent with both."""
+        out: Problems = []
         nodes = {"ed", "acute", "assessment", "P0", "P1", "P2", "P3"} | services
         service_pathway = self.service_pathway()
-        for i, row in enumerate(init.patients):
-            where = ("initial_state", "patients", i)
-            if row.node not in nodes:
-                out.append(((*where, "node"), f"node must be one of {', '.join(sorted(nodes))}, got {row.node!r}"))
-            # pathway-only scenarios name their cohorts after their demand streams, e.g. north_P1
-            known = list(self.cohorts) or [d.pathway if d.locality is None else f"{d.locality}_{d.pathway}"
-                                           for d in self.demand]
-            if row.cohort is not None and row.cohort not in known:
-                out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(known)})"))
-            if row.node == "assessment" and (row.pathway is None or row.pathway == "P0"):
-                out.append(((*where, "pathway"), "a patient waiting for assessment needs pathway P1, P2 or P3"))
-            elif row.node == "assessment" and row.pathway in self.pathways \
-                    and not self.pathways[row.pathway].needs_assessment:
-                out.append(((*where, "pathway"), f"{row.pathway} does not need assessment"))
-            implied = (row.node if row.node in ("P0", "P1", "P2", "P3")
-                       else service_pathway.get(row.node, row.pathway))
-            if implied is not None and implied not in self.pathways:
-                out.append(((*where, "node" if implied == row.node else "pathway"),
-                            f"{implied} is not defined under 'pathways' (defined: {', '.join(self.pathways)})"))
-            if row.cohort is not None and row.cohort in self.cohorts and implied in self.pathways:
-                svc_map = self.pathways[implied].services
-                allowed = [svc_map[row.node]] if row.node in svc_map else list(svc_map.values())
-                if allowed and not any(sv.cohorts is None or row.cohort in sv.cohorts for sv in allowed):
-                    out.append(((*where, "cohort"), f"cohort {row.cohort!r} is not accepted by "
-                                                    f"{row.node if row.node in svc_map else implied}"))
-            if row.pathway is not None and row.node in services and row.pathway != service_pathway[row.node]:
-                out.append(((*where, "pathway"), f"service {row.node} belongs to {service_pathway[row.node]}"))
+        if row.node not in nodes:
+            out.append(((*where, "node"), f"node must be one of {', '.join(sorted(nodes))}, got {row.node!r}"))
+        # pathway-only scenarios name their cohorts after their demand streams, e.g. north_P1
+        known = list(self.cohorts) or [d.pathway if d.locality is None else f"{d.locality}_{d.pathway}"
+                                       for d in self.demand]
+        if row.cohort is not None and row.cohort not in known:
+            out.append(((*where, "cohort"), f"unknown cohort (defined: {', '.join(known)})"))
+        if row.node == "assessment":
+            out.extend(self._assessment_row_problems(where, row.pathway))
+        implied = row.node if row.node in ("P0", "P1", "P2", "P3") else service_pathway.get(row.node, row.pathway)
+        if implied is not None and implied not in self.pathways:
+            out.append(((*where, "node" if implied == row.node else "pathway"),
+                        f"{implied} is not defined under 'pathways' (defined: {', '.join(self.pathways)})"))
+        if row.cohort is not None and row.cohort in self.cohorts and implied in self.pathways:
+            svc_map = self.pathways[implied].services
+            allowed = [svc_map[row.node]] if row.node in svc_map else list(svc_map.values())
+            if allowed and not any(sv.cohorts is None or row.cohort in sv.cohorts for sv in allowed):
+                out.append(((*where, "cohort"), f"cohort {row.cohort!r} is not accepted by "
+                                                f"{row.node if row.node in svc_map else implied}"))
+        if row.pathway is not None and row.node in services and row.pathway != service_pathway[row.node]:
+            out.append(((*where, "pathway"), f"service {row.node} belongs to {service_pathway[row.node]}"))
         return out
+
+    def _assessment_row_problems(self, where: tuple[str | int, ...], pathway: str | None) -> Problems:
+        if pathway is None or pathway == "P0":
+            return [((*where, "pathway"), "a patient waiting for assessment needs pathway P1, P2 or P3")]
+        if pathway in self.pathways and not self.pathways[pathway].needs_assessment:
+            return [((*where, "pathway"), f"{pathway} does not need assessment")]
+        return []
 
     def service_pathway(self) -> dict[str, str]:
         """Map each service name to its pathway."""
         return {s: p for p, pw in self.pathways.items() for s in pw.services}
 
-    def _capacity_problems(self, services: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    def _capacity_problems(self, services: set[str]) -> Problems:
         """Overlapping schedule periods, demand beyond what a worker can hold, the start-from-today state."""
         out = _overlapping_periods(self) + _volume_problems(self)
         if self.initial_state is not None:
@@ -1418,11 +1455,11 @@ def _schedules(node: object, path: tuple[str | int, ...]) -> list[tuple[tuple[st
     return out
 
 
-def _overlapping_periods(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+def _overlapping_periods(sc: Scenario) -> Problems:
     """Periods of one schedule that cover the same day of the run: their combined effect would depend
     on the order they are listed in, which no reader of the scenario can see."""
     first, last = sc.simulation.first_date, sc.simulation.end_date
-    out: list[tuple[tuple[str | int, ...], str]] = []
+    out: Problems = []
     for path, schedule in _schedules(sc, ()):
         spans = sorted((s, e, i) for i, p in enumerate(schedule.periods) for s, e in period_windows(p, first, last))
         reported: set[int] = set()
@@ -1439,7 +1476,7 @@ def _overlapping_periods(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]
 MAX_STAYS = 1_000_000
 
 
-def _volume_problems(sc: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+def _volume_problems(sc: Scenario) -> Problems:
     """Demand too large to simulate: caught here rather than as a worker killed for memory hours later."""
     days = sc.simulation.warmup_days + sc.simulation.duration_days
     years = days / 365.25
