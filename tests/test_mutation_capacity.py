@@ -232,7 +232,7 @@ def test_dropping_a_package_twice_forgets_it_once() -> None:
 
 def test_visit_pool_keeps_the_eligibility_index_and_locality_it_is_given() -> None:
     """A visit pool is a pool: cohort 1 only, index 2 for a patient bound to it, home locality {1}."""
-    pool = VisitPool("v", 10.0, frozenset({1}), 2, frozenset({1}), 4.0, 1.0, visit_pool(1).los)
+    pool = VisitPool("v", 10.0, frozenset({1}), 2, home=frozenset({1}), start=4.0, end=1.0, los=visit_pool(1).los)
     assert pool.accepts == frozenset({1}) and pool.index == 2 and pool.home == frozenset({1})
     assert pool.room(Pt("a", cohort=1), 0.0) and not pool.room(Pt("b", cohort=0), 0.0)
     assert pool.room(Pt("c", cohort=1, only=2), 0.0) and not pool.room(Pt("d", cohort=1, only=0), 0.0)
@@ -256,10 +256,10 @@ def test_next_room_of_a_package_shorter_than_a_day() -> None:
 def test_next_room_never_comes_when_visits_do_not_taper() -> None:
     """A flat 2 visits a day (start = end): with 3 of capacity and one package in progress, no room ever comes
     by tapering (only a release makes it)."""
-    flat = VisitPool("flat", 3.0, None, 0, None, 2.0, 2.0, visit_pool(1).los)
+    flat = VisitPool("flat", 3.0, None, 0, home=None, start=2.0, end=2.0, los=visit_pool(1).los)
     flat.add(1, 0.0, 10.0)
     assert flat.next_room(0.0) is None
-    rising = VisitPool("rising", 3.0, None, 0, None, 2.0, 3.0, visit_pool(1).los)
+    rising = VisitPool("rising", 3.0, None, 0, home=None, start=2.0, end=3.0, los=visit_pool(1).los)
     rising.add(1, 0.0, 10.0)
     assert rising.next_room(0.0) is None
 
@@ -269,7 +269,7 @@ def test_a_freed_visit_package_goes_to_the_pools_own_locality_first() -> None:
     (locality 0) holds it until 1; n (locality 1) queues at 0.1, h (locality 0) at 0.2.  At 1 the place goes to h,
     the pool's own patient, although n asked first; n gets it when h leaves at 2."""
     env = simpy.Environment()
-    pool = VisitPool("v", 4.0, None, 0, frozenset({0}), 4.0, 1.0, visit_pool(1).los)
+    pool = VisitPool("v", 4.0, None, 0, home=frozenset({0}), start=4.0, end=1.0, los=visit_pool(1).los)
     group = Group(env, "P1", [pool])
     log = run(env, group, [(Pt("x", cohort=0), 0.0, 1.0), (Pt("n", cohort=1), 0.1, 1.0),
                            (Pt("h", cohort=0), 0.2, 1.0)])
