@@ -16,24 +16,12 @@ from typing import Any
 
 import pytest
 import simpy
-from test_capacity import Log, Pt, assert_log, run, visit_pool
+from test_capacity import Log, Pt, assert_log, run, stay, visit_pool
 
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 
 
 # ============================================================================ home care counted in hours
-def hours_stay(env: simpy.Environment, group: Group, p: Pt, arrive: float, hold: float,
-               log: Log) -> Generator[simpy.Event, Any, None]:
-    yield env.timeout(arrive)
-    ev = group.request(p)
-    if ev is not None:
-        yield ev
-    assert p.pool is not None
-    log.append((env.now, p.name, p.pool.name))
-    yield env.timeout(hold)
-    group.release(p.pool, p)
-
-
 def test_hours_pool_grants_while_the_hours_fit_first_come_first_served() -> None:
     """40 care hours a week.  a (2 h) and b (31 h) fit at 0 (33 h); c (10 h, at 0.5) and d (8 h, at 1) do not
     (43 and 41 > 40) and queue.  a leaves at 2 (31 h): d would fit (39) but waits behind c, which does not
@@ -45,7 +33,7 @@ def test_hours_pool_grants_while_the_hours_fit_first_come_first_served() -> None
     log: Log = []
     for name, h, arrive, hold in (("a", 2.0, 0.0, 2.0), ("b", 31.0, 0.0, 3.0), ("c", 10.0, 0.5, 10.0),
                                   ("d", 8.0, 1.0, 10.0), ("e", 22.0, 4.0, 1.0)):
-        env.process(hours_stay(env, group, Pt(name, care_hours=h), arrive, hold, log))
+        env.process(stay(env, group, Pt(name, care_hours=h), arrive, hold, log))
     env.run(until=2.5)
     assert_log(log, [(0, "a", "home_care"), (0, "b", "home_care")])
     assert pool.hours == pytest.approx(31.0) and pool.busy == 1 and len(group.queue) == 2
