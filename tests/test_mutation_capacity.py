@@ -45,6 +45,50 @@ def test_hours_pool_grants_while_the_hours_fit_first_come_first_served() -> None
     assert pool.hours == pytest.approx(0.0) and pool.busy == 0 and not pool.active
 
 
+def test_a_small_newcomer_does_not_slip_past_a_larger_package_already_waiting() -> None:
+    """10 care hours a week.  a (8 h) holds from 0 to 1; b (6 h, at 0.2) does not fit (14) and queues.  c (2 h,
+    at 0.4) would fit on arrival (10) but b came first: c queues behind b, as it would had it arrived while b
+    was at the head of the list.  a leaves at 1: b (6 h) and then c (8 h) are granted at 1.  d (2 h, at 1.5)
+    fits (10) with nobody waiting and is granted at once."""
+    env = simpy.Environment()
+    pool = HoursPool("home_care", 10.0)
+    group = Group(env, "LTC", [pool])
+    log: Log = []
+    for name, h, arrive, hold in (("a", 8.0, 0.0, 1.0), ("b", 6.0, 0.2, 10.0), ("c", 2.0, 0.4, 10.0),
+                                  ("d", 2.0, 1.5, 10.0)):
+        env.process(stay(env, group, Pt(name, care_hours=h), arrive, hold, log))
+    env.run(until=0.5)
+    assert_log(log, [(0, "a", "home_care")])
+    assert [p.name for p, _ in group.queue] == ["b", "c"] and pool.hours == pytest.approx(8.0)
+    env.run(until=5.0)
+    assert_log(log, [(0, "a", "home_care"), (1, "b", "home_care"), (1, "c", "home_care"), (1.5, "d", "home_care")])
+    assert pool.hours == pytest.approx(10.0) and not group.queue
+
+
+def test_a_newcomer_of_a_better_rank_or_another_service_is_not_held_back() -> None:
+    """The newcomer waits only for packages that would be served before it by the same pool.  10 hours; a (8 h)
+    holds; b (6 h, rank 1) queues.  c (2 h, rank 0: a step-up ranked before step-down) would join ahead of b, so
+    it is granted at once.  A hours pool ineligible for the queued package does not hold anyone back: e (2 h)
+    may use only pool ``other`` (index 1), where f (9 h) waits only for ``main``."""
+    env = simpy.Environment()
+    pool = HoursPool("home_care", 10.0)
+    group = Group(env, "LTC", [pool])
+    a, b, c = Pt("a", care_hours=8.0), Pt("b", care_hours=6.0, prio=1), Pt("c", care_hours=2.0, prio=0)
+    assert group.request(a) is None and group.request(b) is not None
+    assert group.request(c) is None and c.pool is pool and pool.hours == pytest.approx(10.0)
+
+    main, other = HoursPool("main", 10.0), HoursPool("other", 10.0)
+    main.index, other.index = 0, 1
+    g2 = Group(env, "LTC2", [main, other])
+    g2.target()
+    x = Pt("x", care_hours=8.0, only=0)
+    f = Pt("f", care_hours=9.0, only=0)
+    e = Pt("e", care_hours=2.0, only=1)
+    assert g2.request(x) is None and g2.request(f) is not None  # f waits for main (17 > 10)
+    assert g2.request(e) is None and e.pool is other             # nobody queued for other
+    assert not main.room(e, 0.0) and other.room(e, 0.0)          # room checks eligibility too
+
+
 def test_hours_pool_room_and_release_by_hand() -> None:
     pool = HoursPool("home_care", 10.0)
     a, b = Pt("a", care_hours=6.0), Pt("b", care_hours=4.0)

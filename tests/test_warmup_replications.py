@@ -91,19 +91,20 @@ def test_mser5_is_mser_with_batch_5_and_ignores_a_partial_last_batch() -> None:
 
 
 def test_mser_input_validation() -> None:
-    with pytest.raises(ValueError, match="at least 20 observations, got 19"):
+    # whole messages, anchored: a user reads them, so their wording is part of the contract
+    with pytest.raises(ValueError, match=r"^MSER-5 needs at least 20 observations, got 19$"):
         mser5(np.ones(19))
     assert mser5(np.arange(20.0)).statistic.shape == (3,)   # 4 batches: d = 0, 1, 2
-    with pytest.raises(ValueError, match="at least 12 observations"):
+    with pytest.raises(ValueError, match=r"^MSER-3 needs at least 12 observations, got 11$"):
         mser(np.ones(11), batch=3)
     bad = np.ones(50)
     bad[7] = np.nan
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"^MSER needs a finite series \(no NaN or infinity\)$"):
         mser5(bad)
     bad[7] = np.inf
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"^MSER needs a finite series \(no NaN or infinity\)$"):
         mser5(bad)
-    with pytest.raises(ValueError, match="one-dimensional"):
+    with pytest.raises(ValueError, match=r"^MSER needs a one-dimensional series$"):
         mser5(np.ones((50, 2)))
 
 

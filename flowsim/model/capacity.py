@@ -134,8 +134,8 @@ class HoursPool(Pool):
         self.active: dict[int, float] = {}  # patient id -> hours a week
 
     def room(self, patient: Any, now: float) -> bool:
-        """Can this pool take ``patient``'s package now: do its hours fit?"""
-        return self.hours + patient.care_hours <= self.capacity + 1e-9
+        """Can this pool take ``patient``'s package now: eligible, and do its hours fit?"""
+        return self.admits(patient) and self.hours + patient.care_hours <= self.capacity + 1e-9
 
     def take(self, patient: Any, now: float) -> None:
         """Commit the package's hours."""
@@ -191,7 +191,7 @@ class Group:
         else:
             now = self.env.now
             for pool in self._order.get(patient.cohort, self.pools):
-                if pool.room(patient, now):
+                if pool.room(patient, now) and not (self._weighted and self._queued_ahead(pool, patient)):
                     pool.take(patient, now)
                     return None
         ev = simpy.Event(self.env)
@@ -207,6 +207,27 @@ class Group:
         for pool in self._visits:
             self._wake(pool)
         return ev
+
+    def _queued_ahead(self, pool: Pool, patient: Any) -> bool:
+        """Would ``_dispatch_weighted(pool)`` reach a queued package before this newcomer?
+
+        A visit or hours pool serves its queue first come, first served and stops at the first package that
+        does not fit (``_dispatch_weighted``), so a small newcomer whose hours happen to fit must not slip past a
+        larger package already waiting for the same pool: it would be granted on arrival what it would be refused
+        had it arrived a moment earlier and queued.  Ahead means: queued at the newcomer's rank or better
+        (``prio``), admitted by the pool and, when the pool has a home locality the newcomer belongs to, from that
+        locality too (the pool serves its own locality first).
+        """
+        if not isinstance(pool, (VisitPool, HoursPool)):
+            return False  # a plain pool keeps the group's invariant: nobody queued is eligible for its free slot
+        local = bool(pool.home) and patient.cohort in pool.home
+        prio = patient.prio
+        for queued, _ in self.queue:
+            if queued.prio > prio:
+                break  # the queue is in rank order: the rest would join behind the newcomer
+            if pool.admits(queued) and (not local or queued.cohort in pool.home):
+                return True
+        return False
 
     def target(self) -> None:
         """Some patients of this group are bound for one named pool: check each grant against it."""
