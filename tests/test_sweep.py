@@ -34,6 +34,7 @@ import yaml
 from cli_helpers import PNG_MAGIC
 from scipy import stats
 
+import flowsim.experiment.executors as executors_mod
 import flowsim.sweep as sweep_mod
 from flowsim.cli import main
 from flowsim.errors import FlowsimError, ScenarioError
@@ -163,6 +164,37 @@ def test_results_are_keyed_by_task_not_arrival(kind: str, request: pytest.Fixtur
             pairs = list(ex.run(_slower_first, tasks))
     assert sorted(i for i, _ in pairs) == tasks
     assert dict(pairs) == {i: 10 * i for i in tasks}
+
+
+def test_a_dask_worker_running_other_code_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                     request: pytest.FixtureRequest) -> None:
+    """A Dask worker imports flowsim from its own disk: another version, or sources edited after this process
+    started, would compute other numbers under the same seed without a word.  Here the caller claims other
+    sources than the workers run: every task is refused, naming both hashes; the real ones run."""
+    ex = request.getfixturevalue("dask_executor")
+    assert dict(ex.run(_slower_first, [5])) == {0: 50}
+    real = executors_mod.SOURCES
+    monkeypatch.setattr(executors_mod, "SOURCES", "0123456789abcdef")
+    with pytest.raises(TaskError, match=rf"different flowsim code .*sources {real}\) .*\(sources 0123456789abcdef\)"):
+        list(ex.run(_slower_first, [5], label=lambda t: f"task {t}"))
+    assert ex.describe()["sources"] == "0123456789abcdef"
+
+
+def test_source_fingerprint_follows_paths_and_contents(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    (pkg / "notes.txt").write_text("not code")
+    first = executors_mod.source_fingerprint(pkg)
+    assert len(first) == 16 and executors_mod.source_fingerprint(pkg) == first
+    (pkg / "notes.txt").write_text("still not code")
+    assert executors_mod.source_fingerprint(pkg) == first          # only Python sources count
+    (pkg / "a.py").write_text("x = 2\n")
+    edited = executors_mod.source_fingerprint(pkg)
+    assert edited != first
+    (pkg / "a.py").rename(pkg / "c.py")
+    assert executors_mod.source_fingerprint(pkg) not in (first, edited)   # a renamed module is other code
 
 
 def test_make_executor_choices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ never swallowed and never turns into a silent gap in the results.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -23,8 +24,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from flowsim import __version__
 from flowsim.errors import FlowsimError
 
 log = logging.getLogger(__name__)
@@ -49,12 +52,44 @@ class _Failure:
     tb: str
 
 
+def source_fingerprint(root: Path | None = None) -> str:
+    """A short hash of the flowsim package's Python sources (paths and contents), read from disk now.
+
+    Why: a replication's numbers are a function of the scenario, the seed *and the code*.  A Dask worker
+    imports flowsim afresh from its own disk, so a remote worker with another flowsim, or a local one started
+    after the sources were edited (an editable install changed under a long run), silently computes different
+    numbers under the same seed.  Comparing this hash, taken when each process imported flowsim, catches both.
+    """
+    root = root or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+#: The sources this process runs, hashed when it imported this module (about 20 ms, once per process).
+SOURCES = source_fingerprint()
+
+
 def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
     """Run ``fn(task)`` in a worker; an exception comes back as data so the label can be attached."""
     try:
         return fn(task)
     except Exception as exc:  # reported to the caller with its traceback
         return _Failure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _same_code(expected: str, fn: Callable[[Any], Any], task: Any) -> Any:
+    """Run a task on a Dask worker only if the worker runs the sources the caller runs (``SOURCES``)."""
+    if expected != SOURCES:
+        return _Failure(f"this Dask worker runs different flowsim code (flowsim {__version__}, sources {SOURCES}) "
+                        f"from the process that sent the task (sources {expected}), so its results would not be "
+                        "those of this flowsim under the same seed; install the same flowsim on every worker (or, "
+                        "if the sources were edited after this run started, start it again)", "")
+    return _guarded(fn, task)
 
 
 #: How often a pool worker checks that the process that started it is still alive (seconds).
@@ -310,16 +345,17 @@ class DaskExecutor:
         log.info("Dask executor: %s with %d workers", address or "LocalCluster", self.workers)
 
     def describe(self) -> dict[str, Any]:
-        """The Dask scheduler used (or a LocalCluster), where its address came from and the dashboard setting."""
+        """The Dask scheduler used (or a LocalCluster), where its address came from, the dashboard setting and the
+        hash of the sources every task checked its worker against."""
         return {"executor": self.name, "workers": self.workers, "scheduler": self.address or "LocalCluster",
-                "scheduler_from": self.source, "dashboard": self.dashboard}
+                "scheduler_from": self.source, "dashboard": self.dashboard, "sources": SOURCES}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
         """Submit the tasks to the Dask cluster; results come back as they finish."""
         from distributed import as_completed
 
-        futures = [self._client.submit(_guarded, fn, t, pure=False) for t in tasks]
+        futures = [self._client.submit(_same_code, SOURCES, fn, t, pure=False) for t in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for fut in as_completed(futures):

@@ -220,12 +220,12 @@ class Group:
         """
         if not isinstance(pool, (VisitPool, HoursPool)):
             return False  # a plain pool keeps the group's invariant: nobody queued is eligible for its free slot
-        local = bool(pool.home) and patient.cohort in pool.home
+        home = pool.home if pool.home and patient.cohort in pool.home else None  # served in the first pass
         prio = patient.prio
         for queued, _ in self.queue:
             if queued.prio > prio:
                 break  # the queue is in rank order: the rest would join behind the newcomer
-            if pool.admits(queued) and (not local or queued.cohort in pool.home):
+            if pool.admits(queued) and (home is None or queued.cohort in home):
                 return True
         return False
 
