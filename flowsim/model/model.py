@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import gc
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from flowsim.model.calendar import (
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
-from flowsim.model.kernel import Kernel, Task, urgent
+from flowsim.model.kernel import Kernel, Task, gc_paused, urgent
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
@@ -1319,13 +1318,8 @@ class Model:
         same either way (2.01 s).  What cycles a run does leave (an interrupt's traceback) are a few thousand
         objects, collected as usual once the collector is back on.
         """
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             self.env.run(until=self.t1)
-        finally:
-            if paused:
-                gc.enable()
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1
         return RawRun(
