@@ -531,8 +531,9 @@ class Model:
         first served with hospital and intermediate-care hand-overs for the same home-care capacity."""
         assert hc.stay is not None
         u = Buffered(None, self.streams["home_care.initial"])
-        for _ in range(hc.initial_clients):  # in place first; any beyond the capacity at the start queue
-            rest = float(equilibrium_residual(hc.stay, np.array([u()]))[0])
+        # every client's residual from one interpolation of the same uniforms, drawn in the same order
+        rests = equilibrium_residual(hc.stay, np.array([u() for _ in range(hc.initial_clients)])).tolist()
+        for rest in rests:  # in place first; any beyond the capacity at the start queue
             Task(self.env, self._community_package(self._client(self.t0), rest), soon=True)
         if hc.community_starts_per_day:
             arr = Arrivals(rate_per_day=hc.community_starts_per_day)
