@@ -616,10 +616,7 @@ class Model:
             now = now + (t - now)
             arrived.append(now)
         self.drawn = self.first.predraw(arrived, self.arrival_cohort)
-        # each service's stay for every first admission's uniform, in bulk (a scalar inverse transform per stay
-        # cost a tenth of a reference replication); the same values, as the transforms are elementwise
-        u_los = self.drawn.u[0]
-        self._stays = [dict(zip(u_los, dist.ppf(np.array(u_los)).tolist(), strict=True)) for dist in self.service_los]
+        self._stays = self._first_stays()
         self._timed(times, self._arrive)
         if sc.electives is not None:
             e = sc.electives
@@ -629,6 +626,20 @@ class Model:
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
             self._timed(self.elective_times.tolist(), self._elective)
+
+    def _first_stays(self) -> list[dict[float, float]]:
+        """Each service's stay for the uniform of every first admission drawn to the service's pathway, by uniform.
+
+        In bulk, as a scalar inverse transform per stay cost a tenth of a reference replication; the same values,
+        as the transforms are elementwise.  Only the admissions drawn to a service's pathway can stay there, so
+        each service transforms those alone (a Rotherham run's ~40,000 admissions are ~4,000 per pathway); any
+        other uniform (a readmission, a step-up referral) is transformed when its stay starts (``_service_stay``).
+        """
+        u_los = np.array(self.drawn.u[0])
+        drawn_to = np.array(self.drawn.pathway, dtype=object)
+        u_of = {pw: u_los[drawn_to == pw] for pw in set(self.service_pathway)}
+        return [dict(zip(u_of[pw].tolist(), dist.ppf(u_of[pw]).tolist(), strict=True))
+                for pw, dist in zip(self.service_pathway, self.service_los, strict=True)]
 
     def _cohort_arrivals(self, surges: tuple[Surge, ...]) -> tuple[np.ndarray, list[int]]:
         """Arrivals cohort by cohort, each with its own growth and seasonality, merged in time order.
