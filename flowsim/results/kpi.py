@@ -517,7 +517,7 @@ def _occupancy(r: _Run) -> Level:
     """G&A beds: capacity, time-weighted and midnight occupancy (KH03)."""
     k, daily, rec = r.k, r.daily, r.rec
     cap = Level.from_steps(*r.raw.capacity["acute"])
-    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], r.T)
+    occ = rec.level("bed_start", "acute_end", r.T)
     daily["acute_beds"] = cap.daily_mean(r.D)
     daily["acute_occupied_mean"] = occ.daily_mean(r.D)
     occ_mid = occ.at(r.midnights, left=True)
@@ -745,7 +745,7 @@ def _services(r: _Run) -> None:
     services = {n: v for pw in r.sc.pathways.values() for n, v in pw.services.items()}
     for i, name in enumerate(r.raw.service_names):
         m = svc == i
-        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
+        lev = rec.level("slot_granted", "ds_end", T, service=i)
         capl = Level.from_steps(*r.raw.capacity[name])
         daily[f"service_{name}_occupied"] = lev.daily_mean(D)
         daily[f"service_{name}_capacity"] = capl.daily_mean(D)

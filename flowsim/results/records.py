@@ -11,7 +11,7 @@ bed they happen in reports, so any measure can be recomputed from the table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 from typing import Any
@@ -21,6 +21,7 @@ import pandas as pd
 
 from flowsim.model.codes import ACUTE_EXIT_LABELS, CANCELLED_LABELS, OUTCOME_LABELS
 from flowsim.model.model import RawRun
+from flowsim.results.series import Level
 
 TIME_FIELDS: tuple[str, ...] = (
     "arrival", "bed_start", "clinically_fit", "mffd", "rft", "assess_start", "assess_end", "slot_granted",
@@ -59,12 +60,28 @@ class Records:
     cohort_names: list[str]
     service_names: list[str]
     service_pathway: list[str]
+    #: levels built by ``level``, by their arguments (a fresh, empty cache for every ``Records``, replaced ones too)
+    _levels: dict[tuple[str, str, float, int | None], Level] = field(init=False, default_factory=dict, repr=False,
+                                                                      compare=False)
 
     def __len__(self) -> int:
         return len(self.cols["id"])
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.cols[key]
+
+    def level(self, start: str, end: str, t_end: float, service: int | None = None) -> Level:
+        """The level of the stays' intervals ``[start, end)`` up to ``t_end`` (only stays at ``service`` when given),
+        built once per replication: the KPIs, the node tables and the invariant checks all read the acute
+        occupancy and each service's, and each build sorts every stamp of the column (the acute one ~90,000)."""
+        key = (start, end, t_end, service)
+        lev = self._levels.get(key)
+        if lev is None:
+            starts = self.cols[start]
+            if service is not None:
+                starts = np.where(self.cols["service"] == service, starts, np.nan)
+            lev = self._levels[key] = Level.from_intervals(starts, self.cols[end], t_end)
+        return lev
 
     def by_pathway(self, values: Mapping[str, Any], default: Any, dtype: Any = object) -> np.ndarray:
         """Each stay's ``values[pathway]`` (``default`` for a pathway not in ``values`` or none): a lookup in a table
