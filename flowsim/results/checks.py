@@ -221,11 +221,13 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
     # a patient starts waiting for a place once ready for transfer and (if needed) assessed
     wait_start = np.where(needs, np.maximum(rec["assess_end"], rec["rft"]), rec["rft"])
     granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])
+    waited = granted - wait_start > _TOL
     for pname, pw in sc.pathways.items():
         if not pw.services:
             continue
+        waited_for = waited & rec.on_pathway(pname)
         for c, cname in enumerate(cohort_names):
-            m = (rec["pathway"] == pname) & (rec["cohort"] == c) & (granted - wait_start > _TOL)
+            m = waited_for & (rec["cohort"] == c)
             if not m.any():
                 continue
             t = wait_start[m]

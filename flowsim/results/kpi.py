@@ -637,11 +637,11 @@ def _nctr(r: _Run) -> None:
     k["nctr_per_day"] = float(mid.mean())
     k["nctr_bed_days"] = lev.mean(0.0, r.T) * r.T
     # medically fit but not a DTOC: until ready for transfer (P1-P3), or until leaving (P0 and electives)
-    downstream = (rec["pathway"] != "P0") & ~rec["elective"]
+    downstream = ~rec.on_pathway("P0") & ~rec["elective"]
     k["mffd_bed_days"] = Level.from_intervals(rec["mffd"], np.where(downstream, rec["rft"], rec["acute_end"]),
                                               r.T).mean(0.0, r.T) * r.T
     for p in PATHWAYS:
-        m, _ = r.census(np.where(rec["pathway"] == p, rec["mffd"], np.nan), rec["acute_end"])
+        m, _ = r.census(np.where(rec.on_pathway(p), rec["mffd"], np.nan), rec["acute_end"])
         daily[f"nctr_{p}"] = m
         k[f"nctr_per_day_{p}"] = float(m.mean())
 
@@ -689,12 +689,12 @@ def _pathways(r: _Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     left_in = (acute_end >= 0) & (acute_end < T) & ~placed
     waits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for p in PATHWAYS:
-        m = left_in & (rec["pathway"] == p)
+        mine = rec.on_pathway(p)
+        m = left_in & mine
         daily[f"discharges_{p}"] = np.bincount(day_left[m].astype(int), minlength=D)[:D]
         k[f"discharges_{p}"] = float(m.sum())
         if p == "P0":
             continue
-        mine = rec["pathway"] == p
         s, e = np.where(mine, rec["wait_start"], np.nan), rec["slot_granted"]
         waits[p] = (s, e)
         q = Level.from_intervals(s, e, T)
