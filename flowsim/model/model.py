@@ -105,15 +105,27 @@ class Buffered:
 
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` values at once, exactly as ``n`` calls would give them (the same chunks, drawn and
-        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would."""
-        out: list[float] = []
-        while len(out) < n:
-            if self.i >= self.n:
-                self._refill()
-            k = min(n - len(out), self.n - self.i)
-            out += self.buf[self.i:self.i + k]
+        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would.
+
+        Whole chunks stay numpy arrays (only a chunk left part-used becomes the list ``__call__`` reads): a
+        Rotherham run takes ~400,000 values ahead, and a list of each chunk turned back into an array cost ~10x
+        more than the draws themselves."""
+        parts: list[np.ndarray] = []
+        need = n
+        if self.i < self.n:  # the rest of the chunk under way
+            k = min(need, self.n - self.i)
+            parts.append(np.array(self.buf[self.i:self.i + k], dtype=float))
             self.i += k
-        return np.array(out, dtype=float)
+            need -= k
+        while need > 0:
+            u = self.rng.random(self.n)
+            chunk = u if self.dist is None else self.dist.ppf(u)
+            k = min(need, self.n)
+            parts.append(chunk[:k])
+            self.buf = chunk.tolist() if k < self.n else []  # a used-up chunk is never read again
+            self.i = k
+            need -= k
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
 class Patient:
