@@ -10,7 +10,7 @@ import numpy as np
 
 from flowsim.model.codes import Cancelled, Stage
 from flowsim.model.model import RawRun
-from flowsim.results.delays import segments
+from flowsim.results.delays import Segment, segments
 from flowsim.results.records import Records
 from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import Scenario
@@ -56,7 +56,7 @@ def _order_checks(rec: Records, sc: Scenario) -> list[str]:
     return problems
 
 
-def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
+def _bed_census_checks(rec: Records, segs: list[Segment], T: float) -> list[str]:
     """Nobody outside a bed is in a bed census: every counted delay, and every NCTR day, is spent in a bed.
 
     Per stay: a counted acute delay lies inside the acute stay; a counted non-acute delay lies inside a
@@ -65,7 +65,7 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
     """
     problems = []
     bed_start, acute_end, ds_end = rec["bed_start"], rec["acute_end"], rec["ds_end"]
-    for seg in segments(rec):
+    for seg in segs:
         has = ~np.isnan(seg.start) & seg.counted
         if seg.acute:
             lo, hi = bed_start, acute_end
@@ -86,7 +86,7 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
         problems.append(f"{bad} patients medically fit without ever having an acute bed")
     midnights = np.arange(int(round(T)), dtype=float) + 1.0
     occ = rec.level("bed_start", "acute_end", T).at(midnights, left=True)
-    acute_segs = [seg for seg in segments(rec) if seg.acute]
+    acute_segs = [seg for seg in segs if seg.acute]
     starts = np.concatenate([np.where(seg.counted, seg.start, np.nan) for seg in acute_segs])
     ends = np.concatenate([seg.end for seg in acute_segs])
     delayed = Level.from_intervals(starts, ends, T).at(midnights, left=True)
@@ -101,9 +101,10 @@ def _not_through_ed(rec: Records) -> np.ndarray:
     return rec["elective"] | (rec["step_up"] >= 0)
 
 
-def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
+def check_records(rec: Records, raw: RawRun, sc: Scenario, segs: list[Segment] | None = None) -> list[str]:
     """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
-    force, work conservation and the bed census."""
+    force, work conservation and the bed census.  ``segs``: the records' delay segments when the caller has them
+    (``flowsim.results.delays.segments``; worked out here otherwise)."""
     problems: list[str] = []
     T = raw.t1
     # 0. a cancelled elective never gets a bed
@@ -113,7 +114,7 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
     # 1. stamps are in journey order; nobody outside a bed is in a bed census
     problems.extend(_order_checks(rec, sc))
     if "dtoc_start" in rec.cols:
-        problems.extend(_bed_census_checks(rec, sc, T))
+        problems.extend(_bed_census_checks(rec, segments(rec) if segs is None else segs, T))
     emergency_arrival = np.where(_not_through_ed(rec), np.nan, rec["arrival"])
     problems.extend(_conservation_checks(rec, emergency_arrival, T))
     # 3. no grant beyond the capacity in force at the moment of the grant

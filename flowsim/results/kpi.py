@@ -926,7 +926,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         kpis=r.k,
         daily=frame,
         patients=rec.frame(replication, seed, scenario_id) if keep_patients else None,
-        checks=check_records(rec, raw, sc),
+        checks=check_records(rec, raw, sc, r.segs),
         escalation=escalation_log(raw, sc, replication, seed, scenario_id),
         nodes=node_daily(rec, sc, r.daily, waits, Tag(r.T, r.D, replication, seed, scenario_id)),
         kernel_events=raw.kernel_events,
