@@ -141,7 +141,7 @@ def _block(pts: list[Any], fields: tuple[str, ...], dtype: type) -> dict[str, np
     2-D block's transpose gives the columns.  Each value is converted by the same rule either way."""
     n, k = len(pts), len(fields)
     rows = chain.from_iterable(map(attrgetter(*fields), pts)) if k > 1 else map(attrgetter(*fields), pts)
-    block = np.fromiter(rows, dtype=dtype, count=n * k).reshape(n, k)
+    block: np.ndarray = np.fromiter(rows, dtype=dtype, count=n * k).reshape(n, k)
     return dict(zip(fields, np.ascontiguousarray(block.T), strict=True))
 
 
