@@ -62,9 +62,9 @@ def test_predraw_gives_each_patient_what_fill_gives(scenario: str, own_cohorts: 
 
 
 def test_stays_worked_out_ahead_equal_the_one_at_a_time_transform() -> None:
-    """``Model._service_stay``: for a first admission's uniform (looked up, computed in bulk at the start) and for
-    any other (a readmission's: transformed there and then), the same length as the scalar inverse transform, in
-    every service."""
+    """``Model._service_stay``: for a first admission's uniform (looked up, computed in bulk at the start for the
+    admissions drawn to the service's pathway) and for any other (a readmission's: transformed there and then), the
+    same length as the scalar inverse transform, in every service."""
     from flowsim.model.model import Model
 
     sc = load_scenario(ROOT / "scenarios/rotherham_2016.yaml", ["simulation.duration_days=60",
@@ -76,4 +76,8 @@ def test_stays_worked_out_ahead_equal_the_one_at_a_time_transform() -> None:
     for k, dist in enumerate(m.service_los):
         for u in firsts + others:
             assert m._service_stay(k, u) == float(dist.ppf(np.array([u]))[0]), (m.service_names[k], u)
-    assert all(u in m._stays[0] for u in firsts) and not any(u in m._stays[0] for u in others)
+    drawn_to = m.drawn.pathway[:300]
+    for k, pathway in enumerate(m.service_pathway):
+        ahead = [u for u, pw in zip(firsts, drawn_to, strict=True) if pw == pathway]
+        assert ahead and all(u in m._stays[k] for u in ahead)
+        assert not any(u in m._stays[k] for u in others)

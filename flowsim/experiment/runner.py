@@ -29,6 +29,7 @@ from flowsim.experiment.parts import TABLES, Encoded, PartStore, encode
 from flowsim.experiment.replications import ReplicationDecision, StoppingRule, decide, still_needed
 from flowsim.experiment.stats import PERIOD_CENSUS, drd_band_table, node_quantiles, period_table, summarise
 from flowsim.experiment.warmup import MserResult, mser5
+from flowsim.model.kernel import gc_paused
 from flowsim.model.model import Model
 from flowsim.results.kpi import ReplicationResult, analyse, kpi_range
 from flowsim.results.records import TIME_FIELDS
@@ -56,12 +57,19 @@ def drawn_parameters(scenario: Scenario, seed: int, replication: int) -> Scenari
 
 def run_replication(scenario: Scenario, seed: int, replication: int, scenario_id: str | None = None,
                     keep_patients: bool = True) -> ReplicationResult:
-    """Simulate and analyse one replication."""
+    """Simulate and analyse one replication.
+
+    The garbage collector stays paused from building the model to the end of the analysis (``gc_paused``), and the
+    analysed patients are then let go at once: the model that made them sits in reference cycles (its pending
+    tasks' generators hold it), so otherwise the first collection would walk every patient before freeing them
+    (~0.07 s of a Rotherham replication's ~1.3 s CPU).  Nothing reads the raw run after its analysis."""
     t = time.perf_counter()
     model_scenario = compile_scenario(drawn_parameters(scenario, seed, replication))  # pathway-only: full model
-    raw = Model(model_scenario, Streams(seed, replication)).run()
-    res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario),
-                  keep_patients=keep_patients)
+    with gc_paused():
+        raw = Model(model_scenario, Streams(seed, replication)).run()
+        res = analyse(raw, model_scenario, replication, seed, scenario_id or scenario_hash(scenario),
+                      keep_patients=keep_patients)
+        raw.patients.clear()
     for problem in res.checks:
         log.error("invariant violated in replication %d: %s", replication, problem)
     return ReplicationResult(**{**res.__dict__, "seconds": time.perf_counter() - t})

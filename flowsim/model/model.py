@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import gc
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from flowsim.model.calendar import (
 from flowsim.model.capacity import Group, HoursPool, Pool, VisitPool
 from flowsim.model.codes import AcuteExit, Cancelled, Outcome, Stage
 from flowsim.model.escalation import EscalationController
-from flowsim.model.kernel import Kernel, Task, urgent
+from flowsim.model.kernel import Kernel, Task, gc_paused, urgent
 from flowsim.model.residual import conditional_residual, equilibrium_residual
 from flowsim.rng import Streams
 from flowsim.scenario.distributions import _Dist
@@ -106,15 +105,27 @@ class Buffered:
 
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` values at once, exactly as ``n`` calls would give them (the same chunks, drawn and
-        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would."""
-        out: list[float] = []
-        while len(out) < n:
-            if self.i >= self.n:
-                self._refill()
-            k = min(n - len(out), self.n - self.i)
-            out += self.buf[self.i:self.i + k]
+        transformed alike): draws made ahead in bulk leave the stream where one-at-a-time draws would.
+
+        Whole chunks stay numpy arrays (only a chunk left part-used becomes the list ``__call__`` reads): a
+        Rotherham run takes ~400,000 values ahead, and a list of each chunk turned back into an array cost ~10x
+        more than the draws themselves."""
+        parts: list[np.ndarray] = []
+        need = n
+        if self.i < self.n:  # the rest of the chunk under way
+            k = min(need, self.n - self.i)
+            parts.append(np.array(self.buf[self.i:self.i + k], dtype=float))
             self.i += k
-        return np.array(out, dtype=float)
+            need -= k
+        while need > 0:
+            u = self.rng.random(self.n)
+            chunk = u if self.dist is None else self.dist.ppf(u)
+            k = min(need, self.n)
+            parts.append(chunk[:k])
+            self.buf = chunk.tolist() if k < self.n else []  # a used-up chunk is never read again
+            self.i = k
+            need -= k
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
 class Patient:
@@ -532,8 +543,9 @@ class Model:
         first served with hospital and intermediate-care hand-overs for the same home-care capacity."""
         assert hc.stay is not None
         u = Buffered(None, self.streams["home_care.initial"])
-        for _ in range(hc.initial_clients):  # in place first; any beyond the capacity at the start queue
-            rest = float(equilibrium_residual(hc.stay, np.array([u()]))[0])
+        # every client's residual from one interpolation of the same uniforms, drawn in the same order
+        rests = equilibrium_residual(hc.stay, np.array([u() for _ in range(hc.initial_clients)])).tolist()
+        for rest in rests:  # in place first; any beyond the capacity at the start queue
             Task(self.env, self._community_package(self._client(self.t0), rest), soon=True)
         if hc.community_starts_per_day:
             arr = Arrivals(rate_per_day=hc.community_starts_per_day)
@@ -616,10 +628,7 @@ class Model:
             now = now + (t - now)
             arrived.append(now)
         self.drawn = self.first.predraw(arrived, self.arrival_cohort)
-        # each service's stay for every first admission's uniform, in bulk (a scalar inverse transform per stay
-        # cost a tenth of a reference replication); the same values, as the transforms are elementwise
-        u_los = self.drawn.u[0]
-        self._stays = [dict(zip(u_los, dist.ppf(np.array(u_los)).tolist(), strict=True)) for dist in self.service_los]
+        self._stays = self._first_stays()
         self._timed(times, self._arrive)
         if sc.electives is not None:
             e = sc.electives
@@ -629,6 +638,20 @@ class Model:
             self.elective_los = Buffered(e.los, self.streams["elective_los"])
             self.elective_u = Buffered(None, self.streams["elective_uniforms"])
             self._timed(self.elective_times.tolist(), self._elective)
+
+    def _first_stays(self) -> list[dict[float, float]]:
+        """Each service's stay for the uniform of every first admission drawn to the service's pathway, by uniform.
+
+        In bulk, as a scalar inverse transform per stay cost a tenth of a reference replication; the same values,
+        as the transforms are elementwise.  Only the admissions drawn to a service's pathway can stay there, so
+        each service transforms those alone (a Rotherham run's ~40,000 admissions are ~4,000 per pathway); any
+        other uniform (a readmission, a step-up referral) is transformed when its stay starts (``_service_stay``).
+        """
+        u_los = np.array(self.drawn.u[0])
+        drawn_to = np.array(self.drawn.pathway, dtype=object)
+        u_of = {pw: u_los[drawn_to == pw] for pw in set(self.service_pathway)}
+        return [dict(zip(u_of[pw].tolist(), dist.ppf(u_of[pw]).tolist(), strict=True))
+                for pw, dist in zip(self.service_pathway, self.service_los, strict=True)]
 
     def _cohort_arrivals(self, surges: tuple[Surge, ...]) -> tuple[np.ndarray, list[int]]:
         """Arrivals cohort by cohort, each with its own growth and seasonality, merged in time order.
@@ -1319,13 +1342,8 @@ class Model:
         same either way (2.01 s).  What cycles a run does leave (an interrupt's traceback) are a few thousand
         objects, collected as usual once the collector is back on.
         """
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             self.env.run(until=self.t1)
-        finally:
-            if paused:
-                gc.enable()
         eid = getattr(self.env, "_eid", None)
         kernel_events = int(next(eid)) if eid is not None else -1
         return RawRun(

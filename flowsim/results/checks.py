@@ -10,7 +10,7 @@ import numpy as np
 
 from flowsim.model.codes import Cancelled, Stage
 from flowsim.model.model import RawRun
-from flowsim.results.delays import segments
+from flowsim.results.delays import Segment, segments
 from flowsim.results.records import Records
 from flowsim.results.series import Level, visit_load
 from flowsim.scenario.schema import Scenario
@@ -21,9 +21,9 @@ _TOL = 1e-9
 IN_ACUTE, IN_SERVICE = Stage.IN_ACUTE, Stage.IN_SERVICE
 
 
-def _little(starts: np.ndarray, ends: np.ndarray, T: float) -> tuple[float, float]:
-    """Little's law over [0, T]: area under the level vs sum of sojourns clipped to the window."""
-    lev = Level.from_intervals(starts, ends, T)
+def _little(starts: np.ndarray, ends: np.ndarray, T: float, lev: Level) -> tuple[float, float]:
+    """Little's law over [0, T]: area under the level (``lev``, of these intervals) vs sum of sojourns clipped to
+    the window."""
     area = float(np.diff(lev.integral(np.array([0.0, T])))[0])
     ok = ~np.isnan(starts)
     s = np.clip(starts[ok], 0.0, T)
@@ -56,7 +56,7 @@ def _order_checks(rec: Records, sc: Scenario) -> list[str]:
     return problems
 
 
-def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
+def _bed_census_checks(rec: Records, segs: list[Segment], T: float) -> list[str]:
     """Nobody outside a bed is in a bed census: every counted delay, and every NCTR day, is spent in a bed.
 
     Per stay: a counted acute delay lies inside the acute stay; a counted non-acute delay lies inside a
@@ -65,7 +65,7 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
     """
     problems = []
     bed_start, acute_end, ds_end = rec["bed_start"], rec["acute_end"], rec["ds_end"]
-    for seg in segments(rec):
+    for seg in segs:
         has = ~np.isnan(seg.start) & seg.counted
         if seg.acute:
             lo, hi = bed_start, acute_end
@@ -85,8 +85,8 @@ def _bed_census_checks(rec: Records, sc: Scenario, T: float) -> list[str]:
     if bad:
         problems.append(f"{bad} patients medically fit without ever having an acute bed")
     midnights = np.arange(int(round(T)), dtype=float) + 1.0
-    occ = Level.from_intervals(bed_start, acute_end, T).at(midnights, left=True)
-    acute_segs = [seg for seg in segments(rec) if seg.acute]
+    occ = rec.level("bed_start", "acute_end", T).at(midnights, left=True)
+    acute_segs = [seg for seg in segs if seg.acute]
     starts = np.concatenate([np.where(seg.counted, seg.start, np.nan) for seg in acute_segs])
     ends = np.concatenate([seg.end for seg in acute_segs])
     delayed = Level.from_intervals(starts, ends, T).at(midnights, left=True)
@@ -101,9 +101,10 @@ def _not_through_ed(rec: Records) -> np.ndarray:
     return rec["elective"] | (rec["step_up"] >= 0)
 
 
-def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
+def check_records(rec: Records, raw: RawRun, sc: Scenario, segs: list[Segment] | None = None) -> list[str]:
     """Invariant violations of one replication (empty when sound): stage order, conservation, Little's law, capacity in
-    force, work conservation and the bed census."""
+    force, work conservation and the bed census.  ``segs``: the records' delay segments when the caller has them
+    (``flowsim.results.delays.segments``; worked out here otherwise)."""
     problems: list[str] = []
     T = raw.t1
     # 0. a cancelled elective never gets a bed
@@ -113,12 +114,12 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
     # 1. stamps are in journey order; nobody outside a bed is in a bed census
     problems.extend(_order_checks(rec, sc))
     if "dtoc_start" in rec.cols:
-        problems.extend(_bed_census_checks(rec, sc, T))
+        problems.extend(_bed_census_checks(rec, segments(rec) if segs is None else segs, T))
     emergency_arrival = np.where(_not_through_ed(rec), np.nan, rec["arrival"])
     problems.extend(_conservation_checks(rec, emergency_arrival, T))
     # 3. no grant beyond the capacity in force at the moment of the grant
     cap = Level.from_steps(*raw.capacity["acute"])
-    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], T)
+    occ = rec.level("bed_start", "acute_end", T)
     # grants only: snapshot patients already in a bed or place were placed there, not granted
     t = rec["bed_start"][~np.isnan(rec["bed_start"]) & ~(rec["initial_stage"] >= IN_ACUTE)]
     over = int(np.sum(occ.at(t) > cap.at(t) + _TOL))
@@ -139,18 +140,19 @@ def check_records(rec: Records, raw: RawRun, sc: Scenario) -> list[str]:
 def _conservation_checks(rec: Records, emergency_arrival: np.ndarray, T: float) -> list[str]:
     """2. Conservation per node (entered = left + still there at the end) and Little's law's identity."""
     problems = []
+    ed = (emergency_arrival, np.where(_not_through_ed(rec), np.nan, rec["bed_start"]))
     nodes = {
-        "ED": (emergency_arrival, np.where(_not_through_ed(rec), np.nan, rec["bed_start"])),
-        "acute": (rec["bed_start"], rec["acute_end"]),
-        "downstream": (rec["slot_granted"], rec["ds_end"]),
+        "ED": (*ed, Level.from_intervals(*ed, T)),
+        "acute": (rec["bed_start"], rec["acute_end"], rec.level("bed_start", "acute_end", T)),
+        "downstream": (rec["slot_granted"], rec["ds_end"], rec.level("slot_granted", "ds_end", T)),
     }
-    for name, (s, e) in nodes.items():
+    for name, (s, e, lev) in nodes.items():
         entered = int(np.sum(~np.isnan(s)))
         left = int(np.sum(~np.isnan(e)))
-        inside = int(Level.from_intervals(s, e, T).at(T))
+        inside = int(lev.at(T))
         if entered != left + inside:
             problems.append(f"conservation fails at {name}: entered {entered} != left {left} + inside {inside}")
-        a, b = _little(s, e, T)
+        a, b = _little(s, e, T, lev)
         if abs(a - b) > 1e-6 * max(1.0, abs(b)):
             problems.append(f"Little's law identity fails at {name}: area {a:.6f} != sojourn sum {b:.6f}")
     return problems
@@ -174,7 +176,7 @@ def _service_grant_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> 
             if over:
                 problems.append(f"{over} packages at service {name} were taken beyond its visits a day")
             continue
-        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
+        lev = rec.level("slot_granted", "ds_end", T, service=i)
         over = int(np.sum(lev.at(tg) > capl.at(tg) + _TOL))
         if over:
             problems.append(f"{over} grants at service {name} exceeded the capacity in force")
@@ -213,21 +215,20 @@ def _idle_service_checks(rec: Records, raw: RawRun, sc: Scenario, T: float) -> l
     """For each pathway: at the moment a patient starts waiting, every slot they could use is taken."""
     problems = []
     cohort_names = raw.cohort_names
-    svc = rec["service"]
     levels = {}
     for i, name in enumerate(raw.service_names):
-        m = svc == i
-        levels[name] = (Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T),
-                        Level.from_steps(*raw.capacity[name]))
+        levels[name] = (rec.level("slot_granted", "ds_end", T, service=i), Level.from_steps(*raw.capacity[name]))
     needs = rec.by_pathway({p: pw.needs_assessment for p, pw in sc.pathways.items()}, False, bool)
     # a patient starts waiting for a place once ready for transfer and (if needed) assessed
     wait_start = np.where(needs, np.maximum(rec["assess_end"], rec["rft"]), rec["rft"])
     granted = np.where(np.isnan(rec["slot_granted"]), np.inf, rec["slot_granted"])
+    waited = granted - wait_start > _TOL
     for pname, pw in sc.pathways.items():
         if not pw.services:
             continue
+        waited_for = waited & rec.on_pathway(pname)
         for c, cname in enumerate(cohort_names):
-            m = (rec["pathway"] == pname) & (rec["cohort"] == c) & (granted - wait_start > _TOL)
+            m = waited_for & (rec["cohort"] == c)
             if not m.any():
                 continue
             t = wait_start[m]

@@ -78,12 +78,11 @@ class Segment:
 
 def _wait_org(rec: Records, sc: Scenario) -> np.ndarray:
     """Who a delay waiting for a pathway is attributed to: the pathway's rule, else the awaited service's funder."""
-    pathway = rec["pathway"]
     out = np.full(len(rec), "", dtype=object)
     services = {n: (p, s) for p, pw in sc.pathways.items() for n, s in pw.services.items()}
     funder = np.array([services[n][1].funder for n in rec.service_names] + [""], dtype=object)
     for pname, pw in sc.pathways.items():
-        m = pathway == pname
+        m = rec.on_pathway(pname)
         if pname == "P0" or not m.any():
             continue
         if pw.responsible is not None:

@@ -517,7 +517,7 @@ def _occupancy(r: _Run) -> Level:
     """G&A beds: capacity, time-weighted and midnight occupancy (KH03)."""
     k, daily, rec = r.k, r.daily, r.rec
     cap = Level.from_steps(*r.raw.capacity["acute"])
-    occ = Level.from_intervals(rec["bed_start"], rec["acute_end"], r.T)
+    occ = rec.level("bed_start", "acute_end", r.T)
     daily["acute_beds"] = cap.daily_mean(r.D)
     daily["acute_occupied_mean"] = occ.daily_mean(r.D)
     occ_mid = occ.at(r.midnights, left=True)
@@ -637,11 +637,11 @@ def _nctr(r: _Run) -> None:
     k["nctr_per_day"] = float(mid.mean())
     k["nctr_bed_days"] = lev.mean(0.0, r.T) * r.T
     # medically fit but not a DTOC: until ready for transfer (P1-P3), or until leaving (P0 and electives)
-    downstream = (rec["pathway"] != "P0") & ~rec["elective"]
+    downstream = ~rec.on_pathway("P0") & ~rec["elective"]
     k["mffd_bed_days"] = Level.from_intervals(rec["mffd"], np.where(downstream, rec["rft"], rec["acute_end"]),
                                               r.T).mean(0.0, r.T) * r.T
     for p in PATHWAYS:
-        m, _ = r.census(np.where(rec["pathway"] == p, rec["mffd"], np.nan), rec["acute_end"])
+        m, _ = r.census(np.where(rec.on_pathway(p), rec["mffd"], np.nan), rec["acute_end"])
         daily[f"nctr_{p}"] = m
         k[f"nctr_per_day_{p}"] = float(m.mean())
 
@@ -689,12 +689,12 @@ def _pathways(r: _Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     left_in = (acute_end >= 0) & (acute_end < T) & ~placed
     waits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for p in PATHWAYS:
-        m = left_in & (rec["pathway"] == p)
+        mine = rec.on_pathway(p)
+        m = left_in & mine
         daily[f"discharges_{p}"] = np.bincount(day_left[m].astype(int), minlength=D)[:D]
         k[f"discharges_{p}"] = float(m.sum())
         if p == "P0":
             continue
-        mine = rec["pathway"] == p
         s, e = np.where(mine, rec["wait_start"], np.nan), rec["slot_granted"]
         waits[p] = (s, e)
         q = Level.from_intervals(s, e, T)
@@ -745,7 +745,7 @@ def _services(r: _Run) -> None:
     services = {n: v for pw in r.sc.pathways.values() for n, v in pw.services.items()}
     for i, name in enumerate(r.raw.service_names):
         m = svc == i
-        lev = Level.from_intervals(np.where(m, rec["slot_granted"], np.nan), rec["ds_end"], T)
+        lev = rec.level("slot_granted", "ds_end", T, service=i)
         capl = Level.from_steps(*r.raw.capacity[name])
         daily[f"service_{name}_occupied"] = lev.daily_mean(D)
         daily[f"service_{name}_capacity"] = capl.daily_mean(D)
@@ -926,7 +926,7 @@ def analyse(raw: RawRun, sc: Scenario, replication: int, seed: int, scenario_id:
         kpis=r.k,
         daily=frame,
         patients=rec.frame(replication, seed, scenario_id) if keep_patients else None,
-        checks=check_records(rec, raw, sc),
+        checks=check_records(rec, raw, sc, r.segs),
         escalation=escalation_log(raw, sc, replication, seed, scenario_id),
         nodes=node_daily(rec, sc, r.daily, waits, Tag(r.T, r.D, replication, seed, scenario_id)),
         kernel_events=raw.kernel_events,

@@ -38,7 +38,6 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
     T, D, replication, seed, scenario_id = tag
     cohort_loc = np.array([c.locality for c in sc.cohorts.values()] + [None], dtype=object)
     cohort = np.minimum(rec["cohort"], len(cohort_loc) - 1)
-    pathway = rec["pathway"]
     granted = rec["slot_granted"]
     rows = []
     for pname, pw in sc.pathways.items():
@@ -47,9 +46,10 @@ def node_daily(rec: Records, sc: Scenario, daily: dict[str, np.ndarray],
         # nodes partition the pathway: patients by their cohort's locality, places by their service's
         demand_locs = {c.locality for c in sc.cohorts.values() if c.pathway_mix.get(pname, 0.0) > 0}
         localities = sorted({svc.locality for svc in pw.services.values()} | demand_locs, key=lambda x: x or "")
+        on_pathway = rec.on_pathway(pname)
         for locality in localities:
             names = [n for n, svc in pw.services.items() if svc.locality == locality]
-            mine = (pathway == pname) & np.array([x == locality for x in cohort_loc], dtype=bool)[cohort]
+            mine = on_pathway & np.array([x == locality for x in cohort_loc], dtype=bool)[cohort]
             waiting = Level.from_intervals(np.where(mine, rec["mffd"], np.nan), granted, T).daily_mean(D)
             s_wait = waits[pname][0]
             got = mine & (granted >= 0) & (granted < T) & ~np.isnan(s_wait) & (rec["initial_stage"] != Stage.IN_SERVICE)
