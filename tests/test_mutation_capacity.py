@@ -306,3 +306,86 @@ def test_a_freed_visit_package_goes_to_the_pools_own_locality_first() -> None:
     log = run(env, group, [(Pt("x", cohort=0), 0.0, 1.0), (Pt("n", cohort=1), 0.1, 1.0),
                            (Pt("h", cohort=0), 0.2, 1.0)])
     assert_log(log, [(0, "x", "v"), (1, "h", "v"), (2, "n", "v")])
+
+
+# ============================================================================ survivors of the second mutation run
+def test_a_single_pool_still_checks_eligibility_and_defaults_to_index_0() -> None:
+    """A one-pool group takes a fast path only when its pool admits everyone: a pool for cohort 0 alone never
+    grants cohort 1, even with free places.  A pool made without an index is the pathway's first (0), so a
+    patient bound for service 0 may use it.  The group keeps its name (the model logs and reports by it)."""
+    env = simpy.Environment()
+    only0 = Pool("p", 2, accepts=frozenset({0}))
+    group = Group(env, "g", [only0])
+    assert group.name == "g" and only0.index == 0
+    assert group.request(Pt("b", cohort=1)) is not None and only0.busy == 0
+    bound = Pt("a", cohort=0, only=0)
+    assert group.request(bound) is None and bound.pool is only0
+
+
+def test_a_third_queued_patient_is_reached_past_two_ineligible_ones() -> None:
+    """One place for cohort 0 and one for cohort 1, each held until 1.  Queued: a and b (cohort 1), then c
+    (cohort 0).  When the cohort-0 place frees at 1 the dispatch walks past a and b to c (an off-by-one in
+    that walk loops for ever or stops early); the cohort-1 place frees at 2 and goes to a, then b at 3."""
+    env = simpy.Environment()
+    group = Group(env, "g", [Pool("p0", 1, accepts=frozenset({0})), Pool("p1", 1, accepts=frozenset({1}))])
+    log = run(env, group, [(Pt("x0", cohort=0), 0.0, 1.0), (Pt("x1", cohort=1), 0.0, 2.0),
+                           (Pt("a", cohort=1), 0.1, 1.0), (Pt("b", cohort=1), 0.2, 1.0),
+                           (Pt("c", cohort=0), 0.3, 1.0)], until=10.0)
+    assert_log(log, [(0, "x0", "p0"), (0, "x1", "p1"), (1, "c", "p0"), (2, "a", "p1"), (3, "b", "p1")])
+
+
+def test_a_weighted_dispatch_walks_past_two_packages_it_may_not_serve() -> None:
+    """Hours pool ``h`` of 10 for cohort 0 only, full (x, 10 h, until 1); a and b (cohort 1, for which only the
+    one-place pool ``q`` exists, held by y until 5) queue, then c (cohort 0, 4 h).  When x leaves, the hours
+    pool skips a and b (not eligible) and grants c at 1."""
+    env = simpy.Environment()
+    h = HoursPool("h", 10.0)
+    h.accepts = frozenset({0})
+    group = Group(env, "g", [h, Pool("q", 1, accepts=frozenset({1}), index=1)])
+    log = run(env, group, [(Pt("x", cohort=0, care_hours=10.0), 0.0, 1.0), (Pt("y", cohort=1), 0.0, 5.0),
+                           (Pt("a", cohort=1, care_hours=1.0), 0.1, 1.0), (Pt("b", cohort=1, care_hours=1.0), 0.2, 1.0),
+                           (Pt("c", cohort=0, care_hours=4.0), 0.3, 1.0)], until=10.0)
+    assert_log(log, [(0, "x", "h"), (0, "y", "q"), (1, "c", "h"), (5, "a", "q"), (6, "b", "q")])
+
+
+def test_a_lower_rank_goes_ahead_of_three_higher_ranks() -> None:
+    """Queued a, b, c (rank 1), then d (rank 0): d joins at the head, ahead of all three."""
+    env = simpy.Environment()
+    group = Group(env, "g", [Pool("p", 1)])
+    assert group.request(Pt("x")) is None
+    for name, prio in (("a", 1), ("b", 1), ("c", 1), ("d", 0)):
+        assert group.request(Pt(name, prio=prio)) is not None
+    assert [p.name for p, _ in group.queue] == ["d", "a", "b", "c"]
+
+
+def test_the_newcomer_rule_respects_localities_and_plain_pools() -> None:
+    """An hours pool serves its own locality (cohort 0) first.  Pool of 10, x (local, 8 h) holds it.
+    - q1 (cohort 1, a neighbour, 6 h) waits.  A local newcomer n0 (2 h) is served before q1 by the dispatch,
+      so it is granted at once (8 h); a neighbour's newcomer n1 (2 h, which would fit: 10) is held behind q1.
+    - In a second group, a local q0 (6 h) waits: a local newcomer (2 h) is held behind it.
+    - A plain pool in a group with an hours pool never holds a newcomer back: r (cohort 2) takes the free
+      plain place ``p`` although a package waits for the hours pool."""
+    env = simpy.Environment()
+    h = HoursPool("h", 10.0)
+    h.home = frozenset({0})
+    group = Group(env, "g", [h])
+    assert group.request(Pt("x", cohort=0, care_hours=6.0)) is None
+    assert group.request(Pt("q1", cohort=1, care_hours=6.0)) is not None
+    n0 = Pt("n0", cohort=0, care_hours=2.0)
+    assert group.request(n0) is None and n0.pool is h                    # local: ahead of the neighbour
+    assert group.request(Pt("n1", cohort=1, care_hours=2.0)) is not None  # neighbour: behind q1
+
+    h2 = HoursPool("h2", 10.0)
+    h2.home = frozenset({0})
+    g2 = Group(env, "g2", [h2])
+    assert g2.request(Pt("x", cohort=0, care_hours=6.0)) is None
+    assert g2.request(Pt("q0", cohort=0, care_hours=6.0)) is not None
+    assert g2.request(Pt("m0", cohort=0, care_hours=2.0)) is not None    # local behind a local
+
+    h3 = HoursPool("h3", 10.0)
+    plain = Pool("p", 1, accepts=frozenset({2}), index=1)
+    g3 = Group(env, "g3", [h3, plain])
+    assert g3.request(Pt("x", cohort=0, care_hours=9.0)) is None
+    assert g3.request(Pt("w", cohort=0, care_hours=5.0)) is not None
+    r = Pt("r", cohort=2, care_hours=5.0)
+    assert g3.request(r) is None and r.pool is plain
