@@ -49,3 +49,25 @@ def test_ed_waits_still_boarding_at_the_end_are_censored_at_the_window_end(
     assert kpis["ed_4h_breach_pct"] == pytest.approx(100.0 * np.mean(waits_h > 4.0), rel=1e-9)
     assert kpis["ed_12h_breaches"] == float(np.sum(waits_h > 12.0))
     assert kpis["admissions_per_day"] == pytest.approx(len(in_window) / T_DAYS)
+
+
+def test_wait_reasons_are_labels_and_empty_strings(scenario_builder: Callable[..., dict[str, Any]]) -> None:
+    """``patients.parquet`` gives each stay's SitRep reason for its wait on the way out: the pathway's reason
+    (P1 home care, P2 and P3 further non-acute NHS care) for a P1-P3 stay and an empty string, never a missing
+    value, for a P0 stay, so a user's filter on ``wait_reason == ""`` means what it says."""
+    fixed = {"dist": "fixed", "value": 2.0}
+    data = scenario_builder(rate=6.0, beds=50, duration_days=20, warmup_days=0,
+                            pathway_mix={"P0": 0.4, "P1": 0.3, "P2": 0.3},
+                            pathways={"P0": {}, "P1": {"services": {"reablement": {"capacity": 2, "los": fixed}}},
+                                      "P2": {"services": {"community_beds": {"capacity": 2, "los": fixed}}}})
+    p = simulate(validate_dict(data), replications=1, seed=5, workers=1).patients()
+    first = p[p["readmission_of"] < 0]
+    expected = {"P0": "", "P1": "home_care", "P2": "non_acute_nhs", "P3": "non_acute_nhs"}
+    seen = set()
+    for pathway, reason in expected.items():
+        rows = first[first["pathway"] == pathway]
+        if len(rows):
+            seen.add(pathway)
+            assert (rows["wait_reason"] == reason).all(), (pathway, rows["wait_reason"].unique())
+    assert seen == {"P0", "P1", "P2"}, seen
+    assert p["wait_reason"].notna().all()

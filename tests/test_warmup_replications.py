@@ -624,3 +624,21 @@ def test_choose_warmup_finds_the_known_warmup_of_an_infinite_server_system(
         assert choice.days >= 15, (seed, choice.days)
         days.append(choice.days)
     assert L <= np.median(days) <= L + 50, days
+
+
+def test_still_needed_by_hand() -> None:
+    """The exact bound, worked out by hand with n0 = 3 and k_limit = 5 (the tests above check only that it never
+    over-asks, which an under-asking rule also passes, at the cost of extra batches).
+
+    - Four nearly equal values: the first candidate, 3, already meets 5% and needs its 5 confirmations, so the
+      run needs 3 + 5 = 8 in all: 4 more.
+    - Four scattered values against a 1% target: no candidate yet, the earliest possible is the 5th, which needs
+      5 confirmations: 5 + 5 - 4 = 6 more.
+    - Two values: n0 - n + k_limit = 3 - 2 + 5 = 6 more."""
+    tight = [100.0, 100.01, 99.99, 100.0]
+    assert relative_half_width(tight[:3]) < 0.05
+    assert still_needed(tight, 0.05) == 4
+    scattered = [50.0, 150.0, 60.0, 140.0]
+    assert relative_half_width(scattered[:3]) > 0.01 and relative_half_width(scattered) > 0.01
+    assert still_needed(scattered, 0.01) == 6
+    assert still_needed(scattered[:2], 0.01) == 6
