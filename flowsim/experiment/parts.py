@@ -118,6 +118,14 @@ class PartStore:
         times = {c: t for c, t in self._times.get(table, {}).items() if c in frame.columns and str(frame[c].dtype) != t}
         return frame.astype(times) if times else frame
 
+    def columns(self, table: str, replications: Sequence[int]) -> list[str]:
+        """The column names of the first of these replications that stored the table ([] when none did)."""
+        for r in replications:
+            path = self.path(table, r)
+            if path.is_file():
+                return list(pq.read_schema(path).names)
+        return []
+
     def frames(self, table: str, replications: Sequence[int],
                columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Each stored replication's table, in the order given."""

@@ -191,6 +191,10 @@ class RunResult:
         """Rows = replication x day (read from the stored parts; ``columns`` reads only those)."""
         return self.store.concat("daily", self._order, columns)
 
+    def daily_columns(self) -> list[str]:
+        """The daily table's column names, read from the first stored part's schema (no data is read)."""
+        return self.store.columns("daily", self._order)
+
     def daily_frames(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """The daily table one replication at a time, in replication order (constant memory)."""
         return self.store.frames("daily", self._order, columns)

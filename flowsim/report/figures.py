@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar, overload
 
 import matplotlib as mpl
 import matplotlib.dates as mdates
@@ -136,7 +136,55 @@ TARGET_OCCUPANCY = 0.92
 _QUANTILES: dict[str, float] = {"p5": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95}
 
 
-def _percentiles(daily: pd.DataFrame, column: str) -> pd.DataFrame:
+class DailyColumns:
+    """A run's daily table read one column at a time from its stored parts, for the figures of a long run.
+
+    Why: every band is a per-date summary over replications, so the figures need each plotted series of every
+    replication, but never all series at once.  Read whole, the baseline's daily table weighs about 0.3 MB per
+    replication in memory, and its copies while it is read and plotted about twice that: 1,000 replications
+    raised the parent's peak from 0.4 to 1.05 GB.  Read a column at a time, the figures hold one series
+    (8 bytes x replications x days) beside the dates and replication numbers, which are read once.
+    Supports what the figures ask of a table: ``columns``, ``empty``, ``t[name]`` (a Series) and ``t[[names]]``
+    (a DataFrame); the result is the same as on the whole table, value for value.
+    """
+
+    _KEEP = ("date", "replication")
+
+    def __init__(self, read: Callable[[Sequence[str]], pd.DataFrame], columns: Sequence[str]):
+        self._read = read
+        self.columns = pd.Index(list(columns))
+        self._kept: dict[str, pd.Series] = {}
+
+    @property
+    def empty(self) -> bool:
+        """True when the run stored no daily rows."""
+        return len(self.columns) == 0 or (("date" in self.columns) and len(self["date"]) == 0)
+
+    @overload
+    def __getitem__(self, key: str) -> pd.Series: ...
+
+    @overload
+    def __getitem__(self, key: list[str]) -> pd.DataFrame: ...
+
+    def __getitem__(self, key: str | list[str]) -> pd.Series | pd.DataFrame:
+        if isinstance(key, str):
+            if key in self._KEEP:
+                if key not in self._kept:
+                    self._kept[key] = self._read([key])[key]
+                return self._kept[key]
+            return self._read([key])[key]
+        return self._read(list(key))
+
+
+#: What the figures read a daily table from: a whole frame, or a long run's parts a column at a time.
+DailyTable: TypeAlias = pd.DataFrame | DailyColumns
+
+#: Above this many replication x day rows, ``draw_run`` reads the daily table a column at a time (about 137
+#: replications of a year): below it, reading the parts once is faster and the table small.
+LAZY_DAILY_ROWS = 50_000
+
+
+def _percentiles(daily: DailyTable, column: str) -> pd.DataFrame:
     """Summarise ``column`` across replications for each date.
 
     Returns a frame indexed by date with columns ``p5, p25, p50, p75, p95, mean``.
@@ -156,7 +204,7 @@ def _percentiles(daily: pd.DataFrame, column: str) -> pd.DataFrame:
     return out
 
 
-def _replication_count(daily: pd.DataFrame) -> int:
+def _replication_count(daily: DailyTable) -> int:
     """How many replications the bands summarise (stated on every figure)."""
     if "replication" in daily.columns:
         return int(daily["replication"].nunique())
@@ -180,12 +228,13 @@ def _mean_suffix(n_reps: int) -> str:
     return " (mean)" if n_reps > 1 else ""
 
 
-def _holidays(daily: pd.DataFrame) -> list[pd.Timestamp]:
+def _holidays(daily: DailyTable) -> list[pd.Timestamp]:
     """Bank holidays of the run (the daily table has a ``bank_holiday`` flag only when the scenario asks for a
     calendar), so the figures can shade the days the system runs at weekend strength."""
     if "bank_holiday" not in daily.columns or "date" not in daily.columns:
         return []
-    days = daily.loc[daily["bank_holiday"] > 0, "date"]
+    flags = daily[["bank_holiday", "date"]]
+    days = flags.loc[flags["bank_holiday"] > 0, "date"]
     return sorted(pd.to_datetime(days).drop_duplicates())
 
 
@@ -299,7 +348,7 @@ def _band(ax: Axes, stats: pd.DataFrame, color: str, label_90: str | None, label
         ax.fill_between(stats.index, stats["p25"], stats["p75"], color=color, alpha=0.35, linewidth=0, label=label_50)
 
 
-def _occupancy_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+def _occupancy_figure(daily: DailyTable, title: str, n_reps: int) -> Figure:
     """Fan chart of midnight acute occupancy against beds and the 92% line.
 
     The fan (median, 25-75% and 5-95%) shows whether pressure is routine or
@@ -365,7 +414,7 @@ def _nanmin(values: np.ndarray) -> float:
     return float(finite.min()) if finite.size else 0.0
 
 
-def _delays_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+def _delays_figure(daily: DailyTable, title: str, n_reps: int) -> Figure:
     """Stacked mean delayed patients by reason, with the spread of the total.
 
     Stacking by reason shows *where* the blockage is (which service to buy);
@@ -438,7 +487,7 @@ class Services:
         return cls({p: [(n, display_name(n)) for n in names] for p, names in by_pathway.items()})
 
 
-def _queue_panel(ax: Axes, daily: pd.DataFrame, pathway: str, n_reps: int) -> None:
+def _queue_panel(ax: Axes, daily: DailyTable, pathway: str, n_reps: int) -> None:
     """Left panel: patients waiting in hospital for ``pathway``."""
     stats = _percentiles(daily, f"queue_{pathway}")
     if n_reps > 1:
@@ -450,14 +499,14 @@ def _queue_panel(ax: Axes, daily: pd.DataFrame, pathway: str, n_reps: int) -> No
     ax.set_ylim(0, max(_nanmax(stats["p95"].to_numpy()) * 1.12, 1.0))
 
 
-def _places_panel(ax: Axes, daily: pd.DataFrame, pathway: str, services: Sequence[tuple[str, str]],
+def _places_panel(ax: Axes, daily: DailyTable, pathway: str, services: Sequence[tuple[str, str]],
                   n_reps: int) -> None:
     """Right panel: a pathway's places (or visits a day) in use against its capacity, services summed."""
     names = [(s, lab) for s, lab in services if f"service_{s}_occupied" in daily.columns]
     # visit-based P1 capacity is in visits a day: compare it with visits in use, not packages
     use = [f"service_{s}_visits" if f"service_{s}_visits" in daily.columns else f"service_{s}_occupied"
            for s, _ in names]
-    total = daily[["replication", "date"]].copy()
+    total = pd.DataFrame({"replication": daily["replication"], "date": daily["date"]})
     total["occupied"] = daily[use].sum(axis=1)
     total["capacity"] = daily[[f"service_{s}_capacity" for s, _ in names]].sum(axis=1)
     stats = _percentiles(total, "occupied")
@@ -490,7 +539,7 @@ def _shared_legend(panel: SubFigure, axes: Sequence[Axes]) -> None:
                      ncol=min(len(handles), 5), frameon=False, fontsize=9)
 
 
-def _queues_figure(daily: pd.DataFrame, title: str, n_reps: int, services: Services) -> Figure:
+def _queues_figure(daily: DailyTable, title: str, n_reps: int, services: Services) -> Figure:
     """One row per downstream pathway: who waits for it (left), how full its services are (right).
 
     Side by side, a long queue next to services running at their capacity line
@@ -531,7 +580,7 @@ OPEL_COLOURS: tuple[tuple[int, str, str], ...] = (
 )
 
 
-def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+def _timeline_figure(daily: DailyTable, title: str, n_reps: int) -> Figure:
     """Occupancy, delayed patients and OPEL level on one time axis.
 
     The command-centre question is "what happened when": reading the three
@@ -567,7 +616,8 @@ def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     ax.legend(loc="upper left", fontsize=8.5, frameon=False)
 
     ax = axes[2]
-    level = daily.pivot_table(index="date", columns="replication", values="opel_level", aggfunc="max")
+    level = daily[["date", "replication", "opel_level"]].pivot_table(index="date", columns="replication",
+                                                                      values="opel_level", aggfunc="max")
     level.index = pd.to_datetime(level.index)
     shares = [(lv, lab, col, (level == lv).mean(axis=1).to_numpy()) for lv, lab, col in OPEL_COLOURS]
     ax.stackplot(level.index, *[sh for *_, sh in shares], labels=[lab for _, lab, _, _ in shares],
@@ -588,7 +638,7 @@ def _timeline_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
 
 
 @plain_text
-def _nctr_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+def _nctr_figure(daily: DailyTable, title: str, n_reps: int) -> Figure:
     """Patients not meeting the criteria to reside (today's measure) by pathway, beside the 2016/17 DTOC count.
 
     The two clocks side by side: everyone medically fit and still in an acute bed (stacked by
@@ -616,7 +666,7 @@ def _nctr_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
 
 
 @plain_text
-def _drd_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
+def _drd_figure(daily: DailyTable, title: str, n_reps: int) -> Figure:
     """Discharge Ready Date delays by band: share of discharges (left) and delay days (right).
 
     Totals over the whole window per replication, then the mean and its 95% confidence interval
@@ -624,7 +674,9 @@ def _drd_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
     """
     from flowsim.experiment.stats import mean_ci
 
-    reps = daily.groupby("replication") if "replication" in daily.columns else [(0, daily)]
+    drd = [f"drd_{kind}_{k}" for kind in ("discharges", "delay_days") for k, _ in DRD_BANDS]
+    reps = (daily[["replication", *drd]].groupby("replication") if "replication" in daily.columns
+            else [(0, daily[drd])])
     counts = np.array([[float(g[f"drd_discharges_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
     days = np.array([[float(g[f"drd_delay_days_{k}"].sum()) for k, _ in DRD_BANDS] for _, g in reps])
     pct = 100.0 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
@@ -647,7 +699,7 @@ def _drd_figure(daily: pd.DataFrame, title: str, n_reps: int) -> Figure:
 
 
 @plain_text
-def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, labels: list[str]) -> Figure:
+def _escalation_actions_figure(daily: DailyTable, title: str, n_reps: int, labels: list[str]) -> Figure:
     """When each escalation action was in force, and the escalation beds open.
 
     A command centre reads this for flapping: an action that is on for a few hours at a time,
@@ -689,7 +741,7 @@ def _escalation_actions_figure(daily: pd.DataFrame, title: str, n_reps: int, lab
 
 
 @plain_text
-def dtoc_target_figure(daily: pd.DataFrame, title: str, target: float | None, target_label: str) -> Figure:
+def dtoc_target_figure(daily: DailyTable, title: str, target: float | None, target_label: str) -> Figure:
     """Fan chart of delayed patients at midnight across replications, with the BCF target line."""
     stats = _percentiles(daily, "delayed_midnight")
     n = _replication_count(daily)
@@ -715,7 +767,7 @@ def dtoc_target_figure(daily: pd.DataFrame, title: str, target: float | None, ta
 
 
 @plain_text
-def run_figures(daily: pd.DataFrame, title: str, services: Services, mode: str = "full", *,
+def run_figures(daily: DailyTable, title: str, services: Services, mode: str = "full", *,
                 action_labels: Sequence[str] = ()) -> dict[str, Figure]:
     """The board-paper figures of one scenario's results, by file name.
 
@@ -751,7 +803,7 @@ def run_figures(daily: pd.DataFrame, title: str, services: Services, mode: str =
     return {name: build() for name, build in builders}
 
 
-def make_figures(daily: pd.DataFrame, outdir: Path, title: str, services: Services | Mapping[str, Sequence[str]],
+def make_figures(daily: DailyTable, outdir: Path, title: str, services: Services | Mapping[str, Sequence[str]],
                  mode: str = "full", *, action_labels: Sequence[str] = ()) -> list[Path]:
     """Write :func:`run_figures` as PNGs into ``outdir`` (atomically: a half-finished run never leaves a
     truncated PNG for someone to paste into a paper) and return their paths."""
@@ -772,5 +824,8 @@ def draw_run(result: RunResult, outdir: Path) -> list[Path]:
     data = scenario_to_dict(result.scenario)
     esc = result.scenario.escalation
     labels = [a.label or a.kind for a in esc.actions] if esc is not None else []
-    return make_figures(result.daily(), outdir, scenario_title(data), Services.of(data), result.scenario.mode,
+    columns = result.daily_columns()
+    rows = len(result.replications) * result.scenario.simulation.duration_days
+    daily: DailyTable = DailyColumns(result.daily, columns) if rows > LAZY_DAILY_ROWS else result.daily()
+    return make_figures(daily, outdir, scenario_title(data), Services.of(data), result.scenario.mode,
                         action_labels=labels)
