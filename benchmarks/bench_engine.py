@@ -32,6 +32,7 @@ import argparse
 import logging
 import os
 import platform
+import random
 import resource
 import statistics
 import sys
@@ -47,6 +48,7 @@ from heapq_reference import replication as heapq_replication
 from flowsim import load_scenario
 from flowsim.experiment.executors import DaskExecutor, Executor, ProcessExecutor, SerialExecutor
 from flowsim.experiment.runner import RunResult, simulate
+from flowsim.model.kernel import Kernel
 from flowsim.scenario.schema import Scenario
 
 HERE = Path(__file__).resolve().parent
@@ -57,7 +59,8 @@ BASELINE = ROOT / "scenarios" / "rotherham_2016.yaml"
 #: The label that starts each line the benchmark prints (a smoke test checks that each one appears).
 LINES: tuple[str, ...] = (
     "machine", "load average", "pinned to core", "heapq reference", "flowsim simulate()", "ratio to heapq",
-    "kernel events per model event (reference)", "rotherham per simulated year", "rotherham in heapq replications",
+    "kernel events per model event (reference)", "kernel alone (reference)",
+    "rotherham per simulated year", "rotherham in heapq replications",
     "kernel events per model event (rotherham)", "serial", "process pool", "dask localcluster", "dask start-up",
     "kpi tables", "peak rss",
 )
@@ -141,7 +144,39 @@ def reference_ratio(cfg: Settings) -> float:
     mev = heapq_model_events(last)
     line("kernel events per model event (reference)", f"{kev / mev:.2f} ({kev:,} kernel events / {mev:,} "
                                                       "arrivals, fit declarations and places freed)")
+    kernel_floor(cfg, kev)
     return h_med
+
+
+def bare_kernel(events: int, seed: int, chains: int = 2_000) -> None:
+    """``events`` timeouts on flowsim's ``Kernel``, each with one callback that draws a delay and schedules the
+    next of its chain, and nothing else: the engine's own cost for a replication's kernel events, with no
+    patient, stamp, record or KPI (``chains`` run at once, as ~2,000 patients are in the system)."""
+    env = Kernel()
+    draw = random.Random(seed).random
+    left = [events - chains]
+
+    def step(_event: object) -> None:
+        left[0] -= 1
+        if left[0] >= 0:
+            env.timeout(draw()).callbacks.append(step)
+
+    for _ in range(chains):
+        env.timeout(draw()).callbacks.append(step)
+    env.run(until=float("inf"))
+
+
+def kernel_floor(cfg: Settings, events: int) -> None:
+    """The kernel alone against the heapq loop, interleaved: how much of the 2x target the engine leaves for the
+    model, its records and its KPIs."""
+    hq: list[float] = []
+    kn: list[float] = []
+    for r in range(cfg.rounds):
+        hq.append(timed(lambda r=r: heapq_replication(cfg.seed + r))[0])
+        kn.append(timed(lambda r=r: bare_kernel(events, cfg.seed + r))[0])
+    ratio = statistics.median(k / h for k, h in zip(kn, hq, strict=True))
+    line("kernel alone (reference)", f"{ratio:.2f}x the heapq replication ({events:,} timeouts with one trivial "
+                                     f"callback each; median of {cfg.rounds}): what the engine costs before any model")
 
 
 def rotherham_year(cfg: Settings, heapq_seconds: float) -> None:
