@@ -73,6 +73,19 @@ def base_scenario_dict(
     return copy.deepcopy(data)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_residual_tables() -> None:
+    """Start every test with the residual-stay grid cache empty (``flowsim.model.residual``).
+
+    Why: the cache is keyed by the distribution, so a test that needs a grid gets the one an earlier test built,
+    and a planted bug in building grids went unseen: a mutation run forks each mutant's tests from a process that
+    has already run the clean suite, and 68 of the first 88 mutants of the grid code survived on cached tables.
+    Building a grid takes well under a millisecond."""
+    from flowsim.model.residual import _cached_table
+
+    _cached_table.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def scenario_builder() -> Callable[..., dict[str, Any]]:
     """``scenario_builder(**kw)`` -> a fresh valid scenario dict (see ``base_scenario_dict``).
