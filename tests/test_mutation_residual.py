@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from flowsim.model.residual import conditional_residual, equilibrium_residual
-from flowsim.scenario.distributions import Exponential, Fixed, Uniform
+from flowsim.scenario.distributions import Empirical, Exponential, Fixed, Uniform
 
 U = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
 EXP2 = Exponential(dist="exponential", mean=2.0)
@@ -83,3 +83,24 @@ def test_equilibrium_residual_reaches_the_top_of_its_grid_exactly() -> None:
     assert equilibrium_residual(Fixed(dist="fixed", value=10.0), np.array([1.0]))[0] == 10.0
     # the uniform grid's top is F^-1(1 - 1e-7) = 20 (1 - 1e-7)
     assert equilibrium_residual(UNI, np.array([1.0]))[0] == pytest.approx(20.0 * (1.0 - 1e-7), rel=1e-12)
+
+
+def test_equilibrium_residual_of_an_empirical_stay_by_hand() -> None:
+    """An empirical distribution holds lists, so it cannot key the grid cache and builds its grid each time.
+    Stays of 2 or 6 days, equally likely (mean 4): the residual's cdf is r/4 below 2 (reaching 1/2) and
+    1/2 + (r - 2)/8 from 2 to 6, so its quantile is 4u below u = 1/2 and 2 + 8(u - 1/2) above."""
+    two_or_six = Empirical(dist="empirical", values=[2.0, 6.0])
+    with pytest.raises(TypeError):
+        hash(two_or_six)
+    expected = np.where(U < 0.5, 4.0 * U, 2.0 + 8.0 * (U - 0.5))
+    assert equilibrium_residual(two_or_six, U) == pytest.approx(expected, abs=0.01)
+
+
+def test_cached_residual_tables_are_read_only() -> None:
+    """Equal distributions share one cached table, so nobody may change it in place."""
+    from flowsim.model.residual import _equilibrium_table
+
+    table = _equilibrium_table(EXP2)
+    assert table is not None and _equilibrium_table(Exponential(dist="exponential", mean=2.0)) is table
+    cdf, x = table
+    assert not cdf.flags.writeable and not x.flags.writeable

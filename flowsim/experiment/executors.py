@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from flowsim import __version__
 from flowsim.errors import FlowsimError
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
 def _same_code(expected: str, fn: Callable[[Any], Any], task: Any) -> Any:
     """Run a task on a Dask worker only if the worker runs the sources the caller runs (``SOURCES``)."""
     if expected != SOURCES:
-        return _Failure(f"this Dask worker runs different flowsim code (flowsim {__version__}, sources {SOURCES}) "
+        return _Failure(f"this Dask worker runs different flowsim code (sources {SOURCES}) "
                         f"from the process that sent the task (sources {expected}), so its results would not be "
                         "those of this flowsim under the same seed; install the same flowsim on every worker (or, "
                         "if the sources were edited after this run started, start it again)", "")
