@@ -173,8 +173,8 @@ def test_a_dask_worker_running_other_code_is_refused(monkeypatch: pytest.MonkeyP
     sources than the workers run: every task is refused, naming both hashes; the real ones run."""
     ex = request.getfixturevalue("dask_executor")
     assert dict(ex.run(_slower_first, [5])) == {0: 50}
-    real = executors_mod.SOURCES
-    monkeypatch.setattr(executors_mod, "SOURCES", "0123456789abcdef")
+    real = executors_mod.sources()
+    monkeypatch.setattr(ex, "_sources", "0123456789abcdef")
     with pytest.raises(TaskError, match=rf"different flowsim code .*sources {real}\) .*\(sources 0123456789abcdef\)"):
         list(ex.run(_slower_first, [5], label=lambda t: f"task {t}"))
     assert ex.describe()["sources"] == "0123456789abcdef"

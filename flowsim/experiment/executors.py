@@ -13,6 +13,7 @@ never swallowed and never turns into a silent gap in the results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -69,8 +70,11 @@ def source_fingerprint(root: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
-#: The sources this process runs, hashed when it imported this module (about 20 ms, once per process).
-SOURCES = source_fingerprint()
+@functools.cache
+def sources() -> str:
+    """The sources this process runs, hashed once (about 20 ms) when first asked: in the caller when its Dask
+    executor starts, in a worker at its first task; never for a run that does not use Dask."""
+    return source_fingerprint()
 
 
 def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
@@ -82,9 +86,9 @@ def _guarded(fn: Callable[[Any], Any], task: Any) -> Any:
 
 
 def _same_code(expected: str, fn: Callable[[Any], Any], task: Any) -> Any:
-    """Run a task on a Dask worker only if the worker runs the sources the caller runs (``SOURCES``)."""
-    if expected != SOURCES:
-        return _Failure(f"this Dask worker runs different flowsim code (sources {SOURCES}) "
+    """Run a task on a Dask worker only if the worker runs the sources the caller runs (``sources()``)."""
+    if expected != sources():
+        return _Failure(f"this Dask worker runs different flowsim code (sources {sources()}) "
                         f"from the process that sent the task (sources {expected}), so its results would not be "
                         "those of this flowsim under the same seed; install the same flowsim on every worker (or, "
                         "if the sources were edited after this run started, start it again)", "")
@@ -339,6 +343,7 @@ class DaskExecutor:
                 self.dashboard = self._client.dashboard_link
         except (OSError, TimeoutError) as exc:
             raise FlowsimError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        self._sources = sources()  # what every task checks its worker against
         n = len(self._client.scheduler_info().get("workers", {}))
         self.workers = max(1, n)
         log.info("Dask executor: %s with %d workers", address or "LocalCluster", self.workers)
@@ -347,14 +352,14 @@ class DaskExecutor:
         """The Dask scheduler used (or a LocalCluster), where its address came from, the dashboard setting and the
         hash of the sources every task checked its worker against."""
         return {"executor": self.name, "workers": self.workers, "scheduler": self.address or "LocalCluster",
-                "scheduler_from": self.source, "dashboard": self.dashboard, "sources": SOURCES}
+                "scheduler_from": self.source, "dashboard": self.dashboard, "sources": self._sources}
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             label: Callable[[Any], str] = repr) -> Iterator[tuple[int, Any]]:
         """Submit the tasks to the Dask cluster; results come back as they finish."""
         from distributed import as_completed
 
-        futures = [self._client.submit(_same_code, SOURCES, fn, t, pure=False) for t in tasks]
+        futures = [self._client.submit(_same_code, self._sources, fn, t, pure=False) for t in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for fut in as_completed(futures):

@@ -824,8 +824,8 @@ def draw_run(result: RunResult, outdir: Path) -> list[Path]:
     data = scenario_to_dict(result.scenario)
     esc = result.scenario.escalation
     labels = [a.label or a.kind for a in esc.actions] if esc is not None else []
-    columns = result.daily_columns()
     rows = len(result.replications) * result.scenario.simulation.duration_days
-    daily: DailyTable = DailyColumns(result.daily, columns) if rows > LAZY_DAILY_ROWS else result.daily()
+    daily: DailyTable = (DailyColumns(result.daily, result.daily_columns()) if rows > LAZY_DAILY_ROWS
+                         else result.daily())
     return make_figures(daily, outdir, scenario_title(data), Services.of(data), result.scenario.mode,
                         action_labels=labels)
