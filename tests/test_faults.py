@@ -125,7 +125,9 @@ def test_ctrl_c_while_workers_run_is_one_line_and_stops_them(spawn: Callable[...
                                                              tmp_path: Path) -> None:
     """Ctrl-C reaches the pool workers too (same process group): they printed their own tracebacks."""
     err, out = tmp_path / "stderr", tmp_path / "run"
-    proc = spawn("run", ROTHERHAM, "-n", "6", "--workers", "2", "--out", out, *BUSY, stderr=err)
+    # 20 replications: several seconds of work per worker even after issue 16's faster engine, so the run is still
+    # busy when the test strikes on a loaded machine (with 6, a fresh clone once finished first)
+    proc = spawn("run", ROTHERHAM, "-n", "20", "--workers", "2", "--out", out, *BUSY, stderr=err)
     workers = wait_for(lambda: len(children(proc.pid)) >= 2 and children(proc.pid), 240, "two pool workers")
     time.sleep(0.5)
     _interrupted(proc, err)
